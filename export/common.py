@@ -1,0 +1,48 @@
+"""torch -> ONNX with a parity check, and the model JSON that carries preprocessing to serving."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sbir_core.config import MODELS_DIR
+
+
+def export_onnx(module: torch.nn.Module, path: Path, size: int, atol: float = 1e-3,
+                output_names: tuple[str, ...] = ("output",)) -> float:
+    """Export in eval mode with a dynamic batch axis; return the max |ONNX - torch| on a random batch
+    (and raise if it exceeds `atol`)."""
+    import onnxruntime as ort
+    module = module.eval()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    x = torch.randn(2, 3, size, size)
+    torch.onnx.export(module, (x,), str(path), input_names=["input"], output_names=list(output_names),
+                      dynamic_axes={"input": {0: "batch"}, **{n: {0: "batch"} for n in output_names}},
+                      opset_version=17, dynamo=False)
+    err = parity(module, path, torch.randn(3, 3, size, size))
+    if err > atol:
+        raise RuntimeError(f"{path.name}: ONNX differs from torch by {err:.2e} (> {atol})")
+    return err
+
+
+def parity(module: torch.nn.Module, path: Path, x: torch.Tensor) -> float:
+    """Max absolute difference between torch (eval) and ONNX Runtime on the same input."""
+    import onnxruntime as ort
+    with torch.no_grad():
+        ref = module.eval()(x)
+    ref = ref if isinstance(ref, (tuple, list)) else (ref,)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    out = sess.run(None, {"input": x.numpy()})
+    return float(max(np.abs(o - r.numpy()).max() for o, r in zip(out, ref)))
+
+
+def write_meta(name: str, meta: dict[str, Any], models_dir: Path = MODELS_DIR) -> Path:
+    """`models/<name>.json`, merged over what is there (so metrics written by evaluation survive)."""
+    path = models_dir / f"{name}.json"
+    old = json.loads(path.read_text()) if path.is_file() else {}
+    old.update(meta)
+    path.write_text(json.dumps(old, indent=1) + "\n")
+    return path

