@@ -23,7 +23,12 @@ SKETCHY_CLASSES: tuple[str, ...] = (
 EXTRA_CLASSES: tuple[str, ...] = (
     "bed book boomerang bowtie broom clock cloud cookie crown diamond donut dragon eye flip_flops "
     "hand headphones house house_plant key keyboard moon octopus panda pants rainbow skull "
-    "smiley_face snowman the_eiffel_tower the_mona_lisa tractor train"
+    "smiley_face snowman the_eiffel_tower the_mona_lisa tractor train "
+    # Quick, Draw! classes (simplified strokes here) that the bundled demo gallery's photos need;
+    # appended last so that no earlier class index moves.
+    "grapes carrot broccoli onion potato light_bulb toilet stethoscope syringe binoculars camera "
+    "drums cello basketball soccer_ball bus firetruck whale pliers paintbrush football wheel shovel "
+    "bandage"
 ).split()
 
 VOCABULARY: tuple[str, ...] = SKETCHY_CLASSES + EXTRA_CLASSES
