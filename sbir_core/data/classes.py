@@ -27,7 +27,7 @@ EXTRA_CLASSES: tuple[str, ...] = (
     # Quick, Draw! classes (simplified strokes here) that the bundled demo gallery's photos need;
     # appended last so that no earlier class index moves.
     "grapes carrot broccoli onion potato light_bulb toilet stethoscope syringe binoculars camera "
-    "drums cello basketball soccer_ball bus firetruck whale pliers paintbrush football wheel shovel "
+    "drums cello basketball soccer_ball bus firetruck whale pliers paintbrush wheel shovel "
     "bandage"
 ).split()
 
