@@ -1,0 +1,160 @@
+"""`python -m sbir_core.bench [--quick] [--out-dir .]`: the whole comparison in one run.
+
+Writes `BENCHMARKS.md` (a table per section, each with a line saying how it was measured, and the
+environment) and `bench.json` (every number). `--quick` is a smoke run on a few classes and small
+scaling sizes; it writes to `runs/bench-quick/` unless `--out-dir` says otherwise.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..config import REPO_ROOT
+
+SECTIONS = ("quality", "speed", "scaling")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """How much of everything to run. `FULL` is the committed benchmark; `QUICK` a smoke run."""
+    quick: bool = False
+    max_classes: int | None = None          # quality sets: only the first N classes (None: all)
+    max_queries: int | None = None          # quality sets: at most N queries each
+    quickdraw_per_class: int | None = 10    # held-out Quick, Draw! drawings per class
+    quality_workers: int = 2                # backends scored at once (one ORT thread each)
+    latency_queries: int = 100
+    warmup: int = 5
+    eager_runs: int = 20
+    cold_runs: int = 3
+    index_photos: int = 64
+    scaling_sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000)
+    uniform_hnsw_sizes: tuple[int, ...] = (10_000,)
+    exact_queries: int = 50
+    ann_queries: int = 200
+    hnsw_m: int = 16
+    hnsw_ef_construction: int = 40
+    ef_search: tuple[int, ...] = (16, 32, 64, 128, 256, 512)
+    build_threads: int = 2
+
+
+FULL = BenchConfig()
+QUICK = BenchConfig(quick=True, max_classes=3, max_queries=12, quickdraw_per_class=3, latency_queries=10,
+                    warmup=2, eager_runs=3, cold_runs=1, index_photos=8, scaling_sizes=(2_000, 10_000),
+                    uniform_hnsw_sizes=(2_000,), exact_queries=10, ann_queries=20, ef_search=(16, 64, 256))
+
+
+def run(cfg: BenchConfig, names: Sequence[str], sections: Sequence[str]) -> dict[str, Any]:
+    """Run the chosen sections; returns everything that goes into bench.json."""
+    from . import data, quality, scaling, speed
+    from .env import describe, load_average
+    from ..backends import available_backends
+
+    t_start = time.perf_counter()
+    report: dict[str, Any] = {"generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                              "command": "python -m sbir_core.bench" + (" --quick" if cfg.quick else ""),
+                              "config": asdict(cfg), "environment": describe(), "backends": list(names),
+                              "notes": []}
+    models = set(available_backends())
+    missing = [n for n in ("classifier", "triplet", "cgan") if n not in names]
+    if missing:
+        report["notes"].append(f"not in this run (no model files in models/ yet): {', '.join(missing)}")
+    gallery, gallery_note = data.bench_gallery()
+    report["gallery"] = {"name": gallery.name, "photos": len(gallery),
+                         "labelled": sum(1 for x in gallery.labels if x), "note": gallery_note}
+
+    if "quality" in sections:
+        t0 = time.perf_counter()
+        sets = data.quality_sets(cfg.max_classes, cfg.max_queries, cfg.quickdraw_per_class)
+        report["quality"] = {"sets": {s.name: s.describe() for s in sets},
+                             "results": quality.run_quality(names, sets, cfg.quality_workers),
+                             "held_out": data.held_out_notes(names),
+                             "quickdraw_rows": [min(data.QUICKDRAW_EVAL_ROWS), max(data.QUICKDRAW_EVAL_ROWS)],
+                             "quickdraw_rows_disjoint_from_training": data.quickdraw_rows_disjoint_from_training(),
+                             "seconds": round(time.perf_counter() - t0, 1)}
+
+    if "speed" in sections:
+        t0 = time.perf_counter()
+        report["speed"] = _speed(cfg, [n for n in names if n in models], gallery, data, speed)
+        report["speed"]["seconds"] = round(time.perf_counter() - t0, 1)
+
+    if "scaling" in sections:
+        t0 = time.perf_counter()
+        report["scaling"] = scaling.run_scaling(
+            cfg.scaling_sizes, exact_queries=cfg.exact_queries, ann_queries=cfg.ann_queries,
+            uniform_hnsw_sizes=cfg.uniform_hnsw_sizes, m=cfg.hnsw_m, ef_construction=cfg.hnsw_ef_construction,
+            ef_search=cfg.ef_search, build_threads=cfg.build_threads)
+        report["scaling"]["seconds"] = round(time.perf_counter() - t0, 1)
+
+    if "speed" in sections:          # last: it imports torch, which must not share the process earlier
+        t0 = time.perf_counter()
+        report["speed"]["eager"] = {n: speed.eager_vs_onnx(n, cfg.eager_runs) for n in names if n in models}
+        report["speed"]["eager_seconds"] = round(time.perf_counter() - t0, 1)
+
+    report["environment"]["load_average_at_end"] = load_average()
+    report["seconds"] = round(time.perf_counter() - t_start, 1)
+    return report
+
+
+def _speed(cfg: BenchConfig, names: Sequence[str], gallery: Any, data: Any, speed: Any) -> dict[str, Any]:
+    """Latency, cold start and indexing for every backend that has a model (one thread each)."""
+    from ..backends import load_backend
+    heldout = data.sketchy_heldout()
+    step = max(1, len(heldout.queries) // cfg.latency_queries)
+    sketch_files = heldout.queries[::step][:cfg.latency_queries]
+    sketches = speed.canvas_images(sketch_files)
+    photos = list(heldout.gallery.sources[:: max(1, len(heldout.gallery) // cfg.index_photos)][:cfg.index_photos])
+    out: dict[str, Any] = {"latency": {}, "cold_start": {}, "indexing": {}, "latency_queries": len(sketches),
+                           "gallery_photos": len(gallery)}
+    for n in names:
+        try:
+            backend = load_backend(n, threads=1)
+            out["latency"][n] = speed.query_latency(backend, gallery, sketches, cfg.warmup)
+            out["indexing"][n] = speed.indexing_throughput(backend, photos)
+        except Exception as e:
+            out["latency"][n] = {"error": f"{type(e).__name__}: {e}"}
+        out["cold_start"][n] = speed.cold_start(n, sketch_files[0], cfg.cold_runs)
+        print(f"  speed {n}: {out['latency'][n].get('total')} cold {out['cold_start'][n].get('ms')}",
+              file=sys.stderr, flush=True)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from .env import THREAD_ENV, threads_pinned
+    ap = argparse.ArgumentParser(prog="python -m sbir_core.bench", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="smoke run: few classes, small scaling sizes")
+    ap.add_argument("--out-dir", help="where BENCHMARKS.md and bench.json go (default: repo root; --quick: runs/bench-quick)")
+    ap.add_argument("--backends", default="all", help="comma-separated names, or 'all' (every trained backend + baselines)")
+    ap.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
+    a = ap.parse_args(argv)
+    if not threads_pinned():
+        # Thread pools are sized when numpy and ONNX Runtime load, which has already happened here.
+        os.environ.update(THREAD_ENV)
+        args = list(sys.argv[1:] if argv is None else argv)
+        os.execv(sys.executable, [sys.executable, "-m", "sbir_core.bench", *args])
+
+    from ..backends import available_backends
+    from .report import markdown
+    cfg = QUICK if a.quick else FULL
+    names = available_backends(include_baselines=True) if a.backends == "all" else a.backends.split(",")
+    sections = [s for s in a.sections.split(",") if s]
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        ap.error(f"unknown sections {sorted(unknown)}; valid: {', '.join(SECTIONS)}")
+    out_dir = Path(a.out_dir) if a.out_dir else (REPO_ROOT / "runs" / "bench-quick" if a.quick else REPO_ROOT)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report = run(cfg, names, sections)
+    (out_dir / "bench.json").write_text(json.dumps(report, indent=1) + "\n")
+    (out_dir / "BENCHMARKS.md").write_text(markdown(report))
+    print(f"wrote {out_dir / 'BENCHMARKS.md'} and bench.json in {report['seconds'] / 60:.1f} min")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""The evaluation sets every backend is scored on, and the gallery the speed figures use.
+
+Every set is real data from `../shared/data` that no backend trains on (see `held_out_notes`):
+- `sketchy`: sketches of the held-out Sketchy photos (split table `sbir_core/data/splits`) against
+  all 3,125 Sketchy photos;
+- `sketchy10`: sketches of the 200 `test` photos of the complete 10-class set (its `split.tsv`)
+  against all 1,000 photos of that set;
+- `shoes`: every sketch of the fine-grained shoe set against its 304 photos (instance-level);
+- `quickdraw`: held-out Quick, Draw! drawings, rendered like the browser canvas, against the demo
+  gallery, for the classes that gallery has (cross-dataset: other people, other drawing tool).
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..config import REPO_ROOT, data_dir
+from ..data import readers
+from ..data.render import render_strokes
+from ..evaluate import select_queries
+from ..gallery import BUNDLED_DIR, Gallery
+
+# Quick, Draw! simplified-stroke rows (per class file) the cross-dataset row uses. They must stay
+# disjoint from the rows any trainer uses: the classifier's feature cache trains on bitmap rows
+# `sbir_core.train.features.QUICKDRAW_TRAIN_ROWS` (25-174), and bitmap row i is stroke line i for
+# i < 25, so lines 0-24 are never seen in training. The bench checks the two stay disjoint.
+QUICKDRAW_EVAL_ROWS = range(0, 25)
+CANVAS_SIZE = 400          # px: the drawing canvas of the app
+CANVAS_LINE_WIDTH = 3.5    # px: the canvas pen (3-4 px)
+FALLBACK_GALLERY_NOTE = ("the bundled gallery (galleries/bundled) is missing, so a stand-in was used: "
+                         "the held-out Sketchy test photos (5 per class, 625 photos, labelled)")
+
+
+@dataclass
+class EvalSet:
+    """One query set against one gallery. `queries[i]` is anything `sketch_input` accepts."""
+    name: str
+    title: str
+    gallery: Gallery
+    queries: list[Any]
+    query_labels: list[str]
+    query_photo_ids: list[str] | None           # None: no instance pairing (category metrics only)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def gallery_photo_ids(self) -> list[str]:
+        """The photo id each gallery item pairs with (file stem, like the sketches name them)."""
+        return [Path(str(s)).stem for s in self.gallery.sources]
+
+    def describe(self) -> dict[str, Any]:
+        return {"title": self.title, "queries": len(self.queries), "gallery": len(self.gallery),
+                "classes": len(set(self.query_labels)), "paired": self.query_photo_ids is not None,
+                "notes": self.notes}
+
+
+def _cached_gallery(name: str, items: Sequence[readers.Item]) -> Gallery:
+    """A gallery over photo files; features cached under `.cache/embeddings` (keyed by the files)."""
+    key = hashlib.sha1("\n".join(str(it.path.resolve()) for it in items).encode()).hexdigest()[:12]
+    return Gallery(name, [f"{it.label}/{it.path.stem}" for it in items], [it.path for it in items],
+                   [it.label for it in items], [it.path.stem for it in items], [{} for _ in items],
+                   cache_dir=REPO_ROOT / ".cache" / "embeddings" / f"bench-{name}-{key}")
+
+
+def _first_classes(items: list[readers.Item], classes: set[str] | None) -> list[readers.Item]:
+    return items if classes is None else [it for it in items if it.label in classes]
+
+
+def _class_subset(labels: Sequence[str | None], max_classes: int | None) -> set[str] | None:
+    """The first `max_classes` classes by name (quick runs), or None for all."""
+    if max_classes is None:
+        return None
+    return set(sorted({lab for lab in labels if lab})[:max_classes])
+
+
+def _cap(items: list, max_queries: int | None) -> list:
+    """At most `max_queries`, spread evenly over the list (so every class keeps some)."""
+    if max_queries is None or len(items) <= max_queries:
+        return items
+    step = len(items) / max_queries
+    return [items[int(i * step)] for i in range(max_queries)]
+
+
+def sketchy_heldout(max_classes: int | None = None, max_queries: int | None = None) -> EvalSet:
+    photos, sketches = readers.sketchy(data_dir() / "sketchy")
+    keep = _class_subset([p.label for p in photos], max_classes)
+    photos = _first_classes(photos, keep)
+    queries = _cap(_first_classes(select_queries(sketches, "test"), keep), max_queries)
+    return EvalSet("sketchy", "Sketchy held-out", _cached_gallery("sketchy", photos),
+                   [q.path for q in queries], [q.label for q in queries], [q.photo_id for q in queries],
+                   ["queries: sketches of the Sketchy photos in the `test` split (sbir_core/data/splits/sketchy.tsv); "
+                    "gallery: every Sketchy photo, test and training photos alike"])
+
+
+def sketchy_10class(max_classes: int | None = None, max_queries: int | None = None) -> EvalSet:
+    root = data_dir() / "sketchy_10class"
+    photos, sketches = readers.sketchy(root)
+    split = readers.read_split(root / "split.tsv")
+    keep = _class_subset([p.label for p in photos], max_classes)
+    photos = _first_classes(photos, keep)
+    queries = _cap(_first_classes([s for s in sketches if split.get(s.photo_id) == "test"], keep), max_queries)
+    return EvalSet("sketchy10", "Sketchy 10-class test", _cached_gallery("sketchy10", photos),
+                   [q.path for q in queries], [q.label for q in queries], [q.photo_id for q in queries],
+                   ["queries: sketches of the `test` photos of sketchy_10class/split.tsv; gallery: all its photos"])
+
+
+def shoes(max_photos: int | None = None, max_queries: int | None = None) -> EvalSet:
+    photos, sketches = readers.shoes(data_dir() / "shoes")
+    if max_photos is not None:
+        photos = photos[:max_photos]
+        ids = {p.photo_id for p in photos}
+        sketches = [s for s in sketches if s.photo_id in ids]
+    sketches = _cap(sketches, max_queries)
+    return EvalSet("shoes", "Shoes (fine-grained)", _cached_gallery("shoes", photos),
+                   [s.path for s in sketches], [s.label for s in sketches], [s.photo_id for s in sketches],
+                   ["every photo is a shoe, so only instance-level acc@K means anything here"])
+
+
+def quickdraw_canvas(gallery: Gallery, per_class: int | None = None, max_classes: int | None = None) -> EvalSet:
+    """Held-out Quick, Draw! drawings of the gallery's classes, rendered at canvas size (PNG bytes)."""
+    files = readers.quickdraw_classes(data_dir() / "quickdraw" / "simplified", ".ndjson")
+    classes = sorted(set(files) & {lab for lab in gallery.labels if lab})
+    if max_classes is not None:
+        classes = classes[:max_classes]
+    rows = list(QUICKDRAW_EVAL_ROWS)[:per_class] if per_class else list(QUICKDRAW_EVAL_ROWS)
+    queries, labels = [], []
+    for c in classes:
+        for n, d in enumerate(readers.quickdraw_strokes(files[c], limit=rows[-1] + 1)):
+            if n in rows:
+                buf = io.BytesIO()
+                render_strokes(d["strokes"], size=CANVAS_SIZE, line_width=CANVAS_LINE_WIDTH).save(buf, "PNG")
+                queries.append(buf.getvalue())
+                labels.append(c)
+    return EvalSet("quickdraw", "Quick, Draw! → demo gallery", gallery, queries, labels, None,
+                   [f"Quick, Draw! simplified strokes, rows {rows[0]}-{rows[-1]} of each class file "
+                    f"(QUICKDRAW_EVAL_ROWS in sbir_core/bench/data.py), rendered at {CANVAS_SIZE} px with a "
+                    f"{CANVAS_LINE_WIDTH} px pen; {len(classes)} classes that the gallery has"])
+
+
+def bench_gallery() -> tuple[Gallery, str | None]:
+    """The bundled demo gallery, or (until it exists) a stand-in folder gallery and a note saying so."""
+    if (BUNDLED_DIR / "metadata.csv").is_file():
+        return Gallery.bundled(), None
+    photos, _ = readers.sketchy(data_dir() / "sketchy")
+    from ..data.splits import split_of
+    test = [p for p in photos if split_of(p.photo_id) == "test"]
+    return _cached_gallery("fallback", test), FALLBACK_GALLERY_NOTE
+
+
+def quality_sets(max_classes: int | None = None, max_queries: int | None = None,
+                 quickdraw_per_class: int | None = None) -> list[EvalSet]:
+    """All four sets, built once so every backend sees exactly the same queries and galleries."""
+    gallery, note = bench_gallery()
+    qd = quickdraw_canvas(gallery, quickdraw_per_class, max_classes)
+    if note:
+        qd.notes.append(note)
+    return [sketchy_heldout(max_classes, max_queries), sketchy_10class(max_classes, max_queries),
+            shoes(None if max_classes is None else 30, max_queries), qd]
+
+
+def quickdraw_rows_disjoint_from_training() -> bool | None:
+    """Whether QUICKDRAW_EVAL_ROWS avoids the classifier's Quick, Draw! training rows (None: trainer absent)."""
+    try:
+        from ..train.features import QUICKDRAW_TRAIN_ROWS
+    except ImportError:
+        return None
+    r = QUICKDRAW_TRAIN_ROWS
+    train = set(range(*r.indices(max(QUICKDRAW_EVAL_ROWS) + 1))) if isinstance(r, slice) else set(r)
+    return not train & set(QUICKDRAW_EVAL_ROWS)
+
+
+def held_out_notes(names: Sequence[str]) -> dict[str, str]:
+    """Per backend: which of these sets its trainer could have seen, by a scan of its training source.
+
+    A scan is evidence, not proof; the notes in BENCHMARKS.md say what was checked by reading."""
+    out = {}
+    train_dir = Path(__file__).resolve().parent.parent / "train"
+    for name in names:
+        cands = [train_dir / f"{name}.py", train_dir / f"{name.split('_')[0]}.py"]
+        src = next((p for p in cands if p.is_file()), None)
+        if name in ("random", "pretrained"):
+            out[name] = "no training on sketches"
+        elif src is None:
+            out[name] = "trainer not in this checkout: not checked"
+        else:
+            text = src.read_text(encoding="utf-8")
+            uses = [w for w in ("shoes", "quickdraw", "sketchy_10class") if w in text]
+            out[name] = (f"{src.relative_to(REPO_ROOT)} mentions {', '.join(uses)}: check which rows/splits"
+                         if uses else f"{src.relative_to(REPO_ROOT)} does not mention the shoe set or Quick, Draw!")
+    return out

@@ -1,0 +1,93 @@
+"""The benchmark's building blocks on tiny inputs: recall, ground truth, HNSW, percentiles, report."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sbir_core.bench import report, scaling
+from sbir_core.bench.quality import effective_dimension
+from sbir_core.bench.speed import percentiles
+from sbir_core.index import ExactIndex
+
+
+def test_recall_at_k_hand_worked():
+    found = np.array([[0, 1, 2], [5, 6, -1]])      # second query: the index returned only two
+    truth = np.array([[0, 1, 3], [5, 6, 7]])
+    assert scaling.recall_at_k(found, truth) == pytest.approx((2 / 3 + 2 / 3) / 2)
+    assert scaling.recall_at_k(truth, truth) == 1.0
+
+
+def test_exact_top_k_and_hnsw_on_a_hand_checkable_case():
+    vectors = np.eye(8, dtype=np.float32)                       # 8 orthogonal unit vectors
+    queries = np.array([[2, 1, 0, 0, 0, 0, 0, 0],               # nearest: e0, then e1
+                        [0, 0, 0, 0, 0, 1, 3, 0]], np.float32)  # nearest: e6, then e5
+    truth = scaling.exact_top_k(ExactIndex(vectors), queries, 2)
+    assert truth.tolist() == [[0, 1], [6, 5]]
+    h = scaling.hnsw_sweep(vectors, queries, truth, k=2, m=4, ef_construction=16, ef_search=(16,), build_threads=1)
+    assert h["sweep"][0]["recall"] == 1.0                       # efSearch >= N: the search is exhaustive
+    wrong = np.array([[0, 2], [3, 4]])                          # 1 of 2 right, then 0 of 2
+    assert scaling.recall_at_k(wrong, truth) == pytest.approx(0.25)
+
+
+def test_scaling_structure_and_exact_recall_is_one():
+    out = scaling.run_scaling((2_000,), exact_queries=3, ann_queries=3, uniform_hnsw_sizes=(2_000,),
+                              ef_search=(8, 256), build_threads=1)
+    kinds = [(r["kind"], r["n"]) for r in out["rows"]]
+    assert kinds == [("uniform", 2_000), ("lowrank", 2_000)]
+    uni, low = out["rows"]
+    assert uni["exact_recall"] == 1.0                           # exact search vs its own ground truth
+    assert uni["exact_ms"]["n"] == 3 and uni["exact_ms"]["p50"] <= uni["exact_ms"]["p90"]
+    assert "exact_ms" not in low
+    for row in (uni, low):
+        sweep = row["hnsw"]["sweep"]
+        assert [s["ef_search"] for s in sweep] == [8, 256]
+        assert all(0.0 <= s["recall"] <= 1.0 for s in sweep)
+        assert sweep[1]["recall"] >= sweep[0]["recall"]         # a wider search never finds fewer here
+        op = row["hnsw"]["operating_point"]
+        assert op is None or op["recall"] >= 0.95
+    assert out["lowrank"]["effective_dim"] == pytest.approx(scaling.effective_dimension_lowrank(256), abs=0.05)
+
+
+def test_lowrank_vectors_are_unit_and_mostly_in_the_subspace():
+    rng = np.random.default_rng(0)
+    basis = np.linalg.qr(rng.standard_normal((64, 4)))[0].astype(np.float32)
+    v = scaling.lowrank_vectors(500, 64, rng, basis)
+    assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+    in_span = np.linalg.norm(v @ basis, axis=1) ** 2            # energy inside the subspace
+    assert 0.85 < in_span.mean() < 0.95                         # 90% by construction (+ noise's share)
+
+
+def test_effective_dimension_counts_equal_directions():
+    x = np.array([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0]], np.float64)
+    assert effective_dimension(x) == pytest.approx(2.0)
+    assert scaling.effective_dimension_lowrank(256) > scaling.LOWRANK_RANK        # noise adds a little
+
+
+def test_percentiles():
+    p = percentiles(list(range(1, 11)))
+    assert p == {"p50": 5.5, "p90": 9.1, "n": 10}
+
+
+def test_quality_and_report_on_real_data_with_random_baseline(sketchy_dir):
+    from sbir_core.bench.__main__ import QUICK, run
+    from dataclasses import replace
+    r = run(replace(QUICK, quality_workers=1), ["random"], ["quality"])
+    sets = r["quality"]["results"]["random"]["sets"]
+    assert set(sets) == {"sketchy", "sketchy10", "shoes", "quickdraw"}
+    assert all(s["queries"] > 0 for s in sets.values())
+    assert sets["shoes"]["mAP@all"] == 1.0                      # every shoe photo is relevant to every shoe sketch
+    assert "acc@1" in sets["sketchy"] and "acc@1" not in sets["quickdraw"]   # only paired sets get acc@K
+    md = report.markdown(r)
+    assert "## Retrieval quality" in md and "| `random` |" in md and "*How measured:*" in md
+    assert "## Query latency" not in md                        # section not run, not reported
+
+
+def test_query_latency_stages(small_photo_dir, sketchy_dir):
+    from sbir_core import Gallery, load_backend
+    from sbir_core.bench.speed import canvas_images, query_latency
+    sketches = canvas_images(sorted((sketchy_dir / "sketch" / "cup").iterdir())[:3])
+    assert sketches[0].size == (400, 400) and sketches[0].mode == "RGBA"
+    lat = query_latency(load_backend("pretrained", threads=1), Gallery.from_folder(small_photo_dir), sketches, warmup=1)
+    assert set(lat) == {"preprocess", "encode", "search", "total"}
+    assert all(lat[s]["n"] == 3 for s in lat)
+    assert lat["total"]["p50"] >= lat["encode"]["p50"]
