@@ -11,18 +11,18 @@ import torch
 from sbir_core.config import MODELS_DIR
 
 
-def export_onnx(module: torch.nn.Module, path: Path, size: int, atol: float = 1e-3,
+def export_onnx(module: torch.nn.Module, path: Path, size: int | tuple[int, ...], atol: float = 1e-3,
                 output_names: tuple[str, ...] = ("output",)) -> float:
     """Export in eval mode with a dynamic batch axis; return the max |ONNX - torch| on a random batch
-    (and raise if it exceeds `atol`)."""
-    import onnxruntime as ort
+    (and raise if it exceeds `atol`). `size`: an image side (input (B, 3, size, size)) or an input shape."""
     module = module.eval()
     path.parent.mkdir(parents=True, exist_ok=True)
-    x = torch.randn(2, 3, size, size)
+    shape = (3, size, size) if isinstance(size, int) else tuple(size)
+    x = torch.randn(2, *shape)
     torch.onnx.export(module, (x,), str(path), input_names=["input"], output_names=list(output_names),
                       dynamic_axes={"input": {0: "batch"}, **{n: {0: "batch"} for n in output_names}},
                       opset_version=17, dynamo=False)
-    err = parity(module, path, torch.randn(3, 3, size, size))
+    err = parity(module, path, torch.randn(3, *shape))
     if err > atol:
         raise RuntimeError(f"{path.name}: ONNX differs from torch by {err:.2e} (> {atol})")
     return err
@@ -46,3 +46,28 @@ def write_meta(name: str, meta: dict[str, Any], models_dir: Path = MODELS_DIR) -
     old.update(meta)
     path.write_text(json.dumps(old, indent=1) + "\n")
     return path
+
+
+class Chain(torch.nn.Module):
+    """Torch modules run one after another: the torch twin of an ONNX chain (trunk file + head file)."""
+
+    def __init__(self, *parts: torch.nn.Module):
+        super().__init__()
+        self.parts = torch.nn.ModuleList(parts)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for p in self.parts:
+            x = p(x)
+        return x
+
+
+def chain_parity(module: torch.nn.Module, files: list[Path], size: int) -> float:
+    """Max |ONNX chain - torch| for an image batch run through several ONNX files in turn."""
+    import onnxruntime as ort
+    x = torch.randn(3, 3, size, size)
+    with torch.no_grad():
+        ref = module.eval()(x).numpy()
+    out = x.numpy()
+    for f in files:
+        out = ort.InferenceSession(str(f), providers=["CPUExecutionProvider"]).run(None, {"input": out})[0]
+    return float(np.abs(out - ref).max())

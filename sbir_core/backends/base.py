@@ -32,7 +32,8 @@ class Backend(ABC):
     and how to score one against the other; `search` and `score_matrix` are shared."""
 
     name: str = ""
-    preprocess: Preprocess = Preprocess()
+    preprocess: Preprocess = Preprocess()          # sketches
+    photo_preprocess: Preprocess | None = None     # photos, when they differ from sketches
     photo_batch = 32
 
     @property
@@ -54,7 +55,8 @@ class Backend(ABC):
 
     # -- shared -------------------------------------------------------------------------------
     def photo_inputs(self, images: Sequence[Any]) -> np.ndarray:
-        return np.stack([photo_input(im, self.preprocess) for im in images])            # (B, 3, S, S)
+        pp = self.photo_preprocess or self.preprocess
+        return np.stack([photo_input(im, pp) for im in images])                          # (B, 3, S, S)
 
     def index_photos(self, images: Sequence[Any], progress: Progress | None = None) -> np.ndarray:
         """Gallery features for many photos, in batches, reporting progress."""

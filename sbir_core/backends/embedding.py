@@ -2,32 +2,42 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from ..config import MODELS_DIR
 from ..data.preprocess import Preprocess
 from ..index import l2_normalise
-from .base import Backend, register_backend
-from .onnx_model import OnnxModel, file_fingerprint, read_meta
+from .base import Backend, SearchResult, register_backend
+from .onnx_model import OnnxChain, read_meta
+
+if TYPE_CHECKING:
+    from ..gallery import Gallery
 
 
-class EmbeddingBackend(Backend):
-    """Sketch encoder + photo encoder (ONNX files named in `models/<name>.json`), cosine ranking."""
+class OnnxBackend(Backend):
+    """A backend whose sketch and photo encoders are ONNX files (or chains of files) named in
+    `models/<name>.json`, with the preprocessing they were trained with."""
 
     def __init__(self, threads: int | None = None, models_dir: Path | None = None):
         models_dir = models_dir or MODELS_DIR
         self.meta = read_meta(self.name, models_dir)
         self.preprocess = Preprocess.from_dict(self.meta["preprocess"])
-        self.sketch_model = OnnxModel.load(models_dir / self.meta["sketch_model"], threads)
-        same = self.meta["photo_model"] == self.meta["sketch_model"]
-        self.photo_model = self.sketch_model if same else OnnxModel.load(models_dir / self.meta["photo_model"], threads)
-        self._key = f"{self.name}-{file_fingerprint(self.photo_model.path)}"
+        if "photo_preprocess" in self.meta:
+            self.photo_preprocess = Preprocess.from_dict(self.meta["photo_preprocess"])
+        sessions: dict = {}
+        self.sketch_model = OnnxChain.load(self.meta["sketch_model"], models_dir, threads, sessions)
+        self.photo_model = OnnxChain.load(self.meta["photo_model"], models_dir, threads, sessions)
+        self._key = f"{self.name}-{self.photo_model.fingerprint()}"
 
     @property
     def feature_key(self) -> str:
         return self._key
+
+
+class EmbeddingBackend(OnnxBackend):
+    """Sketch and photo encoders into one space; ranking by cosine similarity."""
 
     def encode_photos(self, x: np.ndarray) -> np.ndarray:
         return l2_normalise(self.photo_model(x)[0]).astype(np.float32)                  # (B, D)
@@ -38,7 +48,24 @@ class EmbeddingBackend(Backend):
     def score(self, queries: np.ndarray, features: np.ndarray, labels: Sequence[str | None]) -> np.ndarray:
         return queries @ features.T                                                      # (Q, N) cosine
 
+    def search_within(self, sketch: Any, gallery: "Gallery", threshold: float) -> SearchResult:
+        """Retrieval by distance: every photo with cosine similarity >= threshold, best first."""
+        result = self.search(sketch, gallery, k=len(gallery))
+        keep = result.scores >= threshold
+        return SearchResult([i for i, k in zip(result.ids, keep) if k], result.scores[keep],
+                            [l for l, k in zip(result.labels, keep) if k], result.indices[keep], result.extras)
+
 
 @register_backend("pretrained")
 class PretrainedBackend(EmbeddingBackend):
     """Baseline: the ImageNet backbone as-is for sketches and photos (no training on sketches)."""
+
+
+@register_backend("triplet")
+class TripletBackend(EmbeddingBackend):
+    """Joint sketch/photo embedding trained with triplet + classification losses and an edge-map branch."""
+
+
+@register_backend("triplet_noedge")
+class TripletNoEdgeBackend(EmbeddingBackend):
+    """Ablation of `triplet`: the same training without the edge-map branch."""

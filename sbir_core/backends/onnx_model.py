@@ -75,3 +75,32 @@ def file_fingerprint(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()[:12]
+
+
+class OnnxChain:
+    """ONNX files run one after another (the shared frozen trunk, then a backend's small head).
+    Sessions are shared through `sessions`, so a trunk used by two chains is loaded once."""
+
+    def __init__(self, models: list[OnnxModel]):
+        self.models = models
+        self.paths = [m.path for m in models]
+
+    @classmethod
+    def load(cls, files: str | list[str], models_dir: Path | None = None, threads: int | None = None,
+             sessions: dict[str, OnnxModel] | None = None) -> "OnnxChain":
+        models_dir = models_dir or MODELS_DIR
+        sessions = {} if sessions is None else sessions
+        names = [files] if isinstance(files, str) else list(files)
+        for n in names:
+            if n not in sessions:
+                sessions[n] = OnnxModel.load(models_dir / n, threads)
+        return cls([sessions[n] for n in names])
+
+    def __call__(self, x: np.ndarray) -> list[np.ndarray]:
+        out = [x]
+        for m in self.models:
+            out = m(out[0])
+        return out
+
+    def fingerprint(self) -> str:
+        return "-".join(file_fingerprint(p)[:8] for p in self.paths)

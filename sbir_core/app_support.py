@@ -1,0 +1,345 @@
+"""Everything the Streamlit app needs that is not UI: which backends and galleries exist, example
+sketches, turning the canvas's drawing into an image, searching without tracebacks, and the
+evaluation report as tables. Kept here (never importing streamlit) so it is tested like the rest.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageOps
+
+from .backends import BASELINES, ModelFileError, available_backends
+from .backends.base import Backend, SearchResult
+from .backends.onnx_model import REBUILD_HINT, read_meta
+from .config import MODELS_DIR, REPO_ROOT, data_dir
+from .data.classes import display
+from .data.preprocess import ImageInputError, load_image
+from .gallery import BUNDLED_DIR, Gallery
+
+log = logging.getLogger(__name__)
+
+EXAMPLES_DIR = REPO_ROOT / "assets" / "examples"
+METRICS_FILE = MODELS_DIR / "metrics_sketchy.json"
+EXAMPLE_CLASSES = ("apple", "airplane", "bicycle", "teapot", "butterfly", "umbrella", "hourglass", "eyeglasses")
+GALLERY_BUILD_HINT = "build it with `python -m sbir_core.bundle` (see the README), or pick another gallery"
+
+
+# -- backends --------------------------------------------------------------------------------
+@dataclass
+class BackendInfo:
+    """What the app shows about a backend before (or instead of) loading it."""
+    name: str
+    title: str
+    description: str = ""
+    baseline: bool = False
+    meta: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None          # damaged metadata: the message, with the rebuild command
+
+
+def backend_infos() -> list[BackendInfo]:
+    """Every backend whose model files are present, then the baselines; never raises."""
+    out = []
+    for name in available_backends(include_baselines=True):
+        if name in BASELINES:
+            out.append(BackendInfo(name, f"{name.capitalize()} (baseline)", "Random ranking: the floor for every metric.",
+                                   baseline=True))
+            continue
+        try:
+            meta = read_meta(name)
+            out.append(BackendInfo(name, meta.get("title", name), meta.get("description", ""),
+                                   baseline=name == "pretrained", meta=meta))
+        except ModelFileError as e:
+            out.append(BackendInfo(name, name, error=str(e)))
+    return out
+
+
+def backend_title(name: str) -> str:
+    for info in backend_infos():
+        if info.name == name:
+            return info.title
+    return name
+
+
+# -- galleries -------------------------------------------------------------------------------
+@dataclass
+class GallerySource:
+    """A gallery the app can offer; `load` builds it (slow the first time: cache the result)."""
+    key: str
+    title: str
+    description: str
+    load: Callable[[], Gallery]
+
+
+def bundled_gallery_present() -> bool:
+    return (BUNDLED_DIR / "metadata.csv").is_file()
+
+
+def gallery_sources() -> list[GallerySource]:
+    """Galleries available on this machine: the bundled one, Sketchy's photos when ../shared/data is
+    present, and a folder named by SBIR_GALLERY_DIR. (The user's own photos live in the session.)"""
+    out = []
+    if bundled_gallery_present():
+        out.append(GallerySource("bundled", "Bundled demo gallery",
+                                 "Redistributable photos that ship with SketchSearch (see NOTICE).", Gallery.bundled))
+    sketchy = data_dir() / "sketchy" / "photo"
+    if sketchy.is_dir():
+        out.append(GallerySource("sketchy", "Sketchy photos (125 classes)",
+                                 "The 3,125 Sketchy photos from ../shared/data (research use only).",
+                                 lambda: Gallery.from_folder(sketchy, name="Sketchy photos")))
+    extra = os.environ.get("SBIR_GALLERY_DIR")
+    if extra and Path(extra).is_dir():
+        out.append(GallerySource("folder", f"Folder {Path(extra).name}", f"Photos from {extra}",
+                                 lambda: Gallery.from_folder(extra)))
+    return out
+
+
+def missing_gallery_message() -> str:
+    return ("The bundled gallery is missing (galleries/bundled/metadata.csv); " + GALLERY_BUILD_HINT
+            + ". You can also upload your own photos on the Galleries page.")
+
+
+class Thumbnails:
+    """Small JPEG previews of a gallery's photos, made once each (the grid redraws often)."""
+
+    def __init__(self, gallery: Gallery, size: int = 256, max_items: int = 4000):
+        self.gallery, self.size, self.max_items = gallery, size, max_items
+        self._cache: dict[int, bytes] = {}
+
+    def __call__(self, i: int) -> bytes:
+        if i not in self._cache:
+            if len(self._cache) >= self.max_items:
+                self._cache.pop(next(iter(self._cache)))
+            try:
+                im = self.gallery.image(i).convert("RGB")
+            except ImageInputError:
+                im = Image.new("RGB", (self.size, self.size), (230, 230, 230))
+            im = ImageOps.pad(im, (self.size, self.size), color=(255, 255, 255))
+            buf = io.BytesIO()
+            im.save(buf, format="JPEG", quality=85)
+            self._cache[i] = buf.getvalue()
+        return self._cache[i]
+
+
+# -- sketches --------------------------------------------------------------------------------
+@dataclass
+class Example:
+    """An example sketch to click: PNG bytes, its class, and where it comes from."""
+    label: str
+    png: bytes
+    source: str
+
+
+def _png(im: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def example_sketches(classes: Sequence[str] = EXAMPLE_CLASSES) -> list[Example]:
+    """Real held-out Sketchy sketches when ../shared/data is present (one test-split sketch per
+    class), else the OpenMoji outlines that ship in assets/examples (CC BY-SA 4.0)."""
+    from .data.readers import sketch_photo_id
+    from .data.splits import split_of
+    out: list[Example] = []
+    root = data_dir() / "sketchy" / "sketch"
+    if root.is_dir():
+        for c in classes:
+            folder = root / c
+            if not folder.is_dir():
+                continue
+            files = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".png")
+            test = [p for p in files if split_of(sketch_photo_id(p)) == "test"]
+            if test:
+                try:
+                    out.append(Example(c, _png(load_image(test[0]).convert("L")), f"Sketchy test sketch {test[0].name}"))
+                except ImageInputError:
+                    continue
+        if out:
+            return out
+    table = EXAMPLES_DIR / "examples.tsv"
+    if table.is_file():
+        with open(table, newline="", encoding="utf-8") as f:
+            for row in csv.DictReader(f, delimiter="\t"):
+                p = EXAMPLES_DIR / row["file"]
+                if p.is_file():
+                    out.append(Example(row["label"], p.read_bytes(), f"{row['source']}, {row['licence']}"))
+    return out
+
+
+def drawing_objects(drawing: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The stroke objects of a canvas drawing (Fabric.js JSON), in drawing order."""
+    if not isinstance(drawing, dict):
+        return []
+    objs = drawing.get("objects") or []
+    return [o for o in objs if isinstance(o, dict) and o.get("type", "").lower() == "path"]
+
+
+def _path_points(path: list) -> list[tuple[float, float]]:
+    """Fabric path commands (M, L, Q, C) -> a polyline through their points (curves sampled)."""
+    pts: list[tuple[float, float]] = []
+    for cmd in path:
+        if not isinstance(cmd, (list, tuple)) or not cmd:
+            continue
+        op, nums = str(cmd[0]).upper(), [float(v) for v in cmd[1:]]
+        if op in ("M", "L") and len(nums) >= 2:
+            pts.append((nums[0], nums[1]))
+        elif op == "Q" and len(nums) >= 4 and pts:
+            (x0, y0), (cx, cy), (x1, y1) = pts[-1], nums[0:2], nums[2:4]
+            for t in (0.25, 0.5, 0.75, 1.0):
+                u = 1 - t
+                pts.append((u * u * x0 + 2 * u * t * cx + t * t * x1, u * u * y0 + 2 * u * t * cy + t * t * y1))
+        elif op == "C" and len(nums) >= 6 and pts:
+            (x0, y0), (ax, ay), (bx, by), (x1, y1) = pts[-1], nums[0:2], nums[2:4], nums[4:6]
+            for t in (0.25, 0.5, 0.75, 1.0):
+                u = 1 - t
+                pts.append((u**3 * x0 + 3 * u * u * t * ax + 3 * u * t * t * bx + t**3 * x1,
+                            u**3 * y0 + 3 * u * u * t * ay + 3 * u * t * t * by + t**3 * y1))
+    return pts
+
+
+def render_drawing(drawing: dict[str, Any] | None, width: int, height: int) -> Image.Image | None:
+    """The canvas's Fabric.js JSON -> grey image (black ink on white), or None when nothing is drawn.
+
+    Rendering the strokes here (rather than asking the browser for a PNG) keeps undo, clear and
+    restoring a drawing on another page consistent, and lets tests inject a drawing as JSON.
+    White strokes (the eraser) are painted over, in order, as on the canvas.
+    """
+    objs = drawing_objects(drawing)
+    if not objs:
+        return None
+    ss = 2
+    img = Image.new("L", (width * ss, height * ss), 255)
+    draw = ImageDraw.Draw(img)
+    for o in objs:
+        pts = _path_points(o.get("path") or [])
+        if not pts:
+            continue
+        colour = str(o.get("stroke", "#000000")).lower()
+        fill = 255 if colour in ("#fff", "#ffffff", "white", "rgb(255, 255, 255)") else 0
+        lw = max(1, int(round(float(o.get("strokeWidth", 3)) * ss)))
+        scaled = [(x * ss, y * ss) for x, y in pts]
+        if len(scaled) > 1:
+            draw.line(scaled, fill=fill, width=lw, joint="curve")
+        r = lw / 2
+        for x, y in (scaled[0], scaled[-1]):
+            draw.ellipse((x - r, y - r, x + r, y + r), fill=fill)
+    im = img.resize((width, height), Image.Resampling.BOX)
+    return im if np.asarray(im).min() < 200 else None
+
+
+def drawing_without_last_stroke(drawing: dict[str, Any] | None) -> dict[str, Any]:
+    """Undo: the same drawing minus its last object."""
+    objs = list((drawing or {}).get("objects") or [])
+    return {**(drawing or {}), "objects": objs[:-1]}
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    return _png(image)
+
+
+# -- searching -------------------------------------------------------------------------------
+@dataclass
+class SearchOutcome:
+    """A search's result, or the message to show instead (never a traceback)."""
+    backend: str
+    result: SearchResult | None = None
+    error: str | None = None
+    blank: bool = False               # nothing drawn yet: a hint, not an error
+
+    @property
+    def latency_ms(self) -> float | None:
+        return None if self.result is None else float(self.result.extras["timings_ms"]["total"])
+
+
+def safe_search(backend: Backend, sketch: Any, gallery: Gallery, k: int = 20) -> SearchOutcome:
+    """`backend.search`, with every failure turned into a message for the user."""
+    from .data.preprocess import BlankSketchError
+    try:
+        return SearchOutcome(backend.name, backend.search(sketch, gallery, k))
+    except BlankSketchError as e:
+        return SearchOutcome(backend.name, error=str(e), blank=True)
+    except (ImageInputError, ModelFileError) as e:
+        return SearchOutcome(backend.name, error=str(e))
+    except Exception as e:  # the app's last line of defence: log it, show one line
+        log.exception("search failed")
+        return SearchOutcome(backend.name, error=f"search failed ({type(e).__name__}: {e}); {REBUILD_HINT}")
+
+
+def hits(result: SearchResult, label: str | None) -> list[bool] | None:
+    """Which results are of the sketch's class (None when the class is unknown)."""
+    if not label:
+        return None
+    return [lab == label for lab in result.labels]
+
+
+def pretty_label(label: str | None) -> str:
+    return display(label) if label else "unlabelled"
+
+
+# -- evaluation report -----------------------------------------------------------------------
+def load_report(path: Path | None = None) -> dict[str, Any] | None:
+    """The evaluation CLI's JSON (models/metrics_sketchy.json), or None when absent or unreadable."""
+    path = Path(path or METRICS_FILE)
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return report if isinstance(report.get("backends"), dict) else None
+
+
+METRIC_COLUMNS = ("mAP@all", "P@20", "acc@1", "acc@5", "acc@10")
+
+
+def metrics_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per backend: the headline metrics and the mean latency per query in ms."""
+    rows = []
+    for name, m in report["backends"].items():
+        row: dict[str, Any] = {"backend": name}
+        for c in METRIC_COLUMNS:
+            if c in m:
+                row[c] = m[c]
+        q = m.get("queries") or report.get("queries")
+        if m.get("query_seconds") is not None and q:
+            row["ms/query"] = 1e3 * float(m["query_seconds"]) / float(q)
+        if "latency_ms_p50" in m:
+            row["ms/query"] = m["latency_ms_p50"]
+        rows.append(row)
+    return sorted(rows, key=lambda r: -r.get("mAP@all", 0.0))
+
+
+def per_class_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per class: its mAP@all under each backend."""
+    classes = sorted({c for m in report["backends"].values() for c in (m.get("per_class_mAP") or {})})
+    return [{"class": display(c), **{n: (m.get("per_class_mAP") or {}).get(c) for n, m in report["backends"].items()}}
+            for c in classes]
+
+
+def load_curves(name: str) -> list[dict[str, Any]] | None:
+    """A backend's per-epoch training curves (`models/<name>_curves.json`, or the file its
+    metadata names), or None when it has none."""
+    candidates = [MODELS_DIR / f"{name}_curves.json"]
+    try:
+        meta = read_meta(name)
+        if meta.get("curves"):
+            candidates.insert(0, MODELS_DIR / str(meta["curves"]))
+    except ModelFileError:
+        pass
+    for p in candidates:
+        try:
+            rows = json.loads(p.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if isinstance(rows, dict):
+            rows = rows.get("epochs") or rows.get("curves") or []
+        rows = [r for r in rows if isinstance(r, dict) and "epoch" in r]
+        if rows:
+            return rows
+    return None

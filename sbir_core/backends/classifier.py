@@ -1,0 +1,49 @@
+"""The `classifier` backend: classify the sketch, then look photos up by label."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..data.classes import class_index
+from .base import register_backend
+from .embedding import OnnxBackend
+
+WITHIN_CLASS = 1e-3   # weight of the photo classifier's confidence: orders photos inside one class only
+
+
+@register_backend("classifier")
+class ClassifierBackend(OnnxBackend):
+    """Score of a photo = P(sketch is of the photo's class) + a tie-break by the photo classifier's
+    confidence in that class. So photos of the predicted class come first, then those of the next
+    most probable classes; unlabelled photos take the photo classifier's label."""
+
+    def encode_photos(self, x: np.ndarray) -> np.ndarray:
+        return self.photo_model(x)[0].astype(np.float32)                               # (B, C) probabilities
+
+    def encode_sketches(self, x: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+        p = self.sketch_model(x)[0].astype(np.float32)                                   # (B, C)
+        classes = self.meta["classes"]
+        top = np.argsort(-p[0])[:5]
+        return p, {"top_classes": [(classes[i], float(p[0, i])) for i in top]}
+
+    def photo_labels(self, features: np.ndarray, labels: Sequence[str | None]) -> np.ndarray:
+        """(N,) class index per photo: its own label when it has one in the vocabulary, else predicted."""
+        idx = features.argmax(axis=1)
+        for n, lab in enumerate(labels):
+            if lab is not None:
+                try:
+                    idx[n] = class_index(lab)
+                except KeyError:
+                    pass
+        return idx
+
+    def score(self, queries: np.ndarray, features: np.ndarray, labels: Sequence[str | None]) -> np.ndarray:
+        lab = self.photo_labels(features, labels)                                        # (N,)
+        conf = features[np.arange(len(lab)), lab]                                        # (N,)
+        return queries[:, lab] + WITHIN_CLASS * conf[None, :]                            # (Q, N)
+
+
+@register_backend("classifier_small")
+class SmallClassifierBackend(ClassifierBackend):
+    """The reference system's small CNN (3 conv+pool, 2 dense) with the same label lookup."""

@@ -1,0 +1,104 @@
+"""Trainable parts that sit on the frozen trunk's cached features (B, 320, h, w), and the
+reference system's small CNN. Everything here is exported to ONNX for serving."""
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .backbone import FEATURE_DIM, Top, freeze, lite0
+
+
+def imagenet_top() -> Top:
+    """The ImageNet head conv + pool, as a starting point (a fresh copy each call)."""
+    return Top(lite0())
+
+
+class ClassifierHead(nn.Module):
+    """Trunk features -> class logits: trainable head conv, dropout, linear. (B, 320, h, w) -> (B, C)."""
+
+    def __init__(self, n_classes: int, dropout: float = 0.3):
+        super().__init__()
+        self.top = imagenet_top()
+        self.drop = nn.Dropout(dropout)
+        self.fc = nn.Linear(FEATURE_DIM, n_classes)
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.drop(self.top(f)))
+
+
+class Probabilities(nn.Module):
+    """Wrap a logits model so the exported ONNX returns softmax probabilities."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).softmax(dim=-1)
+
+
+class PhotoClassifierHead(nn.Module):
+    """Frozen ImageNet head + a linear probe over the vocabulary: labels unlabelled gallery photos."""
+
+    def __init__(self, n_classes: int):
+        super().__init__()
+        self.top = freeze(imagenet_top())
+        self.fc = nn.Linear(FEATURE_DIM, n_classes)
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.top(f))
+
+
+class SketchEmbedding(nn.Module):
+    """Sketch (and edge-map) branch: trainable head conv + projection, unit vectors. (B, 320, h, w) -> (B, D)."""
+
+    def __init__(self, dim: int = 256):
+        super().__init__()
+        self.top = imagenet_top()
+        self.proj = nn.Linear(FEATURE_DIM, dim)
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.proj(self.top(f)), dim=-1)
+
+
+class PhotoProjection(nn.Module):
+    """Photo branch after the frozen ImageNet head: an MLP into the joint space. (B, 1280) -> (B, D)."""
+
+    def __init__(self, dim: int = 256, hidden: int = 1024, dropout: float = 0.2):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(FEATURE_DIM, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, dim))
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.mlp(pooled), dim=-1)
+
+
+class PhotoEmbedding(nn.Module):
+    """Photo branch for export: frozen ImageNet head + projection. (B, 320, h, w) -> (B, D)."""
+
+    def __init__(self, projection: PhotoProjection):
+        super().__init__()
+        self.top = freeze(imagenet_top())
+        self.projection = copy.deepcopy(projection)
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        return self.projection(self.top(f))
+
+
+class SmallSketchCNN(nn.Module):
+    """The reference system's own network: 3 conv + max-pool pairs and 2 dense layers, from scratch.
+    (B, 3, S, S) -> (B, C); grey input is replicated to 3 channels by the shared preprocessing."""
+
+    def __init__(self, n_classes: int, size: int = 64, width: int = 32, hidden: int = 512, dropout: float = 0.4):
+        super().__init__()
+        def block(i: int, o: int) -> nn.Sequential:
+            return nn.Sequential(nn.Conv2d(i, o, 3, padding=1), nn.BatchNorm2d(o), nn.ReLU(), nn.MaxPool2d(2))
+        self.features = nn.Sequential(block(3, width), block(width, 2 * width), block(2 * width, 4 * width))
+        flat = 4 * width * (size // 8) ** 2
+        self.dense = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(flat, hidden), nn.ReLU(),
+                                   nn.Dropout(dropout), nn.Linear(hidden, n_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dense(self.features(x))

@@ -1,0 +1,163 @@
+"""Train the `triplet` backend: a joint sketch/photo embedding (Semi3-Net style).
+
+    python -m sbir_core.train.triplet             # with the edge-map branch
+    python -m sbir_core.train.triplet --no-edge   # the ablation, `triplet_noedge`
+
+Branches over the frozen trunk's cached features: sketches and photo edge maps share one branch
+(trainable head conv + projection); photos have their own (frozen ImageNet head + MLP).
+Hybrid loss: cross-domain triplet losses with online hardest negatives (a sketch's own photo is its
+positive, the hardest photo of another class in the batch its negative) + a cosine-softmax class
+loss on the shared embedding for all domains. Only train-split photos and their sketches are used.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..config import MODELS_DIR, REPO_ROOT
+from ..data.classes import SKETCHY_CLASSES
+from ..evaluate import metrics
+from . import cached
+from .cached import balanced_weights, batch_tensor
+
+
+@dataclass
+class TripletConfig:
+    edge: bool = True
+    dim: int = 256
+    epochs: int = 16
+    batch: int = 96
+    samples_per_epoch: int = 5760
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    margin: float = 0.2
+    class_weight: float = 1.0
+    edge_weight: float = 0.5
+    scale: float = 16.0            # cosine-softmax temperature (1/scale)
+    seed: int = 0
+    threads: int = 2
+
+
+def name_of(cfg: TripletConfig) -> str:
+    return "triplet" if cfg.edge else "triplet_noedge"
+
+
+def run_dir(name: str) -> Path:
+    return REPO_ROOT / "runs" / name
+
+
+def hardest_triplet(anchor: torch.Tensor, positive: torch.Tensor, labels: torch.Tensor, margin: float) -> torch.Tensor:
+    """Triplet loss on cosine distance, d(a, own positive) vs the closest other-class positive. (B, D) x2."""
+    d = 1.0 - anchor @ positive.T                                               # (B, B)
+    d_pos = d.diagonal()
+    other = labels[:, None] != labels[None, :]
+    d_neg = torch.where(other, d, torch.full_like(d, 4.0)).min(dim=1).values
+    return F.relu(d_pos - d_neg + margin).mean()
+
+
+def main(argv: list[str] | None = None) -> None:
+    from ..nets.backbone import freeze
+    from ..nets.heads import PhotoProjection, SketchEmbedding, imagenet_top
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--no-edge", dest="edge", action="store_false")
+    for k, v in asdict(TripletConfig()).items():
+        if k != "edge":
+            ap.add_argument(f"--{k.replace('_', '-')}", type=type(v), default=v)
+    cfg = TripletConfig(**vars(ap.parse_args(argv)))
+    name = name_of(cfg)
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    rng = np.random.default_rng(cfg.seed)
+    out = run_dir(name)
+    out.mkdir(parents=True, exist_ok=True)
+
+    sk, ph, ed = cached.load("sketches"), cached.load("photos"), cached.load("edges")
+    cls = {c: i for i, c in enumerate(SKETCHY_CLASSES)}
+    photo_row = {r["photo_id"]: i for i, r in enumerate(ph.records)}
+    y_ph = torch.tensor([cls[r["label"]] for r in ph.records])
+    keep = np.asarray([i for i, r in enumerate(sk.records) if r["photo_id"] in photo_row])
+    own = np.asarray([photo_row[sk.records[i]["photo_id"]] for i in range(len(sk.records))
+                      if sk.records[i]["photo_id"] in photo_row])
+    own_of = dict(zip(keep, own))
+    tr = np.asarray([i for i in sk.where("train") if i in own_of])
+    va = np.asarray([i for i in sk.where("val") if i in own_of])
+    w_tr = balanced_weights([sk.records[i]["label"] for i in tr])
+    n_views = sk.feats.shape[1]
+
+    with torch.no_grad():                          # photo branch input: frozen ImageNet head, pooled once
+        top = freeze(imagenet_top())
+        pooled = torch.stack([torch.cat([top(torch.from_numpy(np.asarray(ph.feats[i:i + 256, v], np.float32)))
+                                         for i in range(0, len(ph.records), 256)]) for v in (0, 1)], 1)   # (N, 2, 1280)
+
+    sketch_net, photo_net = SketchEmbedding(cfg.dim), PhotoProjection(cfg.dim)
+    proxies = torch.nn.Parameter(F.normalize(torch.randn(len(SKETCHY_CLASSES), cfg.dim), dim=-1))
+    params = list(sketch_net.parameters()) + list(photo_net.parameters()) + [proxies]
+    opt = torch.optim.AdamW(params, cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = cfg.samples_per_epoch // cfg.batch
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.15)
+
+    def class_loss(e: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(cfg.scale * e @ F.normalize(proxies, dim=-1).T, y)
+
+    gallery_rows = np.concatenate([ph.where("train"), ph.where("val")])
+
+    def validate() -> dict[str, float]:
+        """mAP@all / P@20 of val sketches against train+val photos (test photos never looked at)."""
+        sketch_net.eval(), photo_net.eval()
+        with torch.no_grad():
+            q = torch.cat([sketch_net(batch_tensor(sk.feats, va[i:i + 256], np.zeros(len(va[i:i + 256]), int)))
+                           for i in range(0, len(va), 256)])
+            g = photo_net(pooled[gallery_rows, 0])
+        s = (q @ g.T).numpy()
+        m = metrics(s, [sk.records[i]["label"] for i in va], [ph.records[i]["label"] for i in gallery_rows],
+                    [sk.records[i]["photo_id"] for i in va], [ph.records[i]["photo_id"] for i in gallery_rows])
+        return {"val_mAP": m["mAP@all"], "val_P@20": m["P@20"], "val_acc@1": m["acc@1"], "val_acc@10": m["acc@10"]}
+
+    curves, best = [], (-1.0, None)
+    for epoch in range(1, cfg.epochs + 1):
+        sketch_net.train(), photo_net.train()
+        t0, sums = time.time(), {"loss": 0.0, "triplet": 0.0, "class": 0.0}
+        for _ in range(steps_per_epoch):
+            rows = rng.choice(tr, cfg.batch, p=w_tr)
+            prow = np.asarray([own_of[r] for r in rows])
+            pview = rng.integers(0, 2, len(rows))
+            y = y_ph[prow]
+            s = sketch_net(batch_tensor(sk.feats, rows, rng.integers(0, n_views, len(rows))))       # (B, D)
+            p = photo_net(pooled[prow, pview])                                                       # (B, D)
+            tri = hardest_triplet(s, p, y, cfg.margin)
+            cl = class_loss(s, y) + class_loss(p, y)
+            if cfg.edge:
+                e = sketch_net(batch_tensor(ed.feats, prow, pview))                                  # (B, D)
+                tri = tri + cfg.edge_weight * (hardest_triplet(e, p, y, cfg.margin) + hardest_triplet(s, e, y, cfg.margin))
+                cl = cl + class_loss(e, y)
+            loss = tri + cfg.class_weight * cl
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            sums["loss"] += float(loss)
+            sums["triplet"] += float(tri)
+            sums["class"] += float(cl)
+        val = validate()
+        curves.append({"epoch": epoch, **{f"train_{k}": v / steps_per_epoch for k, v in sums.items()}, **val,
+                       "seconds": round(time.time() - t0, 1)})
+        print(json.dumps(curves[-1]), flush=True)
+        if val["val_mAP"] > best[0]:
+            best = (val["val_mAP"], {"sketch": {k: v.clone() for k, v in sketch_net.state_dict().items()},
+                                     "photo": {k: v.clone() for k, v in photo_net.state_dict().items()}})
+    torch.save({"config": asdict(cfg), "sketch_state_dict": best[1]["sketch"], "photo_state_dict": best[1]["photo"],
+                "best_val_mAP": best[0]}, out / "ckpt.pt")
+    (MODELS_DIR / f"{name}_curves.json").write_text(json.dumps(curves, indent=1) + "\n")
+    print("best val mAP", best[0], flush=True)
+
+
+if __name__ == "__main__":
+    main()

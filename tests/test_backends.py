@@ -1,0 +1,82 @@
+"""The serving contract over real ONNX Runtime sessions and real sketches."""
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sbir_core import Gallery, available_backends, load_backend
+from sbir_core.backends import ModelFileError
+from sbir_core.config import MODELS_DIR
+from sbir_core.data.preprocess import BlankSketchError
+
+
+def test_unknown_backend_lists_valid_names():
+    with pytest.raises(ValueError, match="valid names: .*pretrained.*random"):
+        load_backend("nope")
+
+
+def test_available_backends_includes_baselines():
+    names = available_backends(include_baselines=True)
+    assert "pretrained" in names and "random" in names
+
+
+def test_pretrained_search_on_real_data(small_photo_dir, sketchy_dir):
+    gallery = Gallery.from_folder(small_photo_dir)
+    backend = load_backend("pretrained")
+    sketch = sorted((sketchy_dir / "sketch" / "airplane").iterdir())[0]
+    r = backend.search(Image.open(sketch), gallery, k=7)
+    assert len(r.ids) == 7 and len(set(r.ids)) == 7
+    assert np.all(np.diff(r.scores) <= 1e-6)                      # best first
+    assert set(r.labels) <= {"airplane", "cup", "shoe", "teapot"}
+    assert set(r.extras["timings_ms"]) == {"preprocess", "encode", "search", "total"}
+    # same answer from the batch path that evaluation uses
+    s = backend.score_matrix([sketch], gallery)[0]
+    assert np.allclose(np.sort(s)[::-1][:7], r.scores, atol=1e-5)
+
+
+def test_blank_sketch_is_a_clear_error(small_photo_dir):
+    with pytest.raises(BlankSketchError):
+        load_backend("pretrained").search(Image.new("L", (300, 300), 255), Gallery.from_folder(small_photo_dir))
+
+
+def test_random_baseline_is_repeatable(small_photo_dir, sketchy_dir):
+    g = Gallery.from_folder(small_photo_dir)
+    sk = sorted((sketchy_dir / "sketch" / "cup").iterdir())[0]
+    a, b = load_backend("random").search(sk, g, k=20), load_backend("random").search(sk, g, k=20)
+    assert a.ids == b.ids and len(a.ids) == 20
+
+
+def test_damaged_and_missing_model_files_say_how_to_rebuild(tmp_path, monkeypatch):
+    import sbir_core.backends.embedding as emb
+    for f in ("pretrained.json",):
+        shutil.copy(MODELS_DIR / f, tmp_path / f)
+    (tmp_path / "backbone_lite0.onnx").write_bytes(b"not a model")
+    monkeypatch.setattr(emb, "MODELS_DIR", tmp_path)
+    with pytest.raises(ModelFileError, match="damaged.*export"):
+        load_backend("pretrained")
+    (tmp_path / "backbone_lite0.onnx").unlink()
+    with pytest.raises(ModelFileError, match="missing.*export"):
+        load_backend("pretrained")
+
+
+def test_gallery_from_uploaded_bytes_skips_bad_files():
+    import io
+    b = io.BytesIO()
+    Image.new("RGB", (32, 32), (200, 10, 10)).save(b, format="PNG")
+    g, problems = Gallery.from_images([("good.png", b.getvalue()), ("bad.png", b"garbage")])
+    assert g.ids == ["00000-good"] and len(problems) == 1 and "bad.png" in problems[0]
+    feats = g.features(load_backend("pretrained"))
+    assert feats.shape == (1, 1280)
+
+
+def test_serving_never_imports_torch(small_photo_dir, sketchy_dir):
+    sketch = sorted((sketchy_dir / "sketch" / "cup").iterdir())[0]
+    code = (f"import sys; from sbir_core import *; g = Gallery.from_folder({str(small_photo_dir)!r});"
+            f"[load_backend(n).search({str(sketch)!r}, g) for n in available_backends(True)];"
+            "print('torch' in sys.modules, 'streamlit' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False False"

@@ -1,0 +1,108 @@
+"""Readers on the real data, and on the official layouts (built in tmp folders)."""
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sbir_core.data import readers
+from sbir_core.data.classes import VOCABULARY, canonical
+from sbir_core.data.render import render_strokes
+from sbir_core.data.splits import make_split, sketchy_split
+
+from .conftest import need_data
+
+
+def test_vocabulary_and_name_map():
+    assert len(set(VOCABULARY)) == len(VOCABULARY) and "car_(sedan)" in VOCABULARY
+    assert canonical("car") == "car_(sedan)" and canonical("Hot air balloon") == "hot-air_balloon"
+    assert canonical("alarm clock") == "alarm_clock" and canonical("motorbike") == "motorcycle"
+    assert canonical("bird") is None and canonical("sea lion") is None
+
+
+def test_sketchy_pairs_every_sketch_with_its_photo(sketchy_dir):
+    photos, sketches = readers.sketchy(sketchy_dir)
+    assert len(photos) == 3125 and len({p.label for p in photos}) == 125
+    ids = {p.photo_id for p in photos}
+    assert len(sketches) >= 2600 and all(s.photo_id in ids for s in sketches)
+    assert all(s.label is not None for s in sketches)
+
+
+def test_sketchy_official_layout(tmp_path):
+    for kind, name in (("photo", "n1_2.jpg"), ("sketch", "n1_2-1.png")):
+        d = tmp_path / "rendered_256x256" / "256x256" / kind / "tx_000000000000" / "car_(sedan)"
+        d.mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(d / name)
+    photos, sketches = readers.sketchy(tmp_path)
+    assert photos[0].label == "car_(sedan)" and sketches[0].photo_id == "n1_2" == photos[0].photo_id
+
+
+def test_split_is_by_whole_photo_and_matches_ten_class_split():
+    table = sketchy_split()
+    root = need_data("sketchy_10class")
+    ten = readers.read_split(root / "split.tsv")
+    assert all(table[p] == "test" for p, s in ten.items() if s == "test")
+    assert all(table[p] in ("train", "val") for p, s in ten.items() if s == "train")
+    assert make_split() == table       # the committed table is what the rule makes from the data
+
+
+def test_quickdraw_bitmaps_both_shapes(tmp_path):
+    a = np.zeros((3, 784), np.uint8)
+    np.save(tmp_path / "x.npy", a)
+    assert readers.quickdraw_bitmaps(tmp_path / "x.npy").shape == (3, 28, 28)
+    real = need_data("quickdraw", "numpy_bitmap", "cat.npy")
+    assert readers.quickdraw_bitmaps(real, limit=5).shape == (5, 28, 28)
+
+
+def test_quickdraw_strokes_render_like_the_canvas():
+    path = need_data("quickdraw", "simplified", "cat.ndjson")
+    d = next(readers.quickdraw_strokes(path))
+    assert d["word"] == "cat" and len(d["strokes"]) >= 1
+    im = render_strokes(d["strokes"], size=400, line_width=4)
+    a = np.asarray(im)
+    assert im.size == (400, 400) and a[0, 0] == 255 and (a < 128).mean() > 0.005
+    assert len(np.unique(a)) > 10                       # anti-aliased edges, not just black and white
+
+
+def test_partial_strokes_draw_less_ink():
+    strokes = [(np.array([0., 100.]), np.array([0., 0.])), (np.array([0., 100.]), np.array([50., 50.]))]
+    full = (np.asarray(render_strokes(strokes, 64)) < 128).sum()
+    half = (np.asarray(render_strokes(strokes, 64, keep_fraction=0.5, box=(100, 100))) < 128).sum()
+    assert 0 < half < full
+
+
+def test_tuberlin_svg_strokes():
+    root = need_data("tuberlin_svg_sample")
+    items = readers.tuberlin(root)
+    assert {i.label for i in items} >= {"airplane", "alarm_clock"}
+    strokes, size = readers.svg_strokes(items[0].path)
+    assert size == (800.0, 800.0) and len(strokes) > 3
+    assert (np.asarray(render_strokes(strokes, 128, box=size)) < 128).sum() > 50
+
+
+def test_svg_path_commands(tmp_path):
+    svg = ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 100 100">'
+           '<path d="M10 10 L90 10 l0 80 H10 Z"/><path d="M20,20 C30,30 40,30 50,20 Q60,10 70,20"/></svg>')
+    (tmp_path / "a.svg").write_text(svg)
+    strokes, size = readers.svg_strokes(tmp_path / "a.svg")
+    assert len(strokes) == 2 and size == (100.0, 100.0)
+    xs, ys = strokes[0]
+    assert (xs[:5].tolist(), ys[:5].tolist()) == ([10, 90, 90, 10, 10], [10, 10, 90, 90, 10])
+
+
+def test_shoes_and_attributes():
+    root = need_data("shoes")
+    photos, sketches = readers.shoes(root)
+    assert len(photos) == 304 and len(sketches) >= 700
+    assert {s.photo_id for s in sketches} <= {p.photo_id for p in photos}
+    attrs = readers.shoe_attributes(root)
+    assert len(attrs) > 0 and set(np.unique(np.concatenate(list(attrs.values())))) <= {0, 1}
+
+
+def test_image_folder_labelled_and_flat(tmp_path):
+    (tmp_path / "Teapot").mkdir()
+    Image.new("RGB", (4, 4)).save(tmp_path / "Teapot" / "a.jpg")
+    Image.new("RGB", (4, 4)).save(tmp_path / "b.png")
+    (tmp_path / "notes.txt").write_text("not an image")
+    items = readers.image_folder(tmp_path)
+    assert sorted((i.path.name, i.label) for i in items) == [("a.jpg", "teapot"), ("b.png", None)]
