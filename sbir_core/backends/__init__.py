@@ -4,7 +4,7 @@ from __future__ import annotations
 from ..config import MODELS_DIR
 from .base import Backend, SearchResult, register_backend, registered
 from .onnx_model import ModelFileError
-from . import classifier, embedding, random_baseline  # noqa: F401  (registers the backends)
+from . import cgan, classifier, embedding, random_baseline  # noqa: F401  (registers the backends)
 
 BASELINES = ("random",)
 

@@ -1,0 +1,108 @@
+"""Export the `cgan` backend: `python -m export.cgan [--ckpt runs/cgan/best.pt]`
+
+Two ONNX files:
+- `cgan_sketch.onnx`: generator G + encoder E1, sketch (B, 3, 64, 64) -> (imaginary photo in [0, 1]
+  (B, 3, 64, 64), embedding (B, 1280)). Exported in eval mode on purpose: dropout off, so one
+  sketch always gives one imaginary photo and one ranking (pix2pix's test code keeps dropout on);
+  G uses InstanceNorm and E1 ImageNet's frozen batch-norm statistics, so nothing else changes.
+- `cgan_photo.onnx`: the frozen ImageNet encoder E2, pooled features of 128 px photos.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from sbir_core.config import MODELS_DIR, REPO_ROOT
+from sbir_core.nets.backbone import FEATURE_DIM, freeze, lite0
+from sbir_core.nets.perceptual import MidHighEncoder
+from sbir_core.nets.pix2pix import UNetGenerator
+from sbir_core.train.cgan import CGANConfig, build_nets, encode_imaginary
+
+from .common import export_onnx, write_meta
+
+SKETCH_FILE, PHOTO_FILE = "cgan_sketch.onnx", "cgan_photo.onnx"
+DEFAULT_CKPT = REPO_ROOT / "runs" / "cgan" / "best.pt"
+
+
+class SketchToImaginary(nn.Module):
+    """Sketch (B, 3, R, R) in [-1, 1] -> (imaginary photo (B, 3, R, R) in [0, 1], embedding (B, 1280))."""
+
+    def __init__(self, G: UNetGenerator, e1: MidHighEncoder, feat_res: int):
+        super().__init__()
+        self.G, self.e1, self.feat_res = G, e1, feat_res
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        y = self.G(x)                                                     # (B, 3, R, R) in [-1, 1]
+        _, emb = encode_imaginary(self.e1, y, self.feat_res)              # (B, 1280)
+        return (y + 1) * 0.5, emb
+
+
+def load_checkpoint(path: Path) -> tuple[CGANConfig, dict]:
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    cfg = dict(ck["config"])
+    cfg["betas"] = tuple(cfg["betas"])
+    return CGANConfig(**cfg), ck
+
+
+def modules_from(cfg: CGANConfig, ck: dict | None = None, pretrained: bool = True) -> dict[str, tuple[nn.Module, int]]:
+    """The two exported modules for a config (and checkpoint; random weights without one)."""
+    G, _, e1 = build_nets(cfg, pretrained=pretrained)
+    if ck is not None:
+        G.load_state_dict(ck["G"])
+        e1.load_state_dict(ck["E1"])
+    e2 = MidHighEncoder(lite0(pretrained=pretrained))
+    return {SKETCH_FILE: (SketchToImaginary(G, e1, cfg.feat_res).eval(), cfg.res),
+            PHOTO_FILE: (freeze(e2), cfg.feat_res)}
+
+
+def torch_modules(ckpt: Path = DEFAULT_CKPT) -> dict[str, tuple[nn.Module, int]]:
+    """{ONNX file: (the torch module it was exported from, input size)}: for parity tests and benchmarks.
+    Without the (unshipped) training checkpoint only E2 is known: it needs no training."""
+    if ckpt.is_file():
+        cfg, ck = load_checkpoint(ckpt)
+        return modules_from(cfg, ck)
+    cfg = CGANConfig()
+    return {PHOTO_FILE: (freeze(MidHighEncoder(lite0())), cfg.feat_res)}
+
+
+def export(cfg: CGANConfig, ck: dict | None, models_dir: Path, pretrained: bool = True) -> dict[str, float]:
+    """Write both ONNX files and models/cgan.json; returns the parity error per file."""
+    mods = modules_from(cfg, ck, pretrained)
+    errs = {}
+    (m, size), = [mods[SKETCH_FILE]]
+    errs[SKETCH_FILE] = export_onnx(m, models_dir / SKETCH_FILE, size, output_names=("imaginary", "embedding"))
+    (m, size), = [mods[PHOTO_FILE]]
+    errs[PHOTO_FILE] = export_onnx(m, models_dir / PHOTO_FILE, size, output_names=("embedding",))
+    train_config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(cfg).items()}
+    write_meta("cgan", {
+        "backend": "cgan", "title": "cGAN (imaginary photo)",
+        "description": ("pix2pix U-Net G imagines the photo behind the sketch; E1 (EfficientNet-Lite0, "
+                        "trained) embeds it where the frozen ImageNet E2 embeds gallery photos "
+                        "(Guo et al., ACM MM 2017)"),
+        "sketch_model": SKETCH_FILE, "photo_model": PHOTO_FILE,
+        "sketch_outputs": ["imaginary", "embedding"],
+        "preprocess": cfg.sketch_preprocess().to_dict(), "photo_preprocess": cfg.photo_preprocess().to_dict(),
+        "embedding_dim": FEATURE_DIM, "curves": "cgan_curves.json", "train_config": train_config,
+        "train_steps": (ck or {}).get("step", 0), "val_mAP": (ck or {}).get("best_val_mAP"),
+        "onnx_parity_max_abs": max(errs.values()),
+    }, models_dir)
+    return errs
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m export.cgan")
+    ap.add_argument("--ckpt", type=Path, default=DEFAULT_CKPT, help="checkpoint (default: best val mAP)")
+    a = ap.parse_args(argv)
+    if not a.ckpt.is_file():
+        print(f"no checkpoint at {a.ckpt}; train with `python -m sbir_core.train.cgan` first")
+        return
+    cfg, ck = load_checkpoint(a.ckpt)
+    errs = export(cfg, ck, MODELS_DIR)
+    print(f"wrote {', '.join(str(MODELS_DIR / f) for f in errs)} (step {ck['step']}, parity {max(errs.values()):.1e})")
+
+
+if __name__ == "__main__":
+    main()
