@@ -73,7 +73,8 @@ def quality(r: dict[str, Any]) -> str:
                  f"(the set above takes the first {r['config']['quickdraw_per_class'] or 'all'} per class); disjoint from "
                  f"the classifier's training rows (`sbir_core.train.features.QUICKDRAW_TRAIN_ROWS`): "
                  f"{ {True: 'yes', False: '**NO**', None: 'trainer not present'}[disjoint] }")
-    notes += [f"`{n}` training data: {txt}" for n, txt in q["held_out"].items()]
+    notes.append("Trained on (read from the trainers, `TRAINING_DATA` in sbir_core/bench/data.py): "
+                 + "; ".join(f"`{n}`: {txt}" for n, txt in q["held_out"].items()))
     dims = [f"`{n}` {res['sets']['sketchy']['effective_dim']} of {res['sets']['sketchy']['feature_dim']}"
             for n, res in q["results"].items() if "effective_dim" in res.get("sets", {}).get("sketchy", {})]
     if dims:
@@ -169,7 +170,8 @@ def scaling(r: dict[str, Any]) -> str:
             f"recall when none reaches it). Recall@{sc['k']} = share of the exact top {sc['k']} the index returns. "
             f"`uniform`: i.i.d. on the sphere (worst case for any approximate index). `lowrank`: a random "
             f"{lr['rank']}-dimensional subspace plus {int(lr['noise'] * 100)}% noise energy, effective dimension "
-            f"{lr['effective_dim']}, like learned embeddings (see the effective dimensions under Quality). "
+            f"{lr['effective_dim']}, a stand-in for embeddings that use few directions (compare the real features' "
+            f"effective dimensions under Quality). "
             f"Queries are drawn from the same distribution, not from the gallery.\n")
     sweeps = [row for row in sc["rows"] if row.get("hnsw")]
     if sweeps:
