@@ -91,3 +91,30 @@ def test_query_latency_stages(small_photo_dir, sketchy_dir):
     assert set(lat) == {"preprocess", "encode", "search", "total"}
     assert all(lat[s]["n"] == 3 for s in lat)
     assert lat["total"]["p50"] >= lat["encode"]["p50"]
+
+
+def test_model_files_finds_every_onnx_name_in_a_model_json():
+    from sbir_core.bench.speed import model_files
+    meta = {"sketch_model": ["trunk.onnx", "sketch_head.onnx"], "photo_model": "photo.onnx",
+            "preprocess": {"size": 224}, "classes": ["cup"], "extra": {"generator": "g.onnx"}}
+    assert model_files(meta) == {"trunk.onnx", "sketch_head.onnx", "photo.onnx", "g.onnx"}
+
+
+def test_report_shows_skips_and_targets():
+    from sbir_core.bench.__main__ import QUICK
+    from dataclasses import asdict
+    env = {"cpu": "x", "logical_cpus": 2, "memory_gib": 1.0, "os": "Linux", "load_average_at_start": [0, 0, 0],
+           "load_average_at_end": [0, 0, 0], "onnxruntime_providers": ["CPUExecutionProvider"],
+           "thread_env": {"OMP_NUM_THREADS": "1"}, "versions": {"numpy": "2"}}
+    lat = {st: {"p50": 9.0, "p90": 11.0, "n": 5} for st in ("preprocess", "encode", "search", "total")}
+    r = {"command": "python -m sbir_core.bench", "generated": "now", "seconds": 60.0, "config": asdict(QUICK),
+         "environment": env, "backends": ["triplet", "cgan"], "notes": [],
+         "gallery": {"name": "bundled", "photos": 3, "labelled": 2, "note": None},
+         "speed": {"latency": {"triplet": lat, "cgan": {"error": "ModelFileError: gone"}},
+                   "cold_start": {"triplet": {"error": "boom"}}, "indexing": {}, "latency_queries": 5,
+                   "gallery_photos": 3, "eager": {"triplet": {"error": "torch_modules() failed"}}}}
+    md = report.markdown(r)
+    assert "| p50 query latency `triplet` ≤ 10 ms | 9.0 ms | yes |" in md
+    assert "| p50 query latency `cgan` ≤ 80 ms | not measured | – |" in md
+    assert "error: ModelFileError: gone" in md and "skipped: torch_modules() failed" in md
+    assert "## Retrieval quality" not in md and "## Search time" not in md
