@@ -154,7 +154,9 @@ def main(argv: list[str] | None = None) -> None:
         for _ in range(steps_per_epoch):
             rs = rng.choice(tr, cfg.batch - n_qd, p=w_tr)
             rq = rng.choice(len(qd.records), n_qd, p=w_qd)
-            x = torch.cat([inputs("sk", rs, rng.integers(0, n_views, len(rs))), inputs("qd", rq, np.ones(n_qd, int))])
+            # lite0: cached view index (Quick, Draw! has one); small: view > 0 means augment on the fly
+            qd_views = np.full(n_qd, 0 if cfg.arch == "lite0" else 1)
+            x = torch.cat([inputs("sk", rs, rng.integers(0, n_views, len(rs))), inputs("qd", rq, qd_views)])
             y = torch.from_numpy(np.concatenate([y_sk[rs], y_qd[rq]]))
             logits = model(x)
             loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
