@@ -40,7 +40,7 @@ class BenchConfig:
     ann_queries: int = 200
     hnsw_m: int = 16
     hnsw_ef_construction: int = 40
-    ef_search: tuple[int, ...] = (16, 32, 64, 128, 256, 512, 1024)
+    ef_search: tuple[int, ...] = (16, 32, 64, 128, 256, 512, 768, 1024)
     build_threads: int = 2
 
 
