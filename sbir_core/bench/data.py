@@ -31,7 +31,7 @@ QUICKDRAW_EVAL_ROWS = range(0, 25)
 CANVAS_SIZE = 400          # px: the drawing canvas of the app
 CANVAS_LINE_WIDTH = 3.5    # px: the canvas pen (3-4 px)
 FALLBACK_GALLERY_NOTE = ("the bundled gallery (galleries/bundled) is missing, so a stand-in was used: "
-                         "the held-out Sketchy test photos (5 per class, 625 photos, labelled)")
+                         "the held-out Sketchy test photos (up to 5 per class, {n} photos, labelled)")
 
 
 @dataclass
@@ -146,7 +146,7 @@ def bench_gallery() -> tuple[Gallery, str | None]:
     photos, _ = readers.sketchy(data_dir() / "sketchy")
     from ..data.splits import split_of
     test = [p for p in photos if split_of(p.photo_id) == "test"]
-    return _cached_gallery("fallback", test), FALLBACK_GALLERY_NOTE
+    return _cached_gallery("fallback", test), FALLBACK_GALLERY_NOTE.format(n=len(test))
 
 
 def quality_sets(max_classes: int | None = None, max_queries: int | None = None,

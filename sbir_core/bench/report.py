@@ -15,6 +15,7 @@ QUALITY_COLUMNS = (   # (set, metric, header)
     ("sketchy10", "acc@1", "10-class acc@1"), ("sketchy10", "acc@10", "10-class acc@10"),
     ("shoes", "acc@1", "Shoes acc@1"), ("shoes", "acc@10", "Shoes acc@10"),
     ("quickdraw", "mAP@all", "QuickDraw→gallery mAP@all"), ("quickdraw", "P@20", "QuickDraw→gallery P@20"),
+    ("quickdraw", "P@20_capped", "QuickDraw→gallery P@20 capped"),
 )
 
 
@@ -60,12 +61,15 @@ def quality(r: dict[str, Any]) -> str:
             continue
         rows.append([f"`{name}`"] + [_f(res["sets"].get(s, {}).get(m)) for s, m, _ in QUALITY_COLUMNS])
     out = _table(["backend"] + [h for _, _, h in QUALITY_COLUMNS], rows)
-    sets = "; ".join(f"{d['title']}: {d['queries']} queries × {d['gallery']} photos, {d['classes']} classes"
-                     for d in q["sets"].values())
+    first = next((res["sets"] for res in q["results"].values() if "sets" in res), {})
+    sets = "; ".join(f"{d['title']}: {d['queries']} queries × {d['gallery']} photos, {d['classes']} classes, "
+                     f"{_f(first.get(k, {}).get('relevant_per_query'), 1)} relevant photos per query"
+                     for k, d in q["sets"].items())
     out += (f"\n*How measured:* every backend scores the full (queries × gallery) matrix of each set "
             f"(`Backend.score_matrix`); metrics from `sbir_core.evaluate.metrics`: mAP@all over the whole "
             f"ranking and P@20 at category level (same class = relevant), acc@K = the sketch's own photo in "
-            f"the top K. Sets: {sets}. The same queries and galleries for every backend, in one run "
+            f"the top K; P@20 capped = relevant in the top 20 / min(20, relevant photos), for sets with few "
+            f"relevant photos per query. Sets: {sets}. The same queries and galleries for every backend, in one run "
             f"({q['seconds']:.0f} s for this section).\n\n")
     notes = [f"{d['title']}: {'; '.join(d['notes'])}" for d in q["sets"].values() if d["notes"]]
     disjoint = q.get("quickdraw_rows_disjoint_from_training")
