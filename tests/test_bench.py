@@ -118,3 +118,22 @@ def test_report_shows_skips_and_targets():
     assert "| p50 query latency `cgan` ≤ 80 ms | not measured | – |" in md
     assert "error: ModelFileError: gone" in md and "skipped: torch_modules() failed" in md
     assert "## Retrieval quality" not in md and "## Search time" not in md
+
+
+def test_compare_eager_runs_a_chain_of_onnx_files(tmp_path):
+    torch = pytest.importorskip("torch")
+    from torch import nn
+    from sbir_core.bench.speed import compare_eager
+    torch.manual_seed(0)
+    trunk = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU()).eval()
+    head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2)).eval()
+    for module, name, shape in ((trunk, "t.onnx", (1, 3, 16, 16)), (head, "h.onnx", (1, 4, 16, 16))):
+        torch.onnx.export(module, (torch.randn(*shape),), str(tmp_path / name), input_names=["input"],
+                          output_names=["output"], dynamic_axes={"input": {0: "b"}}, opset_version=17, dynamo=False)
+    out = compare_eager({"t.onnx+h.onnx": (nn.Sequential(trunk, head), 16),
+                         "missing.onnx": (trunk, 16)}, tmp_path, runs=3, warmup=1)
+    chain = out["t.onnx+h.onnx"]
+    assert chain["input"] == [1, 3, 16, 16]
+    assert chain["max_abs_diff"] < 1e-4                        # the chain computes what the torch module does
+    assert chain["torch_eager_ms"]["n"] == 3 and chain["speedup"] > 0
+    assert "error" in out["missing.onnx"]

@@ -123,7 +123,7 @@ def eager_vs_onnx(name: str, runs: int = 20, warmup: int = 3) -> dict[str, Any]:
     if str(REPO_ROOT) not in sys.path:
         sys.path.insert(0, str(REPO_ROOT))
     from export.all import exporter
-    from ..backends.onnx_model import OnnxChain, read_meta
+    from ..backends.onnx_model import read_meta
     try:
         mod = exporter(name) or exporter(name.split("_")[0])
         mine = model_files(read_meta(name))
@@ -131,8 +131,6 @@ def eager_vs_onnx(name: str, runs: int = 20, warmup: int = 3) -> dict[str, Any]:
         return {"error": f"{type(e).__name__}: {e}"}
     if mod is None or not hasattr(mod, "torch_modules"):
         return {"error": f"no export/{name}.py with torch_modules()"}
-    import torch
-    torch.set_num_threads(1)
     try:
         modules = mod.torch_modules()
     except Exception as e:                  # e.g. the training checkpoint is not in this checkout
@@ -140,11 +138,21 @@ def eager_vs_onnx(name: str, runs: int = 20, warmup: int = 3) -> dict[str, Any]:
     modules = {k: v for k, v in modules.items() if set(k.split("+")) <= mine}
     if not modules:
         return {"error": "torch_modules() has no module for this backend's ONNX files (training checkpoint absent?)"}
-    files = {}
+    return {"files": compare_eager(modules, MODELS_DIR, runs, warmup)}
+
+
+def compare_eager(modules: dict[str, tuple[Any, int]], models_dir: Path, runs: int = 20,
+                  warmup: int = 3) -> dict[str, Any]:
+    """{ONNX file or chain 'a.onnx+b.onnx': (torch module, input size)} -> per key: torch eager and
+    ONNX Runtime p50/p90 on the same (1, 3, S, S) input, the speedup, and the max output difference."""
+    import torch
+    from ..backends.onnx_model import OnnxChain
+    torch.set_num_threads(1)
+    files: dict[str, Any] = {}
     for key, (module, size) in modules.items():
         x = np.random.default_rng(0).standard_normal((1, 3, size, size)).astype(np.float32)   # (1, 3, S, S)
         try:
-            onnx = OnnxChain.load(key.split("+"), MODELS_DIR, threads=1)
+            onnx = OnnxChain.load(key.split("+"), models_dir, threads=1)
         except Exception as e:
             files[key] = {"error": f"{type(e).__name__}: {e}"}
             continue
@@ -160,4 +168,4 @@ def eager_vs_onnx(name: str, runs: int = 20, warmup: int = 3) -> dict[str, Any]:
         files[key] = {"input": [1, 3, size, size], "torch_eager_ms": e, "onnxruntime_ms": o,
                       "speedup": round(e["p50"] / o["p50"], 2),
                       "max_abs_diff": float(np.abs(out[0] - ref[0].numpy()).max())}
-    return {"files": files}
+    return files
