@@ -26,7 +26,7 @@ def sketchy_dir() -> Path:
 def small_photo_dir(tmp_path_factory, sketchy_dir) -> Path:
     """A real 4-class, 20-photo gallery folder (links into the Sketchy photos; nothing copied into the repo)."""
     out = tmp_path_factory.mktemp("photos")
-    for c in ("airplane", "cup", "shoe", "teapot"):
+    for c in ("airplane", "cat", "shoe", "teapot"):
         (out / c).mkdir()
         for p in sorted((sketchy_dir / "photo" / c).iterdir())[:5]:
             (out / c / p.name).symlink_to(p)

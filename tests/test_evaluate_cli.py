@@ -8,7 +8,7 @@ from sbir_core.evaluate import main, metrics
 
 def test_cli_writes_metrics_and_a_dump_that_recomputes(tmp_path, small_photo_dir, sketchy_dir):
     sk = tmp_path / "sketches"
-    for c in ("airplane", "cup"):
+    for c in ("airplane", "cat"):
         (sk / c).mkdir(parents=True)
         for p in sorted((sketchy_dir / "sketch" / c).iterdir())[:3]:
             (sk / c / p.name).symlink_to(p)

@@ -6,6 +6,7 @@ from PIL import Image
 from sbir_core import Gallery, load_backend
 from sbir_core.config import MODELS_DIR
 from sbir_core.data.classes import VOCABULARY
+from sbir_core.data.preprocess import sketch_input
 from sbir_core.data.readers import sketchy
 from sbir_core.data.splits import split_of
 
@@ -21,7 +22,7 @@ def held_out(sketchy_dir):
     _, sketches = sketchy(sketchy_dir)
     out = {}
     for s in sketches:
-        if split_of(s.photo_id) == "test" and s.label in ("airplane", "cup", "shoe", "teapot") and s.label not in out:
+        if split_of(s.photo_id) == "test" and s.label in ("airplane", "cat", "shoe", "teapot") and s.label not in out:
             out[s.label] = s
     return out
 
@@ -38,7 +39,9 @@ def test_label_lookup_ordering(name, held_out, small_photo_dir):
     assert np.all(np.diff([p for _, p in top]) <= 0) and 0 < sum(p for _, p in top) <= 1.0 + 1e-5
     probs = dict(top)
     # the order of labels in the result follows the classes' probabilities, blocks never interleave
-    blocks = [l for i, l in enumerate(r.labels) if i == 0 or r.labels[i - 1] != l]
+    # (checked where the sketch's class probabilities are distinguishable: > 1e-6)
+    labels = [l for l, s in zip(r.labels, r.scores) if s > 1e-6]
+    blocks = [l for i, l in enumerate(labels) if i == 0 or labels[i - 1] != l]
     assert len(blocks) == len(set(blocks))
     known = [b for b in blocks if b in probs]
     assert known == sorted(known, key=lambda c: -probs[c])
@@ -46,13 +49,19 @@ def test_label_lookup_ordering(name, held_out, small_photo_dir):
         assert r.labels[0] == top[0][0]
 
 
-def test_classifier_recognises_held_out_sketches(held_out, small_photo_dir):
+def test_classifier_recognises_held_out_sketches(sketchy_dir):
+    """Top-1/top-5 on 120 held-out Sketchy sketches (125 classes). Measured 0.49 / 0.72 on the whole
+    test split; a chance-level model gets 0.006 / 0.03."""
     need_model("classifier")
     backend = load_backend("classifier")
-    gallery = Gallery.from_folder(small_photo_dir)
-    hits = sum(backend.search(Image.open(s.path), gallery, k=1).extras["top_classes"][0][0] == c
-               for c, s in held_out.items())
-    assert hits >= 3, "the classifier should recognise most of these held-out sketches"
+    _, sketches = sketchy(sketchy_dir)
+    test = [s for s in sketches if split_of(s.photo_id) == "test"][::4][:120]
+    x = np.stack([sketch_input(s.path, backend.preprocess) for s in test])
+    p, _ = backend.encode_sketches(x)
+    classes = np.asarray(backend.meta["classes"])
+    top5 = classes[np.argsort(-p, axis=1)[:, :5]]
+    truth = np.asarray([s.label for s in test])[:, None]
+    assert (top5[:, :1] == truth).mean() >= 0.35 and (top5 == truth).any(axis=1).mean() >= 0.6
 
 
 def test_classifier_labels_unlabelled_photos(small_photo_dir):
@@ -82,7 +91,7 @@ def test_triplet_retrieval_by_threshold(held_out, small_photo_dir):
     need_model("triplet")
     backend = load_backend("triplet")
     gallery = Gallery.from_folder(small_photo_dir)
-    sketch = Image.open(held_out["cup"].path)
+    sketch = Image.open(held_out["cat"].path)
     full = backend.search(sketch, gallery, k=len(gallery))
     t = float(full.scores[6])
     within = backend.search_within(sketch, gallery, t)

@@ -9,7 +9,8 @@ from ..data.classes import class_index
 from .base import register_backend
 from .embedding import OnnxBackend
 
-WITHIN_CLASS = 1e-3   # weight of the photo classifier's confidence: orders photos inside one class only
+WITHIN_CLASS = 1e-9   # weight of the photo classifier's confidence (in float64): orders photos inside one
+                      # class only, as long as two classes' probabilities differ by more than this
 
 
 @register_backend("classifier")
@@ -41,7 +42,7 @@ class ClassifierBackend(OnnxBackend):
     def score(self, queries: np.ndarray, features: np.ndarray, labels: Sequence[str | None]) -> np.ndarray:
         lab = self.photo_labels(features, labels)                                        # (N,)
         conf = features[np.arange(len(lab)), lab]                                        # (N,)
-        return queries[:, lab] + WITHIN_CLASS * conf[None, :]                            # (Q, N)
+        return queries[:, lab].astype(np.float64) + WITHIN_CLASS * conf[None, :]          # (Q, N)
 
 
 @register_backend("classifier_small")

@@ -55,13 +55,14 @@ class PhotoClassifierHead(nn.Module):
 class SketchEmbedding(nn.Module):
     """Sketch (and edge-map) branch: trainable head conv + projection, unit vectors. (B, 320, h, w) -> (B, D)."""
 
-    def __init__(self, dim: int = 256):
+    def __init__(self, dim: int = 256, dropout: float = 0.0):
         super().__init__()
         self.top = imagenet_top()
+        self.drop = nn.Dropout(dropout)
         self.proj = nn.Linear(FEATURE_DIM, dim)
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.proj(self.top(f)), dim=-1)
+        return F.normalize(self.proj(self.drop(self.top(f))), dim=-1)
 
 
 class PhotoProjection(nn.Module):

@@ -7,7 +7,9 @@ Branches over the frozen trunk's cached features: sketches and photo edge maps s
 (trainable head conv + projection); photos have their own (frozen ImageNet head + MLP).
 Hybrid loss: cross-domain triplet losses with online hardest negatives (a sketch's own photo is its
 positive, the hardest photo of another class in the batch its negative) + a cosine-softmax class
-loss on the shared embedding for all domains. Only train-split photos and their sketches are used.
+loss on the shared embedding for all domains (Quick, Draw! drawings of Sketchy classes add sketch
+variety to the class loss). The sketch branch starts from the trained sketch classifier's head conv
+(`python -m sbir_core.train.classifier` first). Only train-split photos and their sketches are used.
 """
 from __future__ import annotations
 
@@ -41,6 +43,11 @@ class TripletConfig:
     class_weight: float = 1.0
     edge_weight: float = 0.5
     scale: float = 16.0            # cosine-softmax temperature (1/scale)
+    label_smoothing: float = 0.1
+    dropout: float = 0.3           # on the sketch branch's pooled features
+    init_from_classifier: bool = True   # start the sketch branch from the trained sketch classifier's head conv
+    sketch_lr_mult: float = 0.3    # the sketch branch's head conv learns slower than the new layers
+    quickdraw_share: float = 0.25  # extra Quick, Draw! sketches per batch, for the class loss only
     seed: int = 0
     threads: int = 2
 
@@ -68,8 +75,9 @@ def main(argv: list[str] | None = None) -> None:
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--no-edge", dest="edge", action="store_false")
+    ap.add_argument("--no-init", dest="init_from_classifier", action="store_false")
     for k, v in asdict(TripletConfig()).items():
-        if k != "edge":
+        if k not in ("edge", "init_from_classifier"):
             ap.add_argument(f"--{k.replace('_', '-')}", type=type(v), default=v)
     cfg = TripletConfig(**vars(ap.parse_args(argv)))
     name = name_of(cfg)
@@ -97,15 +105,26 @@ def main(argv: list[str] | None = None) -> None:
         pooled = torch.stack([torch.cat([top(torch.from_numpy(np.asarray(ph.feats[i:i + 256, v], np.float32)))
                                          for i in range(0, len(ph.records), 256)]) for v in (0, 1)], 1)   # (N, 2, 1280)
 
-    sketch_net, photo_net = SketchEmbedding(cfg.dim), PhotoProjection(cfg.dim)
+    sketch_net, photo_net = SketchEmbedding(cfg.dim, cfg.dropout), PhotoProjection(cfg.dim)
+    if cfg.init_from_classifier:
+        from .classifier import run_dir as classifier_dir
+        ck = torch.load(classifier_dir("lite0") / "ckpt.pt", map_location="cpu", weights_only=False)
+        sketch_net.top.load_state_dict({k[4:]: v for k, v in ck["state_dict"].items() if k.startswith("top.")})
     proxies = torch.nn.Parameter(F.normalize(torch.randn(len(SKETCHY_CLASSES), cfg.dim), dim=-1))
-    params = list(sketch_net.parameters()) + list(photo_net.parameters()) + [proxies]
-    opt = torch.optim.AdamW(params, cfg.lr, weight_decay=cfg.weight_decay)
+    groups = [{"params": sketch_net.top.parameters(), "lr": cfg.lr * cfg.sketch_lr_mult},
+              {"params": list(sketch_net.proj.parameters()) + list(photo_net.parameters()) + [proxies], "lr": cfg.lr}]
+    opt = torch.optim.AdamW(groups, cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = cfg.samples_per_epoch // cfg.batch
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.15)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, [g["lr"] for g in groups],
+                                                total_steps=cfg.epochs * steps_per_epoch, pct_start=0.15)
+
+    qd = cached.load("quickdraw")
+    qd_rows = np.asarray([i for i, r in enumerate(qd.records) if r["label"] in cls])
+    y_qd = torch.tensor([cls[qd.records[i]["label"]] for i in qd_rows])
+    n_qd = int(cfg.batch * cfg.quickdraw_share)
 
     def class_loss(e: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(cfg.scale * e @ F.normalize(proxies, dim=-1).T, y)
+        return F.cross_entropy(cfg.scale * e @ F.normalize(proxies, dim=-1).T, y, label_smoothing=cfg.label_smoothing)
 
     gallery_rows = np.concatenate([ph.where("train"), ph.where("val")])
 
@@ -133,7 +152,9 @@ def main(argv: list[str] | None = None) -> None:
             s = sketch_net(batch_tensor(sk.feats, rows, rng.integers(0, n_views, len(rows))))       # (B, D)
             p = photo_net(pooled[prow, pview])                                                       # (B, D)
             tri = hardest_triplet(s, p, y, cfg.margin)
-            cl = class_loss(s, y) + class_loss(p, y)
+            pick = rng.choice(len(qd_rows), n_qd)
+            q = sketch_net(batch_tensor(qd.feats, qd_rows[pick], np.zeros(n_qd, int)))                # (Bq, D)
+            cl = class_loss(torch.cat([s, q]), torch.cat([y, y_qd[pick]])) + class_loss(p, y)
             if cfg.edge:
                 e = sketch_net(batch_tensor(ed.feats, prow, pview))                                  # (B, D)
                 tri = tri + cfg.edge_weight * (hardest_triplet(e, p, y, cfg.margin) + hardest_triplet(s, e, y, cfg.margin))
