@@ -24,11 +24,12 @@ def ranking(scores: np.ndarray) -> np.ndarray:
     return np.argsort(-scores, axis=1, kind="stable")
 
 
-def relevance(scores: np.ndarray, query_labels: Sequence, gallery_labels: Sequence) -> np.ndarray:
+def relevance(scores: np.ndarray, query_labels: Sequence, gallery_labels: Sequence,
+              order: np.ndarray | None = None) -> np.ndarray:
     """(Q, N) bool: is the photo at rank r of query q of the query's class?"""
     ql = np.asarray(query_labels, dtype=object)
     gl = np.asarray(gallery_labels, dtype=object)
-    return gl[ranking(scores)] == ql[:, None]
+    return gl[ranking(scores) if order is None else order] == ql[:, None]
 
 
 def average_precision(rel: np.ndarray) -> np.ndarray:
@@ -49,31 +50,30 @@ def capped_precision_at(rel: np.ndarray, k: int) -> np.ndarray:
     return rel[:, :k].sum(axis=1) / np.maximum(np.minimum(k, rel.sum(axis=1)), 1)
 
 
-def instance_rank(scores: np.ndarray, query_photo_ids: Sequence[str], gallery_ids: Sequence[str]) -> np.ndarray:
-    """(Q,) 0-based rank of each sketch's own photo (-1 when that photo is not in the gallery)."""
+def instance_rank(scores: np.ndarray, query_photo_ids: Sequence[str], gallery_ids: Sequence[str],
+                  order: np.ndarray | None = None) -> np.ndarray:
+    """(Q,) 0-based position of each sketch's own photo in the ranking (-1 when it is not in the
+    gallery). Ties are not in the sketch's favour: tied photos keep gallery order, as in mAP."""
+    order = ranking(scores) if order is None else order
     pos = {g: i for i, g in enumerate(gallery_ids)}
     own = np.asarray([pos.get(p, -1) for p in query_photo_ids])
-    ok = own >= 0
-    ranks = np.full(len(own), -1)
-    if ok.any():
-        s = scores[ok]
-        own_s = s[np.arange(len(s)), own[ok]]
-        ranks[ok] = (s > own_s[:, None]).sum(axis=1)                # photos scored strictly higher
-    return ranks
+    where = np.argmax(order == own[:, None], axis=1)                  # (Q,) position of own photo
+    return np.where(own >= 0, where, -1)
 
 
 def metrics(scores: np.ndarray, query_labels: Sequence, gallery_labels: Sequence,
             query_photo_ids: Sequence[str] | None = None, gallery_ids: Sequence[str] | None = None,
             ks: Sequence[int] = (1, 5, 10), p_k: int = 20) -> dict[str, float]:
     """mAP@all, P@K (and its capped form), and, when pairing is known, instance acc@K."""
-    rel = relevance(scores, query_labels, gallery_labels)
+    order = ranking(scores)
+    rel = relevance(scores, query_labels, gallery_labels, order)
     out = {"queries": int(len(scores)), "gallery": int(scores.shape[1]),
            "mAP@all": float(average_precision(rel).mean()),
            f"P@{p_k}": float(precision_at(rel, p_k).mean()),
            f"P@{p_k}_capped": float(capped_precision_at(rel, p_k).mean()),
            "relevant_per_query": float(rel.sum(axis=1).mean())}
     if query_photo_ids is not None and gallery_ids is not None:
-        ranks = instance_rank(scores, query_photo_ids, gallery_ids)
+        ranks = instance_rank(scores, query_photo_ids, gallery_ids, order)
         ok = ranks >= 0
         out["paired_queries"] = int(ok.sum())
         for k in ks:

@@ -33,6 +33,8 @@ def test_instance_rank_and_acc():
     scores = np.array([[0.2, 0.8, 0.5], [0.9, 0.1, 0.3], [0.5, 0.5, 0.5]])
     ranks = instance_rank(scores, ["b", "c", "zz"], ["a", "b", "c"])
     assert ranks.tolist() == [0, 1, -1]
+    # ties do not favour the sketch: its photo sits where the (stable) ranking puts it
+    assert instance_rank(np.array([[0.5, 0.5, 0.5]]), ["c"], ["a", "b", "c"]).tolist() == [2]
     m = metrics(scores, ["x", "y", "x"], ["x", "x", "y"], ["b", "c", "zz"], ["a", "b", "c"], ks=(1, 2))
     assert m["paired_queries"] == 2 and m["acc@1"] == 0.5 and m["acc@2"] == 1.0
 

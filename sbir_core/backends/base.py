@@ -94,7 +94,7 @@ class Backend(ABC):
             rows.append(self.score(q, feats, gallery.labels))
             if progress:
                 progress(min(i + batch, len(sketches)), len(sketches))
-        return np.concatenate(rows).astype(np.float32)
+        return np.concatenate(rows)         # float64 where a backend's tie-breaks need it (classifier)
 
 
 _REGISTRY: dict[str, Callable[..., Backend]] = {}
