@@ -16,13 +16,16 @@ from sbir_core.train.classifier import curves_name, run_dir
 from sbir_core.train.features import PREPROCESS
 
 from . import trunk
-from .common import Chain, chain_parity, export_onnx, write_meta
+from .common import CHECKPOINTS, Chain, chain_parity, export_onnx, load_checkpoint, ship_checkpoint, write_meta
 
 HEAD, PHOTO_HEAD, SMALL = "classifier_head.onnx", "classifier_photo_head.onnx", "classifier_small.onnx"
 
 
 def _load(arch: str) -> dict:
-    return torch.load(run_dir(arch) / "ckpt.pt", map_location="cpu", weights_only=False)
+    return load_checkpoint(NAMES[arch])
+
+
+NAMES = {"lite0": "classifier", "small": "classifier_small"}
 
 
 def heads() -> tuple[Probabilities, Probabilities, dict]:
@@ -47,13 +50,16 @@ def torch_modules() -> dict[str, tuple[torch.nn.Module, int]]:
     t = trunk.trunk()
     out = {f"{trunk.FILE}+{HEAD}": (Chain(t, head), PREPROCESS.size),
            f"{trunk.FILE}+{PHOTO_HEAD}": (Chain(t, photo), PREPROCESS.size)}
-    if (run_dir("small") / "ckpt.pt").is_file():
+    if (CHECKPOINTS / "classifier_small.pt").is_file():
         net, ck = small()
         out[SMALL] = (net, ck["config"]["small_size"])
     return out
 
 
 def main() -> None:
+    for arch, name in NAMES.items():
+        if (run_dir(arch) / "ckpt.pt").is_file():
+            ship_checkpoint(run_dir(arch) / "ckpt.pt", name)
     trunk_err = trunk.export()
     head, photo, ck = heads()
     t = trunk.trunk()
@@ -71,7 +77,7 @@ def main() -> None:
         "sketch_model": [trunk.FILE, HEAD], "preprocess": PREPROCESS.to_dict(), "curves": curves_name("lite0"),
         "train_config": ck["config"], "train_result": ck["result"], "onnx_parity_max_abs": err, **common})
     print(f"classifier exported (parity {err:.1e})", ck["result"])
-    if (run_dir("small") / "ckpt.pt").is_file():
+    if (CHECKPOINTS / "classifier_small.pt").is_file():
         net, sck = small()
         size = sck["config"]["small_size"]
         serr = export_onnx(net, MODELS_DIR / SMALL, size)

@@ -71,3 +71,24 @@ def chain_parity(module: torch.nn.Module, files: list[Path], size: int) -> float
     for f in files:
         out = ort.InferenceSession(str(f), providers=["CPUExecutionProvider"]).run(None, {"input": out})[0]
     return float(np.abs(out - ref).max())
+
+
+CHECKPOINTS = MODELS_DIR / "checkpoints"
+
+
+def ship_checkpoint(run_ckpt: Path, name: str) -> Path:
+    """Copy a training run's checkpoint (trainable parts + resolved config; a few MB) next to the
+    ONNX files, so a fresh clone can rebuild the torch modules for parity tests and benchmarks."""
+    import shutil
+    CHECKPOINTS.mkdir(parents=True, exist_ok=True)
+    dst = CHECKPOINTS / f"{name}.pt"
+    shutil.copyfile(run_ckpt, dst)
+    return dst
+
+
+def load_checkpoint(name: str) -> dict:
+    """A shipped checkpoint (see ship_checkpoint); FileNotFoundError says how to make it."""
+    path = CHECKPOINTS / f"{name}.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} missing: train the backend, then run `python -m export.all`")
+    return torch.load(path, map_location="cpu", weights_only=False)

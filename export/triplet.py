@@ -12,18 +12,18 @@ from sbir_core.train.features import PREPROCESS
 from sbir_core.train.triplet import run_dir
 
 from . import trunk
-from .common import Chain, chain_parity, export_onnx, write_meta
+from .common import CHECKPOINTS, Chain, chain_parity, export_onnx, load_checkpoint, ship_checkpoint, write_meta
 
 NAMES = ("triplet", "triplet_noedge")
 TITLES = {"triplet": "Triplet joint embedding (with edge branch)", "triplet_noedge": "Triplet embedding, no edge branch (ablation)"}
 
 
 def heads(name: str) -> tuple[SketchEmbedding, PhotoEmbedding, dict]:
-    ck = torch.load(run_dir(name) / "ckpt.pt", map_location="cpu", weights_only=False)
+    ck = load_checkpoint(name)
     dim = ck["config"]["dim"]
     s = SketchEmbedding(dim)
     s.load_state_dict(ck["sketch_state_dict"])
-    proj = PhotoProjection(dim)
+    proj = PhotoProjection(dim, ck["config"].get("photo_hidden", 1024))
     proj.load_state_dict(ck["photo_state_dict"])
     return s.eval(), PhotoEmbedding(proj).eval(), ck
 
@@ -32,7 +32,7 @@ def torch_modules() -> dict[str, tuple[torch.nn.Module, int]]:
     out = {}
     t = trunk.trunk()
     for name in NAMES:
-        if (run_dir(name) / "ckpt.pt").is_file():
+        if (CHECKPOINTS / f"{name}.pt").is_file():
             s, p, _ = heads(name)
             out[f"{trunk.FILE}+{name}_sketch_head.onnx"] = (Chain(t, s), PREPROCESS.size)
             out[f"{trunk.FILE}+{name}_photo_head.onnx"] = (Chain(t, p), PREPROCESS.size)
@@ -43,7 +43,9 @@ def main() -> None:
     trunk_err = trunk.export()
     t = trunk.trunk()
     for name in NAMES:
-        if not (run_dir(name) / "ckpt.pt").is_file():
+        if (run_dir(name) / "ckpt.pt").is_file():
+            ship_checkpoint(run_dir(name) / "ckpt.pt", name)
+        if not (CHECKPOINTS / f"{name}.pt").is_file():
             print(f"{name}: no checkpoint, skipped (python -m sbir_core.train.triplet{' --no-edge' if 'noedge' in name else ''})")
             continue
         s, p, ck = heads(name)
