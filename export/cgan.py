@@ -95,6 +95,7 @@ def export(cfg: CGANConfig, ck: dict | None, models_dir: Path, pretrained: bool 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m export.cgan")
     ap.add_argument("--ckpt", type=Path, default=DEFAULT_CKPT, help="checkpoint (default: best val mAP)")
+    ap.add_argument("--samples", type=Path, help="also write a grid of held-out sketches and imaginary photos here")
     a = ap.parse_args(argv)
     if not a.ckpt.is_file():
         print(f"no checkpoint at {a.ckpt}; train with `python -m sbir_core.train.cgan` first")
@@ -102,6 +103,51 @@ def main(argv: list[str] | None = None) -> None:
     cfg, ck = load_checkpoint(a.ckpt)
     errs = export(cfg, ck, MODELS_DIR)
     print(f"wrote {', '.join(str(MODELS_DIR / f) for f in errs)} (step {ck['step']}, parity {max(errs.values()):.1e})")
+    if a.samples:
+        print(f"wrote {sample_sheet(a.samples)}")
+
+
+
+def sample_sheet(out: Path, per_row: int = 2, n: int = 8, size: int = 96) -> Path:
+    """A grid of held-out (`test` split) Sketchy sketches, the imaginary photo the exported model
+    makes for each (the serving path: sketch_input -> cgan_sketch.onnx), and the real photo."""
+    import numpy as np
+    from PIL import Image
+
+    from sbir_core.backends.cgan import imaginary_image
+    from sbir_core.backends.onnx_model import OnnxModel, read_meta
+    from sbir_core.config import data_dir
+    from sbir_core.data.preprocess import Preprocess, prepare_photo, prepare_sketch, sketch_input
+    from sbir_core.data.readers import sketchy
+    from sbir_core.data.splits import split_of
+
+    meta = read_meta("cgan")
+    pp = Preprocess.from_dict(meta["preprocess"])
+    model = OnnxModel.load(MODELS_DIR / meta["sketch_model"], threads=1)
+    photos, sketches = sketchy(data_dir() / "sketchy")
+    photo_of = {p.photo_id: p.path for p in photos}
+    test = [s for s in sketches if split_of(s.photo_id) == "test" and s.photo_id in photo_of]
+    picks, seen = [], set()
+    for s in test[:: max(1, len(test) // (4 * n))]:       # spread over classes, one sketch per class
+        if s.label not in seen:
+            seen.add(s.label)
+            picks.append(s)
+    picks = picks[:n]
+    imag = model(np.stack([sketch_input(s.path, pp) for s in picks]))[0]                    # (n, 3, R, R)
+    tiles = []
+    for s, a in zip(picks, imag):
+        row = [prepare_sketch(s.path, size).convert("RGB"), imaginary_image(a, size),
+               prepare_photo(photo_of[s.photo_id], size)]
+        tiles.append(np.concatenate([np.asarray(t) for t in row], axis=1))
+    gap = 8
+    rows = [tiles[i:i + per_row] for i in range(0, len(tiles), per_row)]
+    sheet = np.full((len(rows) * (size + gap) - gap, per_row * (3 * size + gap) - gap, 3), 255, np.uint8)
+    for r, row in enumerate(rows):
+        for c, t in enumerate(row):
+            sheet[r * (size + gap):r * (size + gap) + size, c * (3 * size + gap):c * (3 * size + gap) + 3 * size] = t
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(sheet).save(out, optimize=True)
+    return out
 
 
 if __name__ == "__main__":
