@@ -1,0 +1,77 @@
+"""SketchSearch: draw something, find the photos. Streamlit entry point: navigation + shared settings.
+
+    streamlit run app.py            # or scripts/demo.sh;  ?presenter=1 starts in presenter mode
+"""
+from __future__ import annotations
+
+import streamlit as st
+
+import app_widgets as ui
+from sbir_core.app_support import backend_infos, gallery_sources, load_report
+
+st.set_page_config(page_title="SketchSearch", page_icon="✏️", layout="wide")
+
+state = st.session_state
+if "presenter" not in state:
+    state["presenter"] = st.query_params.get("presenter", "0") in ("1", "true", "yes")
+for key in ("gallery_key", "backend"):                 # pages ask for a switch by setting *_next
+    if f"{key}_next" in state:
+        state[key] = state.pop(f"{key}_next")
+
+
+def default_backend(names: list[str]) -> str:
+    """The best backend by the shipped evaluation (mAP@all), else the first one present."""
+    report = load_report() or {"backends": {}}
+    scored = [n for n in names if n in report["backends"]]
+    if scored:
+        return max(scored, key=lambda n: report["backends"][n].get("mAP@all", 0.0))
+    return names[0]
+
+
+def settings(where) -> None:
+    """Backend and gallery pickers, result count and presenter mode (sidebar, or the top in presenter mode)."""
+    infos = [i for i in backend_infos() if i.error is None]
+    names = [i.name for i in infos]
+    titles = {i.name: i.title for i in infos}
+    if names and state.get("backend") not in names:
+        state["backend"] = default_backend(names)
+    sources = gallery_sources()
+    options = [s.key for s in sources] + ([ui.USER_GALLERY] if state.get("user_gallery") is not None else [])
+    gtitles = {s.key: s.title for s in sources} | {ui.USER_GALLERY: "My photos"}
+    if options and state.get("gallery_key") not in options:
+        state["gallery_key"] = options[0]
+    if ui.presenter():
+        c1, c2, c3 = where.columns([3, 3, 1])
+        c1.selectbox("Backend", names, format_func=titles.get, key="backend")
+        c2.selectbox("Gallery", options, format_func=gtitles.get, key="gallery_key")
+        c3.toggle("Presenter mode", key="presenter")
+        return
+    with where:
+        st.markdown("### ✏️ SketchSearch")
+        st.selectbox("Backend", names, format_func=titles.get, key="backend",
+                     help="How sketches are matched to photos; the Compare page runs them all.")
+        if not names:
+            st.error("No backend is available: the models/ folder is empty.")
+        st.selectbox("Gallery", options, format_func=gtitles.get, key="gallery_key",
+                     help="Which photos to search; browse or add your own on the Galleries page.")
+        st.slider("Results", 4, 40, 12, step=4, key="k")
+        st.toggle("Presenter mode", key="presenter", help="Large canvas and results, no sidebar.")
+        broken = [i for i in backend_infos() if i.error]
+        for i in broken:
+            st.warning(i.error)
+
+
+pages = [
+    st.Page("pages/search.py", title="Search", icon="🔎", default=True),
+    st.Page("pages/compare.py", title="Compare", icon="⚖️"),
+    st.Page("pages/embedding_map.py", title="Embedding map", icon="🗺️"),
+    st.Page("pages/evaluation.py", title="Evaluation", icon="📊"),
+    st.Page("pages/galleries.py", title="Galleries", icon="🖼️"),
+]
+page = st.navigation(pages, position="top" if ui.presenter() else "sidebar")
+ui.page_style()
+settings(st.container() if ui.presenter() else st.sidebar)
+if state.get("last_page") != page.url_path:             # a new page's canvas starts from the drawing so far
+    state["last_page"] = page.url_path
+    ui.remount_canvas_with_current_drawing()
+page.run()

@@ -1,0 +1,67 @@
+"""Evaluation: every backend and baseline on the same held-out sketches (from the evaluation CLI)."""
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+import app_widgets as ui
+from sbir_core.app_support import METRICS_FILE, backend_infos, load_curves, load_report, metrics_rows, per_class_rows
+
+st.title("📊 Evaluation")
+report = load_report()
+if report is None:
+    st.info(f"No evaluation report at `models/{METRICS_FILE.name}` yet. Produce one with:\n\n"
+            "```\npython -m sbir_core.evaluate --backends all --photos ../shared/data/sketchy/photo "
+            f"--sketches ../shared/data/sketchy/sketch --out models/{METRICS_FILE.name}\n```")
+else:
+    st.caption(f"{report.get('queries', '?')} held-out sketches ({report.get('split', 'test')} split) against "
+               f"{report.get('gallery', '?')} photos. mAP@all and P@20 count a photo of the sketch's class as "
+               "correct; acc@K asks whether the sketch's own photo is in the top K.")
+    table = pd.DataFrame(metrics_rows(report))
+    table.insert(1, "title", [ui.backend_label(n) for n in table["backend"]])
+    fmt = {c: st.column_config.NumberColumn(c, format="%.3f") for c in table.columns if c not in ("backend", "title")}
+    if "ms/query" in table:
+        fmt["ms/query"] = st.column_config.NumberColumn("ms/query", format="%.1f", help="mean time per sketch in the run")
+    st.dataframe(table, hide_index=True, width="stretch", column_config=fmt)
+
+    long = table.melt(id_vars=["backend"], value_vars=[c for c in ("mAP@all", "P@20", "acc@10") if c in table],
+                      var_name="metric", value_name="value")
+    st.altair_chart(alt.Chart(long).mark_bar().encode(
+        x=alt.X("value:Q", title=None, scale=alt.Scale(domain=[0, 1])), y=alt.Y("backend:N", sort="-x", title=None),
+        color=alt.Color("backend:N", legend=None), row=alt.Row("metric:N", title=None),
+        tooltip=["backend", "metric", alt.Tooltip("value:Q", format=".3f")]).properties(height=28 * len(table)),
+        width="stretch")
+
+    st.subheader("Per class")
+    pc = pd.DataFrame(per_class_rows(report))
+    if pc.empty:
+        st.caption("The report has no per-class breakdown.")
+    else:
+        names = [c for c in pc.columns if c != "class"]
+        by = st.selectbox("Sort by", names, key="per_class_sort", format_func=ui.backend_label)
+        pc = pc.sort_values(by, ascending=False)
+        st.dataframe(pc, hide_index=True, width="stretch", height=420, column_config={
+            n: st.column_config.ProgressColumn(n, format="%.2f", min_value=0.0, max_value=1.0) for n in names})
+
+st.subheader("Training curves")
+shown = 0
+for info in backend_infos():
+    curves = load_curves(info.name)
+    if not curves:
+        continue
+    shown += 1
+    df = pd.DataFrame(curves)
+    with st.container(border=True):
+        st.markdown(f"**{info.title}**")
+        cols = st.columns(2)
+        for col, kind in zip(cols, ("loss", "acc")):
+            series = [c for c in df.columns if c.endswith(kind) and pd.api.types.is_numeric_dtype(df[c])]
+            if not series:
+                continue
+            long = df.melt(id_vars=["epoch"], value_vars=series, var_name="series", value_name=kind)
+            col.altair_chart(alt.Chart(long).mark_line(point=True).encode(
+                x="epoch:Q", y=alt.Y(f"{kind}:Q", title="loss" if kind == "loss" else "accuracy"),
+                color=alt.Color("series:N", legend=alt.Legend(orient="bottom", title=None)),
+                tooltip=["epoch", "series", alt.Tooltip(f"{kind}:Q", format=".4f")]).properties(height=260),
+                width="stretch")
+if not shown:
+    st.caption("No backend has training curves yet (trained backends write `models/<name>_curves.json`).")

@@ -1,0 +1,87 @@
+"""Galleries: browse the photos being searched, switch galleries, or index your own photos."""
+import streamlit as st
+
+import app_widgets as ui
+from sbir_core import Gallery
+from sbir_core.app_support import Thumbnails, gallery_sources, missing_gallery_message, pretty_label
+from sbir_core.data.classes import canonical
+from sbir_core.uploads import MAX_FILES, collect_images
+
+st.title("🖼️ Galleries")
+state = st.session_state
+
+
+def use(key: str) -> None:
+    state["gallery_key_next"] = key
+
+
+sources = gallery_sources()
+cards = [(s.key, s.title, s.description) for s in sources]
+if state.get("user_gallery") is not None:
+    g = state["user_gallery"]
+    cards.append((ui.USER_GALLERY, "My photos", f"{len(g)} photos you uploaded (kept for this session only)."))
+if not any(k == "bundled" for k, _, _ in cards):
+    st.warning(missing_gallery_message())
+cols = st.columns(max(len(cards), 1))
+for col, (key, title, desc) in zip(cols, cards):
+    with col.container(border=True):
+        st.markdown(f"**{title}**")
+        st.caption(desc)
+        active = state.get("gallery_key") == key
+        st.button("✓ In use" if active else "Use this gallery", key=f"use-{key}", disabled=active,
+                  on_click=use, args=(key,), width="stretch")
+
+with st.expander("➕ Add your own photos", expanded=state.get("user_gallery") is None):
+    st.caption(f"Images or a zip of images (up to {MAX_FILES}). In a zip, `<class>/<photo>` folders give the "
+               "photos their labels. Your photos stay in this browser session and are never saved.")
+    files = st.file_uploader("Photos or a zip", accept_multiple_files=True, key="photo_upload",
+                             type=["jpg", "jpeg", "png", "webp", "bmp", "gif", "zip"])
+    if st.button("Index these photos", type="primary", disabled=not files):
+        batch = collect_images((f.name, f.getvalue()) for f in files)
+        labels = [canonical(n.replace("\\", "/").split("/")[-2]) if "/" in n.replace("\\", "/") else None
+                  for n, _ in batch.images]
+        gallery, unreadable = Gallery.from_images(batch.images, labels=labels)
+        problems = batch.problems + unreadable
+        if len(gallery) == 0:
+            st.error("None of the files is a usable photo.")
+        else:
+            backend, err = ui.backend_or_message(state.get("backend", ""))
+            if backend is not None:
+                bar = st.progress(0.0, text="Indexing…")
+                gallery.features(backend, lambda d, t: bar.progress(d / t, text=f"Indexing {d}/{t} photos"))
+                bar.empty()
+            state["user_gallery"], state["user_thumbs"] = gallery, Thumbnails(gallery)
+            state["gallery_key_next"] = ui.USER_GALLERY
+            state["upload_report"] = (len(gallery), problems)
+            st.rerun()
+        if problems:
+            st.warning("Skipped:\n\n" + "\n".join(f"- {p}" for p in problems[:30])
+                       + (f"\n- … and {len(problems) - 30} more" if len(problems) > 30 else ""))
+    if "upload_report" in state:
+        n, problems = state["upload_report"]
+        st.success(f"Indexed {n} photos: they are now the active gallery.")
+        if problems:
+            st.warning("Skipped:\n\n" + "\n".join(f"- {p}" for p in problems[:30])
+                       + (f"\n- … and {len(problems) - 30} more" if len(problems) > 30 else ""))
+
+gallery, thumbs, problem = ui.active_gallery()
+if problem:
+    st.info(problem)
+    st.stop()
+labels = sorted({pretty_label(label) for label in gallery.labels})
+st.subheader(f"{gallery.name} · {len(gallery)} photos · {len([x for x in labels if x != 'unlabelled'])} classes")
+c1, c2 = st.columns([3, 1])
+pick = c1.selectbox("Class", ["(all)"] + labels, key="browse_class")
+shown = [i for i in range(len(gallery)) if pick == "(all)" or pretty_label(gallery.labels[i]) == pick]
+per_page = 32
+pages = max(1, (len(shown) + per_page - 1) // per_page)
+page = c2.number_input(f"Page (of {pages})", 1, pages, 1, key=f"browse_page-{pick}")
+items = shown[(page - 1) * per_page: page * per_page]
+columns = 8
+for row in range(0, len(items), columns):
+    cols = st.columns(columns)
+    for col, i in zip(cols, items[row:row + columns]):
+        with col:
+            st.image(thumbs(i), width="stretch")
+            info = gallery.info[i] if gallery.info else {}
+            st.caption(f"**{pretty_label(gallery.labels[i])}**" + (f" · {info['licence']}" if info.get("licence") else ""))

@@ -1,0 +1,38 @@
+"""Search: draw (or upload, or pick an example) and see the matching photos, live."""
+import streamlit as st
+
+import app_widgets as ui
+
+presenter = ui.presenter()
+backend = st.session_state.get("backend")
+gallery, thumbs, problem = ui.active_gallery()
+
+if not presenter:
+    st.title("🔎 Sketch search")
+    st.caption("Draw an object: the photos update after every stroke. No drawing skills needed.")
+
+left, right = st.columns([5, 7] if not presenter else [1, 1], gap="large")
+with left:
+    ui.sketch_input()
+with right:
+    if problem:
+        st.warning(problem)
+    elif not backend:
+        st.error("No backend is available: the models/ folder has no model metadata.")
+    else:
+        k = 8 if presenter else int(st.session_state.get("k", 12))
+        outcome = ui.search(backend, gallery, k)
+        if outcome.result is None:
+            (st.info if outcome.blank else st.error)(outcome.error)
+            if outcome.blank:
+                st.caption(f"{len(gallery)} photos in “{gallery.name}”, searched with {ui.backend_label(backend)}.")
+        else:
+            r = outcome.result
+            head, stat = st.columns([3, 1])
+            head.subheader(f"Top {len(r.ids)} in “{gallery.name}”")
+            stat.metric("Query latency", f"{outcome.latency_ms:.0f} ms", help=ui.latency_text(r))
+            ui.result_grid(r, thumbs, columns=4 if presenter else 4)
+            if r.extras.get("top_classes") or r.extras.get("imaginary") is not None:
+                with st.container(border=True):
+                    ui.extras_panel(r)
+            st.caption(f"{ui.backend_label(backend)} · {len(gallery)} photos")
