@@ -88,6 +88,18 @@ def per_class(scores: np.ndarray, query_labels: Sequence, gallery_labels: Sequen
     return {str(c): float(ap[ql == c].mean()) for c in sorted(set(query_labels), key=str)}
 
 
+def classification_accuracy(backend, sketches: Sequence, labels: Sequence[str], batch: int = 64) -> dict[str, float]:
+    """Sketch classification top-1/top-5, for backends that classify (their meta lists `classes`)."""
+    from .data.preprocess import sketch_input
+    classes = np.asarray(backend.meta["classes"])
+    probs = np.concatenate([backend.encode_sketches(np.stack([sketch_input(s, backend.preprocess)
+                                                              for s in sketches[i:i + batch]]))[0]
+                            for i in range(0, len(sketches), batch)])                # (Q, C)
+    top5 = classes[np.argsort(-probs, axis=1)[:, :5]]
+    truth = np.asarray(labels, dtype=object)[:, None]
+    return {"top1": float((top5[:, :1] == truth).mean()), "top5": float((top5 == truth).any(axis=1).mean())}
+
+
 def select_queries(items: list, split: str) -> list:
     """Keep the sketches of `split` where the split table knows their photo; keep unknown ones."""
     from .data.splits import split_of
@@ -141,6 +153,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         t2 = time.perf_counter()
         m = metrics(s, ql, gl, q_pid, g_pid)
         m.update(index_seconds=round(t1 - t0, 2), query_seconds=round(t2 - t1, 2))
+        if "classes" in getattr(backend, "meta", {}):
+            m.update({f"class_{k}": v for k, v in classification_accuracy(backend, [q.path for q in queries], ql).items()})
         report["backends"][name] = {**m, "per_class_mAP": per_class(s, ql, gl)}
         dump[f"scores_{name}"] = s
         print(f"{name:>11}: mAP@all {m['mAP@all']:.4f}  P@20 {m['P@20']:.4f}  "

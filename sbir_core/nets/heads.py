@@ -66,11 +66,12 @@ class SketchEmbedding(nn.Module):
 
 
 class PhotoProjection(nn.Module):
-    """Photo branch after the frozen ImageNet head: an MLP into the joint space. (B, 1280) -> (B, D)."""
+    """Photo branch after the frozen ImageNet head: linear (hidden=0) or an MLP into the joint space. (B, 1280) -> (B, D)."""
 
     def __init__(self, dim: int = 256, hidden: int = 1024, dropout: float = 0.2):
         super().__init__()
-        self.mlp = nn.Sequential(nn.Linear(FEATURE_DIM, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, dim))
+        self.mlp = (nn.Sequential(nn.Dropout(dropout), nn.Linear(FEATURE_DIM, dim)) if hidden == 0 else
+                    nn.Sequential(nn.Linear(FEATURE_DIM, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, dim)))
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.mlp(pooled), dim=-1)
