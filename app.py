@@ -16,7 +16,7 @@ if "presenter" not in state:
     state["presenter"] = st.query_params.get("presenter", "0") in ("1", "true", "yes")
 for key in ("gallery_key", "backend"):                 # pages ask for a switch by setting *_next
     if f"{key}_next" in state:
-        state[key] = state.pop(f"{key}_next")
+        state[f"{key}_picker"] = state.pop(f"{key}_next")
 
 
 def default_backend(names: list[str]) -> str:
@@ -28,34 +28,42 @@ def default_backend(names: list[str]) -> str:
     return names[0]
 
 
+def publish(names: list[str], options: list[str]) -> None:
+    """What the pages read: the picked backend and gallery (a picker left empty falls back to the first)."""
+    state["backend"] = state.get("backend_picker") or (names[0] if names else None)
+    state["gallery_key"] = state.get("gallery_key_picker") or (options[0] if options else None)
+
+
 def settings(where) -> None:
     """Backend and gallery pickers, result count and presenter mode (sidebar, or the top in presenter mode)."""
     infos = [i for i in backend_infos() if i.error is None]
     names = [i.name for i in infos]
     titles = {i.name: i.title for i in infos}
-    if names and state.get("backend") not in names:
-        state["backend"] = default_backend(names)
+    if names and state.get("backend_picker") not in names:
+        state["backend_picker"] = default_backend(names)
     sources = gallery_sources()
     options = [s.key for s in sources] + ([ui.USER_GALLERY] if state.get("user_gallery") is not None else [])
     gtitles = {s.key: s.title for s in sources} | {ui.USER_GALLERY: "My photos"}
-    if options and state.get("gallery_key") not in options:
-        state["gallery_key"] = options[0]
+    if options and state.get("gallery_key_picker") not in options:
+        state["gallery_key_picker"] = options[0]
     if ui.presenter():
         c1, c2, c3 = where.columns([3, 3, 1])
-        c1.selectbox("Backend", names, format_func=titles.get, key="backend")
-        c2.selectbox("Gallery", options, format_func=gtitles.get, key="gallery_key")
+        c1.selectbox("Backend", names, format_func=titles.get, key="backend_picker")
+        c2.selectbox("Gallery", options, format_func=gtitles.get, key="gallery_key_picker")
         c3.toggle("Presenter mode", key="presenter")
+        publish(names, options)
         return
     with where:
         st.markdown("### ✏️ SketchSearch")
-        st.selectbox("Backend", names, format_func=titles.get, key="backend",
+        st.selectbox("Backend", names, format_func=titles.get, key="backend_picker",
                      help="How sketches are matched to photos; the Compare page runs them all.")
         if not names:
             st.error("No backend is available: the models/ folder is empty.")
-        st.selectbox("Gallery", options, format_func=gtitles.get, key="gallery_key",
+        st.selectbox("Gallery", options, format_func=gtitles.get, key="gallery_key_picker",
                      help="Which photos to search; browse or add your own on the Galleries page.")
         st.slider("Results", 4, 40, 12, step=4, key="k")
         st.toggle("Presenter mode", key="presenter", help="Large canvas and results, no sidebar.")
+        publish(names, options)
         broken = [i for i in backend_infos() if i.error]
         for i in broken:
             st.warning(i.error)

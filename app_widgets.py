@@ -140,10 +140,11 @@ def drawing_canvas(stroke_width: int, eraser: bool) -> dict[str, Any] | None:
     return result.json_data
 
 
-def _remount_canvas(initial: dict[str, Any] | None) -> None:
+def _remount_canvas(initial: dict[str, Any] | None, edit: bool = True) -> None:
     st.session_state["canvas_initial"] = initial
     st.session_state["canvas_nonce"] = st.session_state.get("canvas_nonce", 0) + 1
-    st.session_state.pop(CANVAS_TEST_KEY, None)
+    if edit and CANVAS_TEST_KEY in st.session_state:                # tests: the injected canvas follows undo/clear too
+        st.session_state[CANVAS_TEST_KEY] = initial
 
 
 def _undo() -> None:
@@ -172,7 +173,7 @@ def _sketch_from_drawing(drawing: dict[str, Any] | None) -> None:
 
 def remount_canvas_with_current_drawing() -> None:
     """Called when the page changes: the new page's canvas starts from the drawing so far."""
-    _remount_canvas(st.session_state.get("drawing"))
+    _remount_canvas(st.session_state.get("drawing"), edit=False)
 
 
 def draw_panel() -> None:

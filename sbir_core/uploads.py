@@ -76,6 +76,7 @@ def read_zip(name: str, data: bytes, batch: UploadBatch) -> None:
                 batch.problems.append(f"{label}: refused, {why}")
                 continue
             base = PurePosixPath(m.filename.replace("\\", "/")).name
+            keep_name = m.filename.replace("\\", "/")
             if base.startswith(".") or "__MACOSX" in m.filename:
                 continue                                   # OS clutter, not a photo
             if PurePosixPath(base).suffix.lower() not in IMAGE_SUFFIXES:
@@ -94,7 +95,7 @@ def read_zip(name: str, data: bytes, batch: UploadBatch) -> None:
             if len(blob) > MAX_BYTES:
                 batch.problems.append(f"{label}: refused, too large when unpacked")
                 continue
-            if not batch._add(base, blob):
+            if not batch._add(keep_name, blob):
                 break
 
 

@@ -1,0 +1,110 @@
+"""AppTest for every page: the canvas does not render under AppTest, so a drawing (Fabric.js JSON,
+what the component returns) is injected through session state."""
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from sbir_core.app_support import bundled_gallery_present, render_drawing
+from sbir_core.uploads import collect_images
+
+st_testing = pytest.importorskip("streamlit.testing.v1")
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+PAGES = ["pages/search.py", "pages/compare.py", "pages/embedding_map.py", "pages/evaluation.py", "pages/galleries.py"]
+
+
+def stroke(points):
+    return {"type": "path", "stroke": "#000000", "strokeWidth": 6,
+            "path": [["M", *points[0]]] + [["Q", *p, *p] for p in points[1:-1]] + [["L", *points[-1]]]}
+
+
+DRAWING = {"objects": [stroke([(100, 100), (200, 110), (300, 200), (250, 300)]),
+                       stroke([(120, 300), (220, 250), (330, 120)])]}
+
+
+def app(drawing=DRAWING):
+    at = st_testing.AppTest.from_file(APP, default_timeout=180)
+    if drawing is not None:
+        at.session_state["canvas_inject"] = drawing
+    return at
+
+
+needs_gallery = pytest.mark.skipif(not bundled_gallery_present(), reason="bundled gallery not built")
+
+
+@needs_gallery
+def test_search_shows_photos_for_a_drawing():
+    at = app().run()
+    assert not at.exception
+    assert any("score" in m.value for m in at.markdown), "no result cards"
+    assert any(m.label == "Query latency" for m in at.metric)
+
+
+@needs_gallery
+def test_blank_canvas_is_a_hint_not_an_error():
+    at = app({"objects": []}).run()
+    assert not at.exception and not at.error
+    assert any("Draw something" in i.value for i in at.info)
+
+
+@needs_gallery
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_runs_without_exception(page):
+    at = app().run()
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+
+
+@needs_gallery
+def test_compare_marks_correct_results():
+    at = app().run()
+    at.switch_page("pages/compare.py").run()
+    next(s for s in at.selectbox if s.label == "What is it?").set_value("apple").run()
+    assert not at.exception
+    assert any(m.label.startswith("Correct in top") for m in at.metric)
+
+
+@needs_gallery
+@needs_gallery
+@pytest.mark.parametrize("name", __import__("sbir_core").available_backends(include_baselines=True))
+def test_every_backend_searches(name):
+    at = app()
+    at.session_state["backend_picker"] = name
+    at.run()
+    assert not at.exception and at.session_state["backend"] == name
+    assert any("score" in m.value for m in at.markdown) or at.error, name
+
+
+def test_render_drawing_and_eraser():
+    im = render_drawing(DRAWING, 480, 400)
+    assert im is not None and im.size == (480, 400)
+    erased = {"objects": DRAWING["objects"] + [{**o, "stroke": "#ffffff", "strokeWidth": 40} for o in DRAWING["objects"]]}
+    assert render_drawing(erased, 480, 400) is None
+    assert render_drawing({"objects": []}, 10, 10) is None and render_drawing(None, 10, 10) is None
+
+
+def _zip(entries: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for n, d in entries.items():
+            z.writestr(n, d)
+    return buf.getvalue()
+
+
+def test_uploads_refuse_traversal_bad_zips_and_too_many_files(monkeypatch):
+    png = io.BytesIO()
+    from PIL import Image
+    Image.new("RGB", (8, 8)).save(png, format="PNG")
+    good = png.getvalue()
+    batch = collect_images([("a.zip", _zip({"cup/x.png": good, "../evil.png": good, "/abs.png": good,
+                                             "notes.txt": b"hi"})), ("b.zip", b"PK\x03\x04garbage"),
+                            ("empty.png", b"")])
+    assert [n for n, _ in batch.images] == ["cup/x.png"]
+    text = " ".join(batch.problems)
+    assert "leaves the archive" in text and "absolute" in text and "not a readable zip" in text and "empty" in text
+    monkeypatch.setattr("sbir_core.uploads.MAX_FILES", 3)
+    many = collect_images([("m.zip", _zip({f"{i}.png": good for i in range(5)}))])
+    assert len(many.images) == 3 and any("at most 3" in p for p in many.problems)
