@@ -120,7 +120,7 @@ def current_sketch() -> dict[str, Any] | None:
 
 
 def canvas_size() -> tuple[int, int]:
-    return (720, 560) if presenter() else (480, 400)
+    return (720, 560) if presenter() else (420, 380)
 
 
 def drawing_canvas(stroke_width: int, eraser: bool) -> dict[str, Any] | None:
