@@ -249,7 +249,7 @@ def sketch_preview(width: int = 160) -> None:
 
 # -- results ---------------------------------------------------------------------------------
 def result_grid(result: SearchResult, thumbs: Thumbnails, columns: int, label: str | None = None,
-                max_items: int | None = None) -> None:
+                max_items: int | None = None, compact: bool = False) -> None:
     """Photo cards with label and score; ✓/✗ when the sketch's class is known."""
     correct = hits(result, label)
     n = len(result.ids) if max_items is None else min(max_items, len(result.ids))
@@ -259,9 +259,14 @@ def result_grid(result: SearchResult, thumbs: Thumbnails, columns: int, label: s
             i = row + j
             if i >= n:
                 break
+            mark = "" if correct is None else ("✅ " if correct[i] else "❌ ")
+            if compact:
+                with cols[j]:
+                    st.image(thumbs(int(result.indices[i])), width="stretch")
+                    st.caption(f"{mark}**{pretty_label(result.labels[i])}** · score {float(result.scores[i]):.2f}")
+                continue
             with cols[j].container(border=True):
                 st.image(thumbs(int(result.indices[i])), width="stretch")
-                mark = "" if correct is None else ("✅ " if correct[i] else "❌ ")
                 st.markdown(f"{mark}**{pretty_label(result.labels[i])}**  \n"
                             f"<span style='color:#6b7280'>#{i + 1} · score {float(result.scores[i]):.3f}</span>",
                             unsafe_allow_html=True)

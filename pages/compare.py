@@ -9,7 +9,7 @@ st.title("⚖️ Compare backends")
 st.caption("One sketch, every backend. Pick the sketch's class to mark which results are right.")
 gallery, thumbs, problem = ui.active_gallery()
 
-left, right = st.columns([4, 8], gap="large")
+left, right = st.columns([5, 7], gap="large")
 with left:
     ui.sketch_input()
     sketch = ui.current_sketch()
@@ -37,7 +37,7 @@ with right:
                     (st.info if outcome.blank else st.error)(outcome.error)
                     continue
                 r = outcome.result
-                stats, grid = st.columns([1, 5])
+                stats, grid = st.columns([1, 4])
                 with stats:
                     st.metric("Latency", f"{outcome.latency_ms:.0f} ms", help=ui.latency_text(r))
                     correct = hits(r, label or None)
@@ -45,4 +45,4 @@ with right:
                         st.metric(f"Correct in top {len(correct)}", f"{sum(correct)}/{len(correct)}")
                     ui.extras_panel(r, compact=True)
                 with grid:
-                    ui.result_grid(r, thumbs, columns=min(k, 8) if k <= 8 else 6, label=label or None)
+                    ui.result_grid(r, thumbs, columns=4 if k <= 8 else 5, label=label or None, compact=True)

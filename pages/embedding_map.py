@@ -10,7 +10,7 @@ from sbir_core.tsne_map import EmbeddingMap, build_command, map_path, sketch_vec
 
 st.title("🗺️ Embedding map")
 st.caption("Each dot is a gallery photo (●) or a real held-out sketch (▲) in the backend's embedding space, "
-           "laid out by t-SNE and coloured by class. Your sketch (★) lands near what the backend thinks it resembles. "
+           "laid out by t-SNE and coloured by class. Your sketch (◆) lands near what the backend thinks it resembles. "
            "Hover a point to see it.")
 
 
@@ -35,7 +35,7 @@ if not with_maps:
             + "\n".join(f"- `{build_command(n)}`" for n in without))
     st.stop()
 
-left, right = st.columns([4, 8], gap="large")
+left, right = st.columns([5, 7], gap="large")
 with left:
     current = st.session_state.get("backend")
     name = st.selectbox("Map of", with_maps, index=with_maps.index(current) if current in with_maps else 0,

@@ -108,3 +108,19 @@ def test_uploads_refuse_traversal_bad_zips_and_too_many_files(monkeypatch):
     monkeypatch.setattr("sbir_core.uploads.MAX_FILES", 3)
     many = collect_images([("m.zip", _zip({f"{i}.png": good for i in range(5)}))])
     assert len(many.images) == 3 and any("at most 3" in p for p in many.problems)
+
+
+def test_evaluation_page_reads_a_report(tmp_path, monkeypatch):
+    import json
+    import sbir_core.app_support as support
+    report = {"queries": 3, "gallery": 4, "split": "test", "backends": {
+        "pretrained": {"mAP@all": 0.04, "P@20": 0.05, "acc@1": 0.0, "acc@10": 0.02, "queries": 3, "query_seconds": 0.3,
+                       "per_class_mAP": {"cup": 0.1, "apple": 0.02}},
+        "random": {"mAP@all": 0.01, "P@20": 0.01, "acc@1": 0.0, "acc@10": 0.0, "per_class_mAP": {"cup": 0.01}}}}
+    path = tmp_path / "metrics.json"
+    path.write_text(json.dumps(report))
+    monkeypatch.setattr(support, "METRICS_FILE", path)
+    at = app(None).run()
+    at.switch_page("pages/evaluation.py").run()
+    assert not at.exception, at.exception
+    assert len(at.dataframe) >= 2
