@@ -234,7 +234,9 @@ def sketch_input() -> None:
                                 key="input_mode", label_visibility="collapsed")
     if mode == "📁 Upload":
         upload_panel()
+        sketch_preview()
     elif mode == "🖼️ Examples":
+        sketch_preview()
         examples_panel()
     else:
         draw_panel()
@@ -307,7 +309,7 @@ def page_style() -> None:
         css += """
         section[data-testid="stSidebar"], div[data-testid="stSidebarCollapsedControl"] { display: none !important; }
         html, body, .stMarkdown p { font-size: 1.15rem; }
-        .block-container { max-width: 100% !important; padding-left: 2rem; padding-right: 2rem; }
+        .block-container { max-width: 100% !important; padding: 4rem 2rem 1rem 2rem; }
         """
     st.markdown(f"<style>{css}</style>", unsafe_allow_html=True)
 
