@@ -63,7 +63,8 @@ class CGANConfig:
     sample_every: int = 250
     eval_every: int = 250
     save_every_s: float = 300.0
-    val_queries: int = 320           # val sketches used for val_l1 / val_mAP
+    val_queries: int = 320           # val sketches used for val_l1 / val_mAP (at most 3 per class)
+    balance_classes: bool = True     # sample classes uniformly: 10 classes hold 2/3 of the pairs
     limit_photos: int = 0            # use only the first N train/val photos (tests)
     out_dir: str = "runs/cgan"
     cache_dir: str = ".cache/cgan"
@@ -145,6 +146,12 @@ def build_cache(cfg: CGANConfig) -> dict[str, np.ndarray]:
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, **out)
     return out
+
+
+def balanced_subset(idx: np.ndarray, labels: np.ndarray, per_class: int, limit: int) -> np.ndarray:
+    """At most `per_class` of `idx` per label (and `limit` in all): a val set every class weighs in."""
+    keep = [i for c in np.unique(labels) for i in idx[labels == c][:per_class]]
+    return np.sort(np.asarray(keep[:limit] if limit else keep, dtype=np.int64))
 
 
 def to_unit(x: torch.Tensor) -> torch.Tensor:
@@ -256,7 +263,12 @@ def train(cfg: CGANConfig, resume: bool = False) -> Path:
     data = build_cache(cfg)
     train_sk = np.nonzero(data["photo_split"][data["sketch_photo"]] == "train")[0]
     val_sk_all = np.nonzero(data["photo_split"][data["sketch_photo"]] == "val")[0]
-    val_sk = np.sort(np.random.default_rng(1).permutation(val_sk_all)[:cfg.val_queries])
+    val_sk = balanced_subset(val_sk_all, data["photo_label"][data["sketch_photo"][val_sk_all]], 3, cfg.val_queries)
+    # class-balanced sampling weights: without them the complete 10-class set dominates training
+    train_cls = data["photo_label"][data["sketch_photo"][train_sk]]
+    counts = np.bincount(train_cls)
+    sample_p = 1.0 / counts[train_cls] if cfg.balance_classes else np.ones(len(train_sk))
+    sample_p = sample_p / sample_p.sum()
     grid_idx = val_sk[np.linspace(0, len(val_sk) - 1, min(8, len(val_sk))).astype(int)]
     # feature scales: the MSEs are divided by E2's mean squared feature so λ3 reads as relative error
     mid_scale = float(np.mean(data["e2_mid"][0].astype(np.float32) ** 2))
@@ -294,7 +306,7 @@ def train(cfg: CGANConfig, resume: bool = False) -> Path:
     while step < cfg.steps:
         set_e1_mode(e1, mid_trainable=step >= cfg.e1_mid_frozen_steps)
         # -- batch: random pairs, each mirrored with probability 1/2 (sketch, photo, E2 features) --
-        idx = rng.choice(train_sk, cfg.batch, replace=False)
+        idx = rng.choice(train_sk, cfg.batch, replace=False, p=sample_p)
         flip = torch.from_numpy(rng.random(cfg.batch) < 0.5)
         pi = torch.from_numpy(data["sketch_photo"][idx])
         s = sketch_tensor(data["sketches"][idx])                                            # (B, 3, R, R)
@@ -363,7 +375,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m sbir_core.train.cgan", description=__doc__.split("\n\n")[0])
     for f in CGANConfig.__dataclass_fields__.values():
         if f.name != "betas":
-            ap.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
+            kind = (lambda v: v.lower() in ("1", "true", "yes")) if isinstance(f.default, bool) else type(f.default)
+            ap.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=f.default)
     ap.add_argument("--resume", action="store_true", help="continue from runs/cgan/ckpt.pt")
     a = vars(ap.parse_args(argv))
     resume = a.pop("resume")
