@@ -10,6 +10,7 @@ Two ONNX files:
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import torch
@@ -24,7 +25,7 @@ from sbir_core.train.cgan import CGANConfig, build_nets, encode_imaginary
 from .common import export_onnx, write_meta
 
 SKETCH_FILE, PHOTO_FILE = "cgan_sketch.onnx", "cgan_photo.onnx"
-DEFAULT_CKPT = REPO_ROOT / "runs" / "cgan" / "best.pt"
+DEFAULT_CKPT = REPO_ROOT / "runs" / "cgan" / "ckpt.pt"     # the last step; best.pt = best val mAP
 
 
 class SketchToImaginary(nn.Module):
@@ -58,9 +59,13 @@ def modules_from(cfg: CGANConfig, ck: dict | None = None, pretrained: bool = Tru
             PHOTO_FILE: (freeze(e2), cfg.feat_res)}
 
 
-def torch_modules(ckpt: Path = DEFAULT_CKPT) -> dict[str, tuple[nn.Module, int]]:
+def torch_modules(ckpt: Path | None = None) -> dict[str, tuple[nn.Module, int]]:
     """{ONNX file: (the torch module it was exported from, input size)}: for parity tests and benchmarks.
-    Without the (unshipped) training checkpoint only E2 is known: it needs no training."""
+    The checkpoint is the one models/cgan.json names; without it (it is not shipped) only E2 is known."""
+    if ckpt is None:
+        meta = MODELS_DIR / "cgan.json"
+        name = json.loads(meta.read_text()).get("checkpoint") if meta.is_file() else None
+        ckpt = REPO_ROOT / name if name else DEFAULT_CKPT
     if ckpt.is_file():
         cfg, ck = load_checkpoint(ckpt)
         return modules_from(cfg, ck)
@@ -68,7 +73,8 @@ def torch_modules(ckpt: Path = DEFAULT_CKPT) -> dict[str, tuple[nn.Module, int]]
     return {PHOTO_FILE: (freeze(MidHighEncoder(lite0())), cfg.feat_res)}
 
 
-def export(cfg: CGANConfig, ck: dict | None, models_dir: Path, pretrained: bool = True) -> dict[str, float]:
+def export(cfg: CGANConfig, ck: dict | None, models_dir: Path, pretrained: bool = True,
+           ckpt: Path | None = None) -> dict[str, float]:
     """Write both ONNX files and models/cgan.json; returns the parity error per file."""
     mods = modules_from(cfg, ck, pretrained)
     errs = {}
@@ -86,7 +92,8 @@ def export(cfg: CGANConfig, ck: dict | None, models_dir: Path, pretrained: bool 
         "sketch_outputs": ["imaginary", "embedding"],
         "preprocess": cfg.sketch_preprocess().to_dict(), "photo_preprocess": cfg.photo_preprocess().to_dict(),
         "embedding_dim": FEATURE_DIM, "curves": "cgan_curves.json", "train_config": train_config,
-        "train_steps": (ck or {}).get("step", 0), "val_mAP": (ck or {}).get("best_val_mAP"),
+        "train_steps": (ck or {}).get("step", 0),
+        "checkpoint": ckpt.resolve().relative_to(REPO_ROOT).as_posix() if ckpt else None, "val_mAP": (ck or {}).get("best_val_mAP"),
         "onnx_parity_max_abs": max(errs.values()),
     }, models_dir)
     return errs
@@ -94,14 +101,14 @@ def export(cfg: CGANConfig, ck: dict | None, models_dir: Path, pretrained: bool 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m export.cgan")
-    ap.add_argument("--ckpt", type=Path, default=DEFAULT_CKPT, help="checkpoint (default: best val mAP)")
+    ap.add_argument("--ckpt", type=Path, default=DEFAULT_CKPT, help="checkpoint (default: the last step)")
     ap.add_argument("--samples", type=Path, help="also write a grid of held-out sketches and imaginary photos here")
     a = ap.parse_args(argv)
     if not a.ckpt.is_file():
         print(f"no checkpoint at {a.ckpt}; train with `python -m sbir_core.train.cgan` first")
         return
     cfg, ck = load_checkpoint(a.ckpt)
-    errs = export(cfg, ck, MODELS_DIR)
+    errs = export(cfg, ck, MODELS_DIR, ckpt=a.ckpt)
     print(f"wrote {', '.join(str(MODELS_DIR / f) for f in errs)} (step {ck['step']}, parity {max(errs.values()):.1e})")
     if a.samples:
         print(f"wrote {sample_sheet(a.samples)}")
