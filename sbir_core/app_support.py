@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 EXAMPLES_DIR = REPO_ROOT / "assets" / "examples"
 METRICS_FILE = MODELS_DIR / "metrics_sketchy.json"
 EXAMPLE_CLASSES = ("apple", "airplane", "bicycle", "teapot", "butterfly", "umbrella", "hourglass", "eyeglasses")
-GALLERY_BUILD_HINT = "build it with `python -m sbir_core.bundle` (see the README), or pick another gallery"
+GALLERY_BUILD_HINT = "build it with `python -m sbir_core.build_gallery --index` (see the README), or pick another gallery"
 
 
 # -- backends --------------------------------------------------------------------------------

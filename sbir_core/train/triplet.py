@@ -110,7 +110,10 @@ def main(argv: list[str] | None = None) -> None:
     sketch_net, photo_net = SketchEmbedding(cfg.dim, cfg.dropout), PhotoProjection(cfg.dim, cfg.photo_hidden)
     if cfg.init_from_classifier:
         from .classifier import run_dir as classifier_dir
-        ck = torch.load(classifier_dir("lite0") / "ckpt.pt", map_location="cpu", weights_only=False)
+        path = classifier_dir("lite0") / "ckpt.pt"
+        if not path.is_file():                     # a fresh clone: the checkpoint shipped with the ONNX files
+            path = MODELS_DIR / "checkpoints" / "classifier.pt"
+        ck = torch.load(path, map_location="cpu", weights_only=False)
         sketch_net.top.load_state_dict({k[4:]: v for k, v in ck["state_dict"].items() if k.startswith("top.")})
     proxies = torch.nn.Parameter(F.normalize(torch.randn(len(SKETCHY_CLASSES), cfg.dim), dim=-1))
     groups = [{"params": list(sketch_net.proj.parameters()) + list(photo_net.parameters()) + [proxies], "lr": cfg.lr}]
