@@ -4,7 +4,8 @@ import pandas as pd
 import streamlit as st
 
 import app_widgets as ui
-from sbir_core.app_support import METRICS_FILE, backend_infos, load_curves, load_report, metrics_rows, per_class_rows
+from sbir_core.app_support import (METRICS_FILE, backend_infos, curve_series, load_curves, load_report, metrics_rows,
+                                   per_class_rows)
 
 st.title("📊 Evaluation")
 report = load_report()
@@ -50,18 +51,17 @@ for info in backend_infos():
         continue
     shown += 1
     df = pd.DataFrame(curves)
+    x, losses, quality = curve_series(curves)
     with st.container(border=True):
         st.markdown(f"**{info.title}**")
-        cols = st.columns(2)
-        for col, kind in zip(cols, ("loss", "acc")):
-            series = [c for c in df.columns if c.endswith(kind) and pd.api.types.is_numeric_dtype(df[c])]
+        for col, (title, series) in zip(st.columns(2), (("loss", losses), ("quality", quality))):
             if not series:
                 continue
-            long = df.melt(id_vars=["epoch"], value_vars=series, var_name="series", value_name=kind)
+            long = df.melt(id_vars=[x], value_vars=series, var_name="series", value_name=title).dropna()
             col.altair_chart(alt.Chart(long).mark_line(point=True).encode(
-                x="epoch:Q", y=alt.Y(f"{kind}:Q", title="loss" if kind == "loss" else "accuracy"),
+                x=f"{x}:Q", y=alt.Y(f"{title}:Q", title=title),
                 color=alt.Color("series:N", legend=alt.Legend(orient="bottom", title=None)),
-                tooltip=["epoch", "series", alt.Tooltip(f"{kind}:Q", format=".4f")]).properties(height=260),
+                tooltip=[x, "series", alt.Tooltip(f"{title}:Q", format=".4f")]).properties(height=260),
                 width="stretch")
 if not shown:
     st.caption("No backend has training curves yet (trained backends write `models/<name>_curves.json`).")

@@ -343,3 +343,18 @@ def load_curves(name: str) -> list[dict[str, Any]] | None:
         if rows:
             return rows
     return None
+
+
+QUALITY_MARKS = ("acc", "top5", "mAP", "P@")
+NOT_PLOTTED = {"epoch", "step", "seconds", "minutes"}
+
+
+def curve_series(rows: list[dict[str, Any]]) -> tuple[str, list[str], list[str]]:
+    """Split a curves file's numeric columns into losses and quality figures (accuracy, mAP, P@K),
+    so each trainer may log its own names; the x axis is `step` where the trainer logged one."""
+    columns = list(dict.fromkeys(k for r in rows for k, v in r.items()
+                                 if isinstance(v, (int, float)) and not isinstance(v, bool)))
+    x = "step" if "step" in columns else "epoch"
+    plotted = [c for c in columns if c not in NOT_PLOTTED]
+    quality = [c for c in plotted if any(m in c for m in QUALITY_MARKS)]
+    return x, [c for c in plotted if c not in quality], quality

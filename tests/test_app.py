@@ -124,3 +124,18 @@ def test_evaluation_page_reads_a_report(tmp_path, monkeypatch):
     at.switch_page("pages/evaluation.py").run()
     assert not at.exception, at.exception
     assert len(at.dataframe) >= 2
+
+
+def test_curve_series_splits_losses_from_quality_for_every_trainer():
+    from sbir_core.app_support import curve_series, load_curves
+    x, losses, quality = curve_series([{"step": 100, "epoch": 1, "d_loss": 0.3, "g_l1": 0.2, "val_mAP": 0.1,
+                                        "val_P@20": 0.1, "minutes": 3.0}])
+    assert (x, losses, quality) == ("step", ["d_loss", "g_l1"], ["val_mAP", "val_P@20"])
+    x, losses, quality = curve_series([{"epoch": 1, "train_loss": 1.0, "train_acc": 0.5, "val_top5": 0.7,
+                                        "val_acc@10": 0.1, "seconds": 9.0}])
+    assert (x, losses, quality) == ("epoch", ["train_loss"], ["train_acc", "val_top5", "val_acc@10"])
+    for name in ("classifier", "triplet", "cgan"):        # the shipped curves each plot both panels
+        rows = load_curves(name)
+        assert rows, name
+        _, losses, quality = curve_series(rows)
+        assert losses and quality, name
