@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import warnings
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +101,12 @@ def _from_array(a: np.ndarray) -> Image.Image:
     return Image.fromarray(a)
 
 
+@lru_cache(maxsize=4)
+def _white(size: tuple[int, int]) -> Image.Image:
+    """An opaque white ground, kept: a fresh one per canvas query costs more than the compositing."""
+    return Image.new("RGBA", size, (255, 255, 255, 255))
+
+
 def _to_rgb_on_white(im: Image.Image) -> Image.Image:
     """Any mode (palette, 16-bit, float, CMYK, with or without alpha) -> RGB, transparency on white."""
     if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
@@ -110,9 +117,7 @@ def _to_rgb_on_white(im: Image.Image) -> Image.Image:
     if im.mode == "P":
         im = im.convert("RGBA")
     if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        im = im.convert("RGBA")
-        white = Image.new("RGBA", im.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, im).convert("RGB")
+        return Image.alpha_composite(_white(im.size), im.convert("RGBA")).convert("RGB")
     return im.convert("RGB")
 
 
@@ -134,10 +139,10 @@ def prepare_sketch(image: Any, size: int = 224, margin: float = 0.08) -> Image.I
     """
     g = sketch_grey(image)
     ink = g < INK_THRESHOLD
-    ys, xs = np.nonzero(ink)
-    if ys.size < max(10, MIN_INK_FRACTION * g.size):
+    if np.count_nonzero(ink) < max(10, MIN_INK_FRACTION * g.size):
         raise BlankSketchError("the sketch is blank: draw something (a few strokes are enough)")
-    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    ys, xs = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    y0, y1, x0, x1 = ys[0], ys[-1] + 1, xs[0], xs[-1] + 1
     crop = g[y0:y1, x0:x1]
     side = max(crop.shape)
     pad = int(round(side * margin)) + 1
@@ -157,9 +162,18 @@ def prepare_photo(image: Any, size: int = 224) -> Image.Image:
 
 def to_tensor(im: Image.Image, pp: Preprocess) -> np.ndarray:
     """PIL image -> float32 (3, size, size), normalised with the model's mean/std."""
-    a = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0          # (H, W, 3)
-    a = (a - np.asarray(pp.mean, np.float32)) / np.asarray(pp.std, np.float32)
-    return np.ascontiguousarray(a.transpose(2, 0, 1))                    # (3, H, W)
+    lut = _normalise_lut(tuple(pp.mean), tuple(pp.std))                   # (3, 256): pixel value -> input
+    if im.mode == "L":                                                    # sketches: one channel, looked up 3 times
+        return lut[:, np.asarray(im)]
+    a = np.asarray(im.convert("RGB"))
+    return np.stack([lut[c][a[..., c]] for c in range(3)])                # (3, H, W)
+
+
+@lru_cache(maxsize=8)
+def _normalise_lut(mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+    """(v / 255 - mean) / std for every 8-bit value, in float32 as the models see it."""
+    v = np.arange(256, dtype=np.float32)[None, :] / np.float32(255.0)
+    return (v - np.asarray(mean, np.float32)[:, None]) / np.asarray(std, np.float32)[:, None]
 
 
 def sketch_input(image: Any, pp: Preprocess) -> np.ndarray:
