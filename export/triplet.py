@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from sbir_core.config import MODELS_DIR
-from sbir_core.nets.heads import PhotoEmbedding, PhotoProjection, SketchEmbedding
+from sbir_core.nets.heads import PhotoEmbedding, PhotoProjection, PosteriorSpace, SketchEmbedding
 from sbir_core.train.features import PREPROCESS
 from sbir_core.train.triplet import run_dir
 
@@ -18,14 +18,19 @@ NAMES = ("triplet", "triplet_noedge")
 TITLES = {"triplet": "Triplet joint embedding (with edge branch)", "triplet_noedge": "Triplet embedding, no edge branch (ablation)"}
 
 
-def heads(name: str) -> tuple[SketchEmbedding, PhotoEmbedding, dict]:
+def heads(name: str) -> tuple[torch.nn.Module, torch.nn.Module, dict]:
+    """Sketch and photo heads as served: the trained branches, mapped into class-posterior space
+    when the checkpoint has its class proxies (see PosteriorSpace)."""
     ck = load_checkpoint(name)
     dim = ck["config"]["dim"]
     s = SketchEmbedding(dim)
     s.load_state_dict(ck["sketch_state_dict"])
     proj = PhotoProjection(dim, ck["config"].get("photo_hidden", 1024))
     proj.load_state_dict(ck["photo_state_dict"])
-    return s.eval(), PhotoEmbedding(proj).eval(), ck
+    p = PhotoEmbedding(proj)
+    if "proxies" in ck:
+        s, p = (PosteriorSpace(m, ck["proxies"], ck["config"]["scale"]) for m in (s, p))
+    return s.eval(), p.eval(), ck
 
 
 def torch_modules() -> dict[str, tuple[torch.nn.Module, int]]:
@@ -58,8 +63,12 @@ def main() -> None:
         write_meta(name, {
             "backend": name, "title": TITLES[name],
             "description": "Sketch/edge branch (trainable head conv) and photo branch (frozen ImageNet head + MLP) "
-                           "into one 256-d space; triplet loss with hardest negatives + cosine-softmax class loss",
-            "sketch_model": [trunk.FILE, sf], "photo_model": [trunk.FILE, pf], "embedding_dim": ck["config"]["dim"],
+                           "into one 256-d space, trained with triplet loss on hardest negatives + cosine-softmax "
+                           "class loss + distillation from the classifiers; served as the L2-normalised class "
+                           "posterior over the learned class proxies",
+            "sketch_model": [trunk.FILE, sf], "photo_model": [trunk.FILE, pf],
+            "embedding_dim": int(ck["proxies"].shape[0]) if "proxies" in ck else ck["config"]["dim"],
+            "trained_dim": ck["config"]["dim"],
             "preprocess": PREPROCESS.to_dict(), "curves": f"{name}_curves.json", "train_config": ck["config"],
             "best_val_mAP": ck["best_val_mAP"], "onnx_parity_max_abs": err})
         print(f"{name} exported (parity {err:.1e})")
