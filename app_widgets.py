@@ -14,7 +14,7 @@ import streamlit as st
 from sbir_core import Gallery, SearchResult
 from sbir_core.app_support import (Example, SearchOutcome, Thumbnails, backend_infos, drawing_without_last_stroke,
                                    example_sketches, gallery_sources, hits, png_bytes, pretty_label,
-                                   render_drawing, safe_search)
+                                   render_drawing, safe_search, supports_threshold)
 from sbir_core.backends import Backend, ModelFileError, load_backend
 from sbir_core.data.classes import display
 from sbir_core.data.preprocess import ImageInputError, load_image
@@ -76,6 +76,20 @@ def backend_or_message(name: str) -> tuple[Backend | None, str | None]:
         return None, str(e)
 
 
+def threshold_control(backend_name: str) -> float | None:
+    """For embedding backends: optionally every photo above a similarity instead of the top K."""
+    backend, _ = backend_or_message(backend_name)
+    if backend is None or not supports_threshold(backend):
+        return None
+    on, value = st.columns([1, 2])
+    if not on.toggle("By similarity", key="use_threshold",
+                     help="Every photo whose cosine similarity to the sketch is at least the threshold, "
+                          "instead of a fixed number of results."):
+        return None
+    return float(value.slider("Similarity at least", 0.0, 1.0, 0.5, 0.05, key="threshold",
+                              label_visibility="collapsed"))
+
+
 def ensure_indexed(backend: Backend, gallery: Gallery) -> None:
     """Compute the gallery's features for this backend, with a progress bar when it takes a while."""
     bar = None
@@ -91,8 +105,8 @@ def ensure_indexed(backend: Backend, gallery: Gallery) -> None:
         bar.empty()
 
 
-def search(backend_name: str, gallery: Gallery, k: int) -> SearchOutcome:
-    """Search the current sketch, remembering the outcome per (sketch, backend, gallery, k)."""
+def search(backend_name: str, gallery: Gallery, k: int, threshold: float | None = None) -> SearchOutcome:
+    """Search the current sketch (top k, or every photo above `threshold`), remembering the outcome."""
     sketch = current_sketch()
     if sketch is None:
         return SearchOutcome(backend_name, error="Draw something, upload a sketch, or click an example.", blank=True)
@@ -101,11 +115,11 @@ def search(backend_name: str, gallery: Gallery, k: int) -> SearchOutcome:
         return SearchOutcome(backend_name, error=err)
     ensure_indexed(backend, gallery)
     memo = st.session_state.setdefault("results", {})
-    key = (sketch["hash"], backend_name, gallery.name, len(gallery), k)
+    key = (sketch["hash"], backend_name, gallery.name, len(gallery), k, threshold)
     if key not in memo:
         if len(memo) > 32:
             memo.clear()
-        memo[key] = safe_search(backend, sketch["png"], gallery, k)
+        memo[key] = safe_search(backend, sketch["png"], gallery, k, threshold)
     return memo[key]
 
 

@@ -3,6 +3,8 @@ import streamlit as st
 
 import app_widgets as ui
 
+MAX_WITHIN = 48          # photos shown for a similarity threshold
+
 presenter = ui.presenter()
 backend = st.session_state.get("backend")
 gallery, thumbs, problem = ui.active_gallery()
@@ -21,7 +23,8 @@ with right:
         st.error("No backend is available: the models/ folder has no model metadata.")
     else:
         k = 8 if presenter else int(st.session_state.get("k", 12))
-        outcome = ui.search(backend, gallery, k)
+        threshold = ui.threshold_control(backend) if not presenter else None
+        outcome = ui.search(backend, gallery, k if threshold is None else MAX_WITHIN, threshold)
         if outcome.result is None:
             (st.info if outcome.blank else st.error)(outcome.error)
             if outcome.blank:
@@ -29,9 +32,13 @@ with right:
         else:
             r = outcome.result
             head, stat = st.columns([3, 1])
-            head.subheader(f"Top {len(r.ids)} in “{gallery.name}”")
+            head.subheader(f"Top {len(r.ids)} in “{gallery.name}”" if threshold is None else
+                           f"{r.extras['within']} photos with similarity ≥ {threshold:.2f}"
+                           + (f" (the first {len(r.ids)} shown)" if r.extras["within"] > len(r.ids) else ""))
             stat.metric("Query latency", f"{outcome.latency_ms:.0f} ms", help=ui.latency_text(r))
-            ui.result_grid(r, thumbs, columns=4 if presenter else 4)
+            if not r.ids:
+                st.info("No photo is that similar to the sketch: lower the threshold.")
+            ui.result_grid(r, thumbs, columns=4)
             if r.extras.get("top_classes") or r.extras.get("imaginary") is not None:
                 with st.container(border=True):
                     ui.extras_panel(r)

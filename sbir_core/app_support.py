@@ -259,10 +259,17 @@ class SearchOutcome:
         return None if self.result is None else float(self.result.extras["timings_ms"]["total"])
 
 
-def safe_search(backend: Backend, sketch: Any, gallery: Gallery, k: int = 20) -> SearchOutcome:
-    """`backend.search`, with every failure turned into a message for the user."""
+def safe_search(backend: Backend, sketch: Any, gallery: Gallery, k: int = 20,
+                threshold: float | None = None) -> SearchOutcome:
+    """`backend.search` (top k), or with a threshold `search_within` (every photo at least that
+    similar, at most k shown), with every failure turned into a message for the user."""
     from .data.preprocess import BlankSketchError
     try:
+        if threshold is not None and supports_threshold(backend):
+            r = backend.search_within(sketch, gallery, threshold)
+            r.extras["within"] = len(r.ids)
+            return SearchOutcome(backend.name, SearchResult(r.ids[:k], r.scores[:k], r.labels[:k], r.indices[:k],
+                                                            r.extras))
         return SearchOutcome(backend.name, backend.search(sketch, gallery, k))
     except BlankSketchError as e:
         return SearchOutcome(backend.name, error=str(e), blank=True)
@@ -271,6 +278,11 @@ def safe_search(backend: Backend, sketch: Any, gallery: Gallery, k: int = 20) ->
     except Exception as e:  # the app's last line of defence: log it, show one line
         log.exception("search failed")
         return SearchOutcome(backend.name, error=f"search failed ({type(e).__name__}: {e}); {REBUILD_HINT}")
+
+
+def supports_threshold(backend: Backend) -> bool:
+    """Embedding backends also retrieve by distance (every photo above a cosine similarity)."""
+    return callable(getattr(backend, "search_within", None))
 
 
 def hits(result: SearchResult, label: str | None) -> list[bool] | None:

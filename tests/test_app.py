@@ -68,7 +68,6 @@ def test_compare_marks_correct_results():
 
 
 @needs_gallery
-@needs_gallery
 @pytest.mark.parametrize("name", __import__("sbir_core").available_backends(include_baselines=True))
 def test_every_backend_searches(name):
     at = app()
@@ -76,6 +75,24 @@ def test_every_backend_searches(name):
     at.run()
     assert not at.exception and at.session_state["backend"] == name
     assert any("score" in m.value for m in at.markdown) or at.error, name
+
+
+@needs_gallery
+def test_search_by_similarity_threshold():
+    at = app()
+    at.session_state["backend_picker"] = "triplet"
+    at.run()
+    next(t for t in at.toggle if t.label == "By similarity").set_value(True).run()
+    heading = lambda: next(h.value for h in at.subheader if "similarity" in h.value or "Top" in h.value)
+    assert not at.exception and "similarity ≥ 0.50" in heading()
+    at.slider(key="threshold").set_value(1.0).run()         # nothing is that similar: a hint, not an error
+    assert not at.exception and heading().startswith("0 photos") and any("lower the threshold" in i.value for i in at.info)
+    at.slider(key="threshold").set_value(0.0).run()         # everything qualifies: capped, and it says so
+    assert not at.exception and "shown" in heading()
+    at = app()                                               # no threshold for a classifier
+    at.session_state["backend_picker"] = "classifier"
+    at.run()
+    assert not at.exception and not any(t.label == "By similarity" for t in at.toggle)
 
 
 def test_render_drawing_and_eraser():
