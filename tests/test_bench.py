@@ -137,3 +137,18 @@ def test_compare_eager_runs_a_chain_of_onnx_files(tmp_path):
     assert chain["max_abs_diff"] < 1e-4                        # the chain computes what the torch module does
     assert chain["torch_eager_ms"]["n"] == 3 and chain["speedup"] > 0
     assert "error" in out["missing.onnx"]
+
+
+@pytest.mark.parametrize("sq8", [True, False])
+def test_hnsw_index_finds_the_exact_neighbours_with_a_wide_search(sq8):
+    """With efSearch >= N the graph search is exhaustive: the same top 5 as exact search, whether the
+    vectors are stored as floats or as 8-bit codes (their scores then differ by a quantisation step)."""
+    from sbir_core.index import HNSWIndex
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((300, 16)).astype(np.float32)
+    exact, approx = ExactIndex(vectors), HNSWIndex(vectors, m=8, ef_construction=40, ef_search=512, sq8=sq8)
+    assert len(approx) == 300
+    for q in rng.standard_normal((5, 16)).astype(np.float32):
+        (ie, se), (ia, sa) = exact.search(q, 5), approx.search(q, 5)
+        assert set(ia.tolist()) == set(ie.tolist())
+        assert np.allclose(np.sort(sa), np.sort(se), atol=0.05 if sq8 else 1e-5)

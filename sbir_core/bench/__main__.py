@@ -38,9 +38,9 @@ class BenchConfig:
     uniform_hnsw_sizes: tuple[int, ...] = (10_000,)
     exact_queries: int = 50
     ann_queries: int = 200
-    hnsw_m: int = 16
-    hnsw_ef_construction: int = 40
-    ef_search: tuple[int, ...] = (16, 32, 64, 128, 256, 512, 768, 1024)
+    hnsw_m: int = 32
+    hnsw_ef_construction: int = 80
+    ef_search: tuple[int, ...] = (32, 64, 96, 128, 160, 192, 256, 384, 512)
     build_threads: int = 2
 
 
