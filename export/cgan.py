@@ -1,9 +1,10 @@
 """Export the `cgan` backend: `python -m export.cgan [--ckpt runs/cgan/best.pt]`
 
 Two ONNX files:
-- `cgan_sketch.onnx`: generator G + encoder E1, sketch (B, 3, 64, 64) -> (imaginary photo in [0, 1]
-  (B, 3, 64, 64), embedding (B, 1280)). Exported in eval mode on purpose: dropout off, so one
-  sketch always gives one imaginary photo and one ranking (pix2pix's test code keeps dropout on);
+- `cgan_sketch.onnx`: generator G + encoder E1, sketch (B, 3, R, R) -> (imaginary photo in [0, 1]
+  (B, 3, R, R), embedding (B, 1280)); R is the training resolution (128 for the shipped model).
+  Exported in eval mode on purpose: dropout off, so one sketch always gives one imaginary photo and
+  one ranking (pix2pix's test code keeps dropout on);
   G uses InstanceNorm and E1 ImageNet's frozen batch-norm statistics, so nothing else changes.
 - `cgan_photo.onnx`: the frozen ImageNet encoder E2, pooled features of 128 px photos.
 """
@@ -22,7 +23,7 @@ from sbir_core.nets.perceptual import MidHighEncoder
 from sbir_core.nets.pix2pix import UNetGenerator
 from sbir_core.train.cgan import CGANConfig, build_nets, encode_imaginary
 
-from .common import export_onnx, write_meta
+from .common import CHECKPOINTS, export_onnx, ship_checkpoint, write_meta
 
 SKETCH_FILE, PHOTO_FILE = "cgan_sketch.onnx", "cgan_photo.onnx"
 DEFAULT_CKPT = REPO_ROOT / "runs" / "cgan" / "ckpt.pt"     # the last step; best.pt = best val mAP
@@ -61,7 +62,8 @@ def modules_from(cfg: CGANConfig, ck: dict | None = None, pretrained: bool = Tru
 
 def torch_modules(ckpt: Path | None = None) -> dict[str, tuple[nn.Module, int]]:
     """{ONNX file: (the torch module it was exported from, input size)}: for parity tests and benchmarks.
-    The checkpoint is the one models/cgan.json names; without it (it is not shipped) only E2 is known."""
+    The checkpoint is the one models/cgan.json names (models/checkpoints/cgan.pt: G and E1 in fp16,
+    no optimiser state); without it only E2 is known."""
     if ckpt is None:
         meta = MODELS_DIR / "cgan.json"
         name = json.loads(meta.read_text()).get("checkpoint") if meta.is_file() else None
@@ -107,8 +109,11 @@ def main(argv: list[str] | None = None) -> None:
     if not a.ckpt.is_file():
         print(f"no checkpoint at {a.ckpt}; train with `python -m sbir_core.train.cgan` first")
         return
-    cfg, ck = load_checkpoint(a.ckpt)
-    errs = export(cfg, ck, MODELS_DIR, ckpt=a.ckpt)
+    shipped = CHECKPOINTS / "cgan.pt"
+    if a.ckpt.resolve() != shipped.resolve():   # G and E1 only, fp16 (13 MB): the ONNX files come from these weights
+        ship_checkpoint(a.ckpt, "cgan", keep=("G", "E1", "config", "step", "curves", "best_val_mAP"), fp16=True)
+    cfg, ck = load_checkpoint(shipped)
+    errs = export(cfg, ck, MODELS_DIR, ckpt=shipped)
     print(f"wrote {', '.join(str(MODELS_DIR / f) for f in errs)} (step {ck['step']}, parity {max(errs.values()):.1e})")
     if a.samples:
         print(f"wrote {sample_sheet(a.samples)}")

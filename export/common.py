@@ -76,13 +76,25 @@ def chain_parity(module: torch.nn.Module, files: list[Path], size: int) -> float
 CHECKPOINTS = MODELS_DIR / "checkpoints"
 
 
-def ship_checkpoint(run_ckpt: Path, name: str) -> Path:
+def ship_checkpoint(run_ckpt: Path, name: str, keep: tuple[str, ...] | None = None, fp16: bool = False) -> Path:
     """Copy a training run's checkpoint (trainable parts + resolved config; a few MB) next to the
-    ONNX files, so a fresh clone can rebuild the torch modules for parity tests and benchmarks."""
+    ONNX files, so a fresh clone can rebuild the torch modules for parity tests and benchmarks.
+    `keep` drops every other entry (optimiser states); `fp16` halves the file by storing float
+    weights in half precision: export then reads the shipped file, so ONNX and checkpoint agree."""
     import shutil
     CHECKPOINTS.mkdir(parents=True, exist_ok=True)
     dst = CHECKPOINTS / f"{name}.pt"
-    shutil.copyfile(run_ckpt, dst)
+    if keep is None and not fp16:
+        shutil.copyfile(run_ckpt, dst)
+        return dst
+    ck = torch.load(run_ckpt, map_location="cpu", weights_only=False)
+    ck = {k: v for k, v in ck.items() if keep is None or k in keep}
+
+    def half(v):
+        if isinstance(v, torch.Tensor) and v.is_floating_point():
+            return v.half()
+        return {k: half(x) for k, x in v.items()} if isinstance(v, dict) else v
+    torch.save(half(ck) if fp16 else ck, dst)
     return dst
 
 

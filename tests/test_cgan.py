@@ -3,6 +3,7 @@ imaginary photo with a ranking."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import onnxruntime as ort
@@ -12,7 +13,7 @@ from PIL import Image
 
 from sbir_core.config import MODELS_DIR
 from sbir_core.nets.pix2pix import PatchDiscriminator, UNetGenerator, unet_depth
-from sbir_core.train.cgan import CGANConfig, train
+from sbir_core.train.cgan import CGANConfig, random_jitter, train
 
 TINY = dict(res=32, feat_res=64, ngf=8, max_mult=4, ndf=8, batch=4)
 
@@ -37,6 +38,15 @@ def test_eval_mode_is_deterministic_and_train_mode_is_not():
         assert not torch.allclose(G(x), G(x))
         G.eval()
         assert torch.equal(G(x), G(x))
+
+
+def test_random_jitter_crops_sketch_and_photo_alike():
+    grid = torch.arange(16.0).expand(64, 3, 16, 16).contiguous()          # value = column index
+    s, p = random_jitter(grid, grid.clone(), 4, np.random.default_rng(0))
+    assert s.shape == grid.shape and torch.equal(s, p)                    # the pair moves together, keeps its size
+    left = s[:, 0, 0, 0]
+    assert len(set(left.tolist())) > 1                                    # samples get different offsets
+    assert left.min() >= 0 and left.max() <= 4                            # shifted by at most `jitter` pixels
 
 
 @pytest.mark.slow
@@ -72,6 +82,11 @@ def test_training_runs_two_steps_on_tiny_real_data(tmp_path, sketchy_dir):
     assert {"step", "d_loss", "g_gan", "g_l1", "g_feat", "val_l1", "val_mAP"} <= set(curves[-1])
     assert all(np.isfinite(curves[-1][k]) for k in ("d_loss", "g_l1", "g_feat"))
     assert (tmp_path / "run" / "samples" / "step000002.png").is_file()
+    # a time budget (for a leased GPU) ends the run early; its last step is still evaluated and saved
+    budget = train(replace(cfg, steps=1000, max_minutes=1e-6, out_dir=str(tmp_path / "run2")))
+    assert torch.load(budget, weights_only=False)["step"] == 1
+    jittered = train(replace(cfg, steps=1, jitter=4, out_dir=str(tmp_path / "run3")))      # E2 targets per batch
+    assert torch.load(jittered, weights_only=False)["config"]["jitter"] == 4
     # the split is respected: no test photo is in the training cache
     from sbir_core.data.splits import split_of
     from sbir_core.train.cgan import sketchy_pairs

@@ -38,3 +38,19 @@ def test_shipped_models_match_torch(name):
             out = ort.InferenceSession(str(f), providers=["CPUExecutionProvider"]).run(None, {"input": out[0]})
         for o, r in zip(out, ref):
             assert np.abs(o - r.numpy()).max() < 1e-3, key
+
+
+def test_ship_checkpoint_keeps_named_entries_in_fp16(tmp_path, monkeypatch):
+    """The cgan checkpoint ships without optimiser state and in half precision; the weights load back
+    into a float module."""
+    from export import common
+    monkeypatch.setattr(common, "CHECKPOINTS", tmp_path / "checkpoints")
+    net = torch.nn.Linear(3, 2)
+    torch.save({"G": net.state_dict(), "opt_g": {"state": {}}, "step": 7}, tmp_path / "run.pt")
+    dst = common.ship_checkpoint(tmp_path / "run.pt", "demo", keep=("G", "step"), fp16=True)
+    ck = torch.load(dst, weights_only=False)
+    assert set(ck) == {"G", "step"} and ck["step"] == 7
+    assert ck["G"]["weight"].dtype == torch.float16
+    back = torch.nn.Linear(3, 2)
+    back.load_state_dict(ck["G"])
+    assert back.weight.dtype == torch.float32 and torch.allclose(back.weight, net.weight, atol=1e-3)

@@ -45,10 +45,13 @@ class CGANConfig:
     ngf: int = 32                    # generator base width
     max_mult: int = 4                # generator widths stop at ngf * max_mult (keeps the ONNX file lean)
     n_dropout: int = 2               # innermost decoder layers with dropout (the noise)
+    jitter: int = 0                  # pix2pix's random jitter: pairs resized to res + jitter, cropped back at
+                                     # one random offset (E2's targets are then computed per batch, not cached)
     ndf: int = 64
     d_layers: int = 2                # PatchGAN strided layers: 2 at 64 px, 3 at 256 px
     batch: int = 16
     steps: int = 3000
+    max_minutes: float = 0.0         # stop early after this much training time (0 = no limit); for leased GPUs
     lambda_gan: float = 1.0
     lambda_l1: float = 100.0
     lambda_feat: float = 10.0        # on MSE / mean(E2 feature²), mid + high
@@ -164,6 +167,16 @@ def sketch_tensor(a: np.ndarray) -> torch.Tensor:
     return to_unit(torch.from_numpy(a)).unsqueeze(1).expand(-1, 3, -1, -1).contiguous()
 
 
+def random_jitter(s: torch.Tensor, p: torch.Tensor, jitter: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """pix2pix's jitter: sketch and photo (B, 3, R, R) enlarged to R + jitter, then each pair cropped
+    back to R at one random offset, so G cannot learn the training pairs pixel for pixel."""
+    r = s.shape[-1]
+    big = F.interpolate(torch.cat([s, p], 1), size=(r + jitter, r + jitter), mode="bilinear", align_corners=False)
+    off = rng.integers(0, jitter + 1, size=(len(s), 2))
+    crops = torch.stack([big[i, :, y:y + r, x:x + r] for i, (y, x) in enumerate(off)])
+    return crops[:, :3], crops[:, 3:]
+
+
 def photo_tensor(a: np.ndarray) -> torch.Tensor:
     """(B, R, R, 3) uint8 photos -> (B, 3, R, R) in [-1, 1]."""
     return to_unit(torch.from_numpy(a).permute(0, 3, 1, 2)).contiguous()
@@ -254,6 +267,9 @@ def train(cfg: CGANConfig, resume: bool = False) -> Path:
                           else ("cpu" if cfg.device == "auto" else cfg.device))
     if device.type == "cpu":
         torch.set_num_threads(cfg.threads)
+    else:                            # fixed input sizes: let cuDNN pick its fastest kernels, TF32 allowed
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     out = resolve(cfg.out_dir)
@@ -279,6 +295,7 @@ def train(cfg: CGANConfig, resume: bool = False) -> Path:
 
     G, D, e1 = build_nets(cfg)
     G, D, e1 = G.to(device), D.to(device), e1.to(device)
+    e2 = freeze(MidHighEncoder(lite0())).to(device) if cfg.jitter else None   # targets of jittered photos
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=cfg.betas)
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=cfg.betas)
     opt_e = torch.optim.Adam(e1.parameters(), lr=cfg.lr_e1, betas=cfg.betas)
@@ -303,7 +320,8 @@ def train(cfg: CGANConfig, resume: bool = False) -> Path:
     t_start = t_saved = time.time()
     run = {"d_loss": 0.0, "g_gan": 0.0, "g_l1": 0.0, "g_feat": 0.0, "n": 0}
     steps_per_epoch = math.ceil(len(train_sk) / cfg.batch)
-    while step < cfg.steps:
+    steps = cfg.steps
+    while step < steps:
         set_e1_mode(e1, mid_trainable=step >= cfg.e1_mid_frozen_steps)
         # -- batch: random pairs, each mirrored with probability 1/2 (sketch, photo, E2 features) --
         idx = rng.choice(train_sk, cfg.batch, replace=False, p=sample_p)
@@ -313,8 +331,13 @@ def train(cfg: CGANConfig, resume: bool = False) -> Path:
         p = photo_tensor(data["photos"][data["sketch_photo"][idx]])                          # (B, 3, R, R)
         fl = flip[:, None, None, None]
         s, p = torch.where(fl, s.flip(3), s).to(device), torch.where(fl, p.flip(3), p).to(device)
-        t_mid = e2_mid[flip.long(), pi].float().to(device)                                  # (B, 112, f, f)
-        t_high = e2_high[flip.long(), pi].to(device)                                        # (B, 1280)
+        if e2 is None:
+            t_mid = e2_mid[flip.long(), pi].float().to(device)                              # (B, 112, f, f)
+            t_high = e2_high[flip.long(), pi].to(device)                                    # (B, 1280)
+        else:
+            s, p = random_jitter(s, p, cfg.jitter, rng)
+            with torch.no_grad():
+                t_mid, t_high = encode_imaginary(e2, p, cfg.feat_res)
 
         # -- D step: real pairs -> 1, imaginary pairs -> 0 (LSGAN) --
         fake = G(s)                                                                          # (B, 3, R, R)
@@ -340,17 +363,19 @@ def train(cfg: CGANConfig, resume: bool = False) -> Path:
         opt_g.step()
         opt_e.step()
         step += 1
+        if cfg.max_minutes and time.time() - t_start > 60 * cfg.max_minutes:
+            steps = step             # out of time: finish this step as the last one (samples, eval, save)
 
         for k, v in (("d_loss", d_loss), ("g_gan", g_gan), ("g_l1", g_l1), ("g_feat", g_feat)):
-            run[k] += float(v)
+            run[k] += v.item()
         run["n"] += 1
         if step % 25 == 0:
             print(f"step {step}  d {run['d_loss'] / run['n']:.3f}  gan {run['g_gan'] / run['n']:.3f}  "
                   f"l1 {run['g_l1'] / run['n']:.3f}  feat {run['g_feat'] / run['n']:.3f}  "
                   f"{(time.time() - t_start) / 60:.1f} min", flush=True)
-        if step % cfg.sample_every == 0 or step == cfg.steps:
+        if step % cfg.sample_every == 0 or step == steps:
             sample_grid(G, data, grid_idx, device).save(out / "samples" / f"step{step:06d}.png")
-        if step % cfg.eval_every == 0 or step == cfg.steps:
+        if step % cfg.eval_every == 0 or step == steps:
             row = {"step": step, "epoch": round(step / steps_per_epoch, 3),
                    **{k: round(run[k] / max(run["n"], 1), 5) for k in ("d_loss", "g_gan", "g_l1", "g_feat")},
                    **{k: round(v, 5) for k, v in validate(cfg, G, e1, data, val_sk, device).items()},
@@ -363,7 +388,7 @@ def train(cfg: CGANConfig, resume: bool = False) -> Path:
             if row["val_mAP"] > best:
                 best = row["val_mAP"]
                 save(best_path)
-        if time.time() - t_saved > cfg.save_every_s or step == cfg.steps:
+        if time.time() - t_saved > cfg.save_every_s or step == steps:
             save(ckpt_path)
             t_saved = time.time()
     if not best_path.is_file():
