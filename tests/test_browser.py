@@ -1,6 +1,7 @@
 """End-to-end in headless Chromium (Debian's `chromium`, driven by Playwright): draw real strokes on
 the canvas with the mouse, check photos appear, switch backends, open every page. Screenshots go to
-test-artifacts/ (the README's come from there: docs/search.png, docs/compare.png)."""
+test-artifacts/; the README's come from there (docs/search.png = search-backend-1.png,
+docs/compare.png = page-compare.png)."""
 from __future__ import annotations
 
 import os
