@@ -44,9 +44,12 @@ def free_port() -> int:
 def server():
     port = free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    ART.mkdir(exist_ok=True)
+    # the server's output goes to a file: an undrained pipe fills up (64 KiB) and blocks the server
+    log = open(ART / "streamlit.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
                              "--server.port", str(port), "--server.address", "127.0.0.1"],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     for _ in range(120):
         try:
@@ -56,10 +59,16 @@ def server():
             time.sleep(0.5)
     else:
         proc.kill()
-        pytest.fail("streamlit did not start")
+        log.close()
+        pytest.fail("streamlit did not start; see test-artifacts/streamlit.log")
     yield url
     proc.terminate()
-    proc.wait(10)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    log.close()
 
 
 @pytest.fixture(scope="module")
