@@ -1,4 +1,5 @@
-"""Nearest-neighbour search over unit vectors: exact numpy by default, FAISS HNSW for big galleries."""
+"""Nearest-neighbour search over unit vectors: exact (numpy, or FAISS's flat scan when faiss is
+installed), and FAISS HNSW for big galleries."""
 from __future__ import annotations
 
 import numpy as np
@@ -20,10 +21,16 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
 
 
 class ExactIndex:
-    """Cosine similarity by one matrix-vector product over L2-normalised rows."""
+    """Exact cosine similarity over L2-normalised rows.
+
+    `search` scans with FAISS's flat inner-product index when faiss is installed: a SIMD scan that
+    answers a 100k x 256 query about 2.5x faster than numpy's one-thread matrix-vector product
+    (BENCHMARKS.md); the vectors are then stored once, inside FAISS, and `vectors` is a view of them."""
 
     def __init__(self, vectors: np.ndarray):
-        self.vectors = np.ascontiguousarray(l2_normalise(vectors.astype(np.float32)))  # (N, D)
+        v = np.ascontiguousarray(l2_normalise(vectors.astype(np.float32)))  # (N, D)
+        self.flat = _faiss_flat(v)
+        self.vectors = v if self.flat is None else _flat_view(self.flat)
 
     def __len__(self) -> int:
         return len(self.vectors)
@@ -33,9 +40,12 @@ class ExactIndex:
         return self.vectors @ l2_normalise(query.astype(np.float32))
 
     def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        s = self.scores(query)
-        idx = top_k(s, k)
-        return idx, s[idx]
+        if self.flat is None or k <= 0:
+            s = self.scores(query)
+            idx = top_k(s, k)
+            return idx, s[idx]
+        s, i = self.flat.search(l2_normalise(query.astype(np.float32)).reshape(1, -1), min(k, len(self)))
+        return i[0].astype(np.int64), s[0]
 
     def within(self, query: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
         """Every item with cosine similarity >= threshold, best first (retrieval by distance)."""
@@ -72,3 +82,20 @@ class HNSWIndex:
         s, i = self.index.search(q, k)
         keep = i[0] >= 0
         return i[0][keep], s[0][keep]
+
+
+def _faiss_flat(vectors: np.ndarray):
+    """A FAISS exact inner-product index holding `vectors`, or None without faiss (an optional dependency)."""
+    try:
+        import faiss
+    except ImportError:
+        return None
+    flat = faiss.IndexFlatIP(vectors.shape[1])
+    flat.add(vectors)
+    return flat
+
+
+def _flat_view(flat) -> np.ndarray:
+    """The (N, D) float32 vectors inside a FAISS flat index, as a numpy view (no copy)."""
+    import faiss
+    return faiss.rev_swig_ptr(flat.get_xb(), flat.ntotal * flat.d).reshape(flat.ntotal, flat.d)

@@ -29,6 +29,30 @@ def test_exact_top_k_and_hnsw_on_a_hand_checkable_case():
     assert scaling.recall_at_k(wrong, truth) == pytest.approx(0.25)
 
 
+def test_exact_index_faiss_scan_and_numpy_agree_with_brute_force(monkeypatch):
+    """Both exact paths (FAISS's flat scan, numpy without faiss) return the brute-force top k with its
+    scores; `vectors` is the same unit-row matrix either way; `within` keeps exactly the items over t."""
+    from sbir_core import index as index_mod
+    rng = np.random.default_rng(1)
+    vectors = rng.standard_normal((500, 24)).astype(np.float32)
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    q = rng.standard_normal(24).astype(np.float32)
+    brute = unit @ (q / np.linalg.norm(q))
+    best = np.argsort(-brute)[:10]
+    with_faiss = ExactIndex(vectors)
+    assert with_faiss.flat is not None
+    monkeypatch.setattr(index_mod, "_faiss_flat", lambda v: None)
+    plain = ExactIndex(vectors)
+    assert plain.flat is None
+    for ix in (with_faiss, plain):
+        assert np.allclose(ix.vectors, unit, atol=1e-6) and len(ix) == 500
+        idx, s = ix.search(q, 10)
+        assert idx.tolist() == best.tolist() and np.allclose(s, brute[best], atol=1e-5)
+        assert ix.search(q, 1000)[0].shape == (500,)
+        inside, s_in = ix.within(q, 0.3)
+        assert sorted(inside.tolist()) == np.nonzero(brute >= 0.3)[0].tolist() and np.all(np.diff(s_in) <= 0)
+
+
 def test_scaling_structure_and_exact_recall_is_one():
     out = scaling.run_scaling((2_000,), exact_queries=3, ann_queries=3, uniform_hnsw_sizes=(2_000,),
                               ef_search=(8, 256), build_threads=1)

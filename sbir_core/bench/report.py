@@ -149,6 +149,12 @@ def cold_and_indexing(r: dict[str, Any]) -> str:
                   f"of 32) on one thread, after a warm-up.\n")
 
 
+def _exact_engine(sc: dict[str, Any]) -> str:
+    engine = next((row["exact_engine"] for row in sc["rows"] if "exact_engine" in row), "numpy")
+    return ("FAISS's flat inner-product scan, `IndexFlatIP`, every vector compared" if engine.startswith("faiss")
+            else "one numpy matrix-vector product + argpartition")
+
+
 def scaling(r: dict[str, Any]) -> str:
     sc = r["scaling"]
     rows = []
@@ -166,7 +172,7 @@ def scaling(r: dict[str, Any]) -> str:
     lr = sc["lowrank"]
     cfg = r["config"]
     out += (f"\n*How measured:* d = {sc['d']} float32 unit vectors, one query at a time on one thread, top {sc['k']}. "
-            f"Exact: `sbir_core.index.ExactIndex` (one matrix-vector product + argpartition), {sc['exact_queries']} "
+            f"Exact: `sbir_core.index.ExactIndex` ({_exact_engine(sc)}), {sc['exact_queries']} "
             f"queries; its time does not depend on the data. Approximate: `sbir_core.index.HNSWIndex` (FAISS "
             f"`IndexHNSWSQ`: HNSW graph over 8-bit scalar-quantised vectors, inner product, M={cfg['hnsw_m']}, "
             f"efConstruction={cfg['hnsw_ef_construction']}, built "

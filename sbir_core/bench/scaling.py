@@ -123,6 +123,7 @@ def run_scaling(sizes: Sequence[int], d: int = 256, k: int = 20, exact_queries: 
             row: dict[str, Any] = {"kind": kind, "n": n, "d": d}
             exact = ExactIndex(vectors)
             if kind == "uniform":          # exact timing is the same for any data: measure it once
+                row["exact_engine"] = "numpy" if exact.flat is None else "faiss IndexFlatIP"
                 row["exact_ms"], found = time_search(exact, queries[:exact_queries], k)
                 row["exact_recall"] = recall_at_k(found, exact_top_k(exact, queries[:exact_queries], k))
             if n in hnsw_sizes:
