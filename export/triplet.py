@@ -1,12 +1,14 @@
 """Export the `triplet` backend and its `triplet_noedge` ablation: `python -m export.triplet`.
 
-Sketches: shared trunk file + <name>_sketch_head.onnx; photos: trunk + <name>_photo_head.onnx.
+Sketches: trunk file + <name>_sketch_head.onnx (a shorter trunk, blocks[:sketch_from], when the
+sketch branch trained the trunk's last blocks); photos: the shared trunk + <name>_photo_head.onnx.
 """
 from __future__ import annotations
 
 import torch
 
 from sbir_core.config import MODELS_DIR
+from sbir_core.nets.backbone import TRUNK_BLOCKS
 from sbir_core.nets.heads import PhotoEmbedding, PhotoProjection, PosteriorSpace, SketchEmbedding
 from sbir_core.train.features import PREPROCESS
 from sbir_core.train.triplet import run_dir
@@ -23,14 +25,25 @@ def heads(name: str) -> tuple[torch.nn.Module, torch.nn.Module, dict]:
     when the checkpoint has its class proxies (see PosteriorSpace)."""
     ck = load_checkpoint(name)
     dim = ck["config"]["dim"]
-    s = SketchEmbedding(dim)
+    s = SketchEmbedding(dim, start=ck["config"].get("sketch_from", TRUNK_BLOCKS))
     s.load_state_dict(ck["sketch_state_dict"])
     proj = PhotoProjection(dim, ck["config"].get("photo_hidden", 1024))
     proj.load_state_dict(ck["photo_state_dict"])
     p = PhotoEmbedding(proj)
     if "proxies" in ck:
-        s, p = (PosteriorSpace(m, ck["proxies"], ck["config"]["scale"]) for m in (s, p))
+        s, p = (PosteriorSpace(m, ck["proxies"].float(), ck["config"]["scale"]) for m in (s, p))
     return s.eval(), p.eval(), ck
+
+
+def sketch_trunk_end(ck: dict) -> int | None:
+    """Where the served sketch trunk ends: None = the shared whole trunk."""
+    start = ck["config"].get("sketch_from", TRUNK_BLOCKS)
+    return None if start == TRUNK_BLOCKS else start
+
+
+def trained_part(ck: dict) -> str:
+    start = ck["config"].get("sketch_from", TRUNK_BLOCKS)
+    return "head conv" if start == TRUNK_BLOCKS else f"MBConv blocks {start}-{TRUNK_BLOCKS - 1} + head conv"
 
 
 def torch_modules() -> dict[str, tuple[torch.nn.Module, int]]:
@@ -38,8 +51,9 @@ def torch_modules() -> dict[str, tuple[torch.nn.Module, int]]:
     t = trunk.trunk()
     for name in NAMES:
         if (CHECKPOINTS / f"{name}.pt").is_file():
-            s, p, _ = heads(name)
-            out[f"{trunk.FILE}+{name}_sketch_head.onnx"] = (Chain(t, s), PREPROCESS.size)
+            s, p, ck = heads(name)
+            end = sketch_trunk_end(ck)
+            out[f"{trunk.file_name(end)}+{name}_sketch_head.onnx"] = (Chain(trunk.trunk(end), s), PREPROCESS.size)
             out[f"{trunk.FILE}+{name}_photo_head.onnx"] = (Chain(t, p), PREPROCESS.size)
     return out
 
@@ -49,24 +63,28 @@ def main() -> None:
     t = trunk.trunk()
     for name in NAMES:
         if (run_dir(name) / "ckpt.pt").is_file():
-            ship_checkpoint(run_dir(name) / "ckpt.pt", name)
+            ship_checkpoint(run_dir(name) / "ckpt.pt", name, fp16=True)
         if not (CHECKPOINTS / f"{name}.pt").is_file():
             print(f"{name}: no checkpoint, skipped (python -m sbir_core.train.triplet{' --no-edge' if 'noedge' in name else ''})")
             continue
         s, p, ck = heads(name)
+        end = sketch_trunk_end(ck)
+        sketch_trunk = trunk.file_name(end)
+        if end is not None:
+            trunk_err = max(trunk_err, trunk.export(end))
         sf, pf = f"{name}_sketch_head.onnx", f"{name}_photo_head.onnx"
-        export_onnx(s, MODELS_DIR / sf, trunk.FEATURE_SHAPE)
+        export_onnx(s, MODELS_DIR / sf, trunk.feature_shape(end))
         export_onnx(p, MODELS_DIR / pf, trunk.FEATURE_SHAPE)
-        files = [MODELS_DIR / trunk.FILE]
-        err = max(trunk_err, chain_parity(Chain(t, s), files + [MODELS_DIR / sf], PREPROCESS.size),
-                  chain_parity(Chain(t, p), files + [MODELS_DIR / pf], PREPROCESS.size))
+        err = max(trunk_err,
+                  chain_parity(Chain(trunk.trunk(end), s), [MODELS_DIR / sketch_trunk, MODELS_DIR / sf], PREPROCESS.size),
+                  chain_parity(Chain(t, p), [MODELS_DIR / trunk.FILE, MODELS_DIR / pf], PREPROCESS.size))
         write_meta(name, {
             "backend": name, "title": TITLES[name],
-            "description": "Sketch/edge branch (trainable head conv) and photo branch (frozen ImageNet head + MLP) "
-                           "into one 256-d space, trained with triplet loss on hardest negatives + cosine-softmax "
+            "description": f"Sketch/edge branch (trainable {trained_part(ck)}) and photo branch (frozen ImageNet "
+                           "head + MLP) into one 256-d space, trained with triplet loss on hardest negatives + cosine-softmax "
                            "class loss + distillation from the classifiers; served as the L2-normalised class "
                            "posterior over the learned class proxies",
-            "sketch_model": [trunk.FILE, sf], "photo_model": [trunk.FILE, pf],
+            "sketch_model": [sketch_trunk, sf], "photo_model": [trunk.FILE, pf],
             "embedding_dim": int(ck["proxies"].shape[0]) if "proxies" in ck else ck["config"]["dim"],
             "trained_dim": ck["config"]["dim"],
             "preprocess": PREPROCESS.to_dict(), "curves": f"{name}_curves.json", "train_config": ck["config"],

@@ -1,21 +1,38 @@
 """The frozen trunk shared by the trained backends (EfficientNet-Lite0 up to its head conv, ImageNet
-weights), exported once; each backend adds a small head file after it."""
+weights), exported once; each backend adds a small head file after it. A backend whose sketch branch
+trains the trunk's last MBConv blocks serves its sketches through a shorter trunk, blocks[:end]."""
 from __future__ import annotations
 
+import torch
+
 from sbir_core.config import MODELS_DIR
-from sbir_core.nets.backbone import PooledFeatures, TRUNK_CHANNELS, Trunk
-from sbir_core.train.features import PREPROCESS
+from sbir_core.nets.backbone import TRUNK_CHANNELS, Trunk, lite0
+from sbir_core.train.features import PREPROCESS, block_suffix
 
 from .common import export_onnx
 
-FILE = f"trunk_lite0_{PREPROCESS.size}.onnx"
+
+def file_name(end: int | None = None) -> str:
+    return f"trunk_lite0_{PREPROCESS.size}{block_suffix(end)}.onnx"
+
+
+FILE = file_name()
 FEATURE_SHAPE = (TRUNK_CHANNELS, PREPROCESS.size // 32, PREPROCESS.size // 32)
 
 
-def trunk() -> Trunk:
-    return PooledFeatures().trunk.eval()
+def trunk(end: int | None = None) -> Trunk:
+    """Stem + MBConv blocks[:end] (all of them when None), ImageNet weights, eval mode."""
+    return (Trunk(lite0()) if end is None else Trunk(lite0(), end)).eval()
 
 
-def export() -> float:
-    """Write models/<FILE>; returns the parity error."""
-    return export_onnx(trunk(), MODELS_DIR / FILE, PREPROCESS.size)
+def feature_shape(end: int | None = None) -> tuple[int, int, int]:
+    """(C, h, w) of the trunk's output for one preprocessed image."""
+    if end is None:
+        return FEATURE_SHAPE
+    with torch.no_grad():
+        return tuple(trunk(end)(torch.zeros(1, 3, PREPROCESS.size, PREPROCESS.size)).shape[1:])
+
+
+def export(end: int | None = None) -> float:
+    """Write models/<file_name(end)>; returns the parity error."""
+    return export_onnx(trunk(end), MODELS_DIR / file_name(end), PREPROCESS.size)

@@ -225,7 +225,7 @@ def index(out_dir: Path = BUNDLED_DIR) -> dict[str, Path]:
     emb = out_dir / "embeddings"
     emb.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
-    for name in available_backends():
+    for name in available_backends(include_baselines=True):    # random's features too: the app would write them
         backend = load_backend(name)
         path = emb / f"{backend.feature_key}.npy"
         path.unlink(missing_ok=True)

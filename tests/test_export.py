@@ -21,6 +21,22 @@ def test_export_roundtrip_with_dynamic_batch(tmp_path):
         assert sess.run(None, {"input": np.zeros((b, 3, 96, 96), np.float32)})[0].shape == (b, 1280)
 
 
+@pytest.mark.parametrize("end", [13, 15, 16])
+def test_trunk_split_anywhere_gives_the_whole_backbone(end):
+    """Trunk(net, end) then Top(net, start=end) is the ImageNet backbone whatever the split: the
+    features cached after blocks[:end] feed a sketch branch that trains blocks[end:]; export's
+    shorter trunk file has the shape that branch expects."""
+    from export import trunk as trunk_export
+    from sbir_core.nets.backbone import PooledFeatures, Top, Trunk, lite0
+    net = lite0().eval()
+    x = torch.randn(2, 3, 96, 96)
+    with torch.no_grad():
+        whole = PooledFeatures(net).eval()(x)
+        split = Top(net, end).eval()(Trunk(net, end).eval()(x))
+    assert torch.allclose(whole, split, atol=1e-5)
+    assert trunk_export.feature_shape(None if end == 16 else end)[0] == (320 if end == 16 else 192)
+
+
 @pytest.mark.parametrize("name", EXPORTERS)
 def test_shipped_models_match_torch(name):
     mod = exporter(name)

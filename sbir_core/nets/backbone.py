@@ -28,12 +28,13 @@ def lite0(pretrained: bool = True, image_size: int = 224) -> nn.Module:
 
 
 class Trunk(nn.Module):
-    """Stem + all MBConv stages: (B, 3, H, W) -> (B, 320, H/32, W/32). Kept frozen."""
+    """Stem + MBConv blocks[:end] (all of them by default): (B, 3, H, W) -> (B, 320, H/32, W/32). Kept frozen.
+    A smaller `end` leaves the last blocks to a trainable `Top(net, start=end)`."""
 
-    def __init__(self, net: nn.Module):
+    def __init__(self, net: nn.Module, end: int = TRUNK_BLOCKS):
         super().__init__()
         self.conv_stem, self.bn0, self.act = net._conv_stem, net._bn0, net._swish
-        self.blocks = nn.ModuleList(net._blocks[:TRUNK_BLOCKS])
+        self.blocks = nn.ModuleList(net._blocks[:end])
         self.n_total = len(net._blocks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -44,12 +45,12 @@ class Trunk(nn.Module):
 
 
 class Top(nn.Module):
-    """Head conv (1x1, 320 -> 1280) + global average pool: (B, 320, h, w) -> (B, 1280). Trainable:
-    cheap enough to train on two CPU cores over cached trunk features."""
+    """MBConv blocks[start:] (none by default) + head conv (1x1, 320 -> 1280) + global average pool:
+    (B, C, h, w) -> (B, 1280). Trainable: cheap enough to train on two CPU cores over cached trunk features."""
 
-    def __init__(self, net: nn.Module):
+    def __init__(self, net: nn.Module, start: int = TRUNK_BLOCKS):
         super().__init__()
-        self.blocks = nn.ModuleList(net._blocks[TRUNK_BLOCKS:])
+        self.blocks = nn.ModuleList(net._blocks[start:])
         self.conv_head, self.bn1, self.act = net._conv_head, net._bn1, net._swish
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -8,12 +8,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backbone import FEATURE_DIM, Top, freeze, lite0
+from .backbone import FEATURE_DIM, TRUNK_BLOCKS, Top, freeze, lite0
 
 
-def imagenet_top() -> Top:
-    """The ImageNet head conv + pool, as a starting point (a fresh copy each call)."""
-    return Top(lite0())
+def imagenet_top(start: int = TRUNK_BLOCKS) -> Top:
+    """The ImageNet blocks[start:] + head conv + pool, as a starting point (a fresh copy each call)."""
+    return Top(lite0(), start)
 
 
 class ClassifierHead(nn.Module):
@@ -53,11 +53,12 @@ class PhotoClassifierHead(nn.Module):
 
 
 class SketchEmbedding(nn.Module):
-    """Sketch (and edge-map) branch: trainable head conv + projection, unit vectors. (B, 320, h, w) -> (B, D)."""
+    """Sketch (and edge-map) branch: trainable MBConv blocks[start:] (none by default) + head conv +
+    projection, unit vectors. (B, C, h, w) trunk features (up to block `start`) -> (B, D)."""
 
-    def __init__(self, dim: int = 256, dropout: float = 0.0):
+    def __init__(self, dim: int = 256, dropout: float = 0.0, start: int = TRUNK_BLOCKS):
         super().__init__()
-        self.top = imagenet_top()
+        self.top = imagenet_top(start)
         self.drop = nn.Dropout(dropout)
         self.proj = nn.Linear(FEATURE_DIM, dim)
 

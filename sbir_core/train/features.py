@@ -52,21 +52,27 @@ def edge_map(photo: Image.Image, min_component: int = 40) -> Image.Image:
     return Image.fromarray(np.where(keep[lab], 0, 255).astype(np.uint8))
 
 
-def trunk_session(size: int):
-    """The frozen trunk as an ONNX Runtime session (exported once into the cache folder)."""
+def trunk_session(size: int, end: int | None = None):
+    """The frozen trunk (stem + blocks[:end], all of them by default) as an ONNX Runtime session
+    (exported once into the cache folder)."""
     import onnxruntime as ort
     import torch
-    from ..nets.backbone import PooledFeatures
-    path = CACHE / f"trunk_{size}.onnx"
+    from ..nets.backbone import Trunk, lite0
+    path = CACHE / f"trunk_{size}{block_suffix(end)}.onnx"
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
-        trunk = PooledFeatures().trunk.eval()
+        trunk = (Trunk(lite0()) if end is None else Trunk(lite0(), end)).eval()
         torch.onnx.export(trunk, (torch.randn(1, 3, size, size),), str(path), input_names=["input"],
                           output_names=["output"], dynamic_axes={"input": {0: "b"}, "output": {0: "b"}},
                           opset_version=17, dynamo=False)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 2
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def block_suffix(end: int | None) -> str:
+    """Cache-name suffix of features taken after blocks[:end]: "" for the whole trunk (None), else "_b<end>"."""
+    return "" if end is None else f"_b{end}"
 
 
 def run_trunk(sess, inputs: Iterable[np.ndarray], batch: int = 64) -> np.ndarray:
@@ -108,14 +114,19 @@ def photo_records(root: Path) -> list[Record]:
     return recs
 
 
-def build(views: int = 4, seed: int = 0) -> None:
+def build(views: int = 4, seed: int = 0, end: int | None = None) -> None:
+    """Cache sketches, photos, edge maps and Quick, Draw! features after the trunk's blocks[:end].
+    With an `end` (a sketch branch that trains the trunk's last blocks) photos are skipped: the photo
+    branch keeps the whole frozen trunk."""
     root = data_dir()
     CACHE.mkdir(parents=True, exist_ok=True)
-    sess = trunk_session(PREPROCESS.size)
+    sess = trunk_session(PREPROCESS.size, end)
+    suffix = block_suffix(end)
     rng = np.random.default_rng(seed)
     pp = PREPROCESS
 
     def save(name: str, recs: list[Record], feats: np.ndarray) -> None:
+        name += suffix
         np.save(CACHE / f"{name}.npy", feats)
         (CACHE / f"{name}.json").write_text(json.dumps([asdict(r) for r in recs]))
         print(f"{name}: {feats.shape} in {time.time() - t0:.0f}s", flush=True)
@@ -140,9 +151,10 @@ def build(views: int = 4, seed: int = 0) -> None:
     def mirrored(r: Record) -> tuple[Image.Image, Image.Image]:
         im = Image.open(r.path).convert("RGB")
         return im, ImageOps.mirror(im)
-    f = run_trunk(sess, (to_tensor(prepare_photo(v, pp.size), pp) for r in precs for v in mirrored(r)))
-    save("photos", precs, f.reshape(len(precs), 2, *f.shape[1:]))
-    t0 = time.time()
+    if not suffix:
+        f = run_trunk(sess, (to_tensor(prepare_photo(v, pp.size), pp) for r in precs for v in mirrored(r)))
+        save("photos", precs, f.reshape(len(precs), 2, *f.shape[1:]))
+        t0 = time.time()
     f = run_trunk(sess, (to_tensor(prepare_sketch(edge_map(v), pp.size, pp.margin), pp)
                          for r in precs for v in mirrored(r)))
     save("edges", precs, f.reshape(len(precs), 2, *f.shape[1:]))
@@ -168,4 +180,7 @@ def build(views: int = 4, seed: int = 0) -> None:
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--views", type=int, default=4)
-    build(ap.parse_args().views)
+    ap.add_argument("--end", type=int, default=None,
+                    help="features after the trunk's MBConv blocks[:END] (default: all 16 of them)")
+    args = ap.parse_args()
+    build(args.views, end=args.end)
