@@ -41,9 +41,8 @@ def sketch_trunk_end(ck: dict) -> int | None:
     return None if start == TRUNK_BLOCKS else start
 
 
-def trained_part(ck: dict) -> str:
-    start = ck["config"].get("sketch_from", TRUNK_BLOCKS)
-    return "head conv" if start == TRUNK_BLOCKS else f"MBConv blocks {start}-{TRUNK_BLOCKS - 1} + head conv"
+def trained_part(end: int | None) -> str:
+    return "head conv" if end is None else f"MBConv blocks {end}-{TRUNK_BLOCKS - 1} + head conv"
 
 
 def torch_modules() -> dict[str, tuple[torch.nn.Module, int]]:
@@ -80,7 +79,7 @@ def main() -> None:
                   chain_parity(Chain(t, p), [MODELS_DIR / trunk.FILE, MODELS_DIR / pf], PREPROCESS.size))
         write_meta(name, {
             "backend": name, "title": TITLES[name],
-            "description": f"Sketch/edge branch (trainable {trained_part(ck)}) and photo branch (frozen ImageNet "
+            "description": f"Sketch/edge branch (trainable {trained_part(end)}) and photo branch (frozen ImageNet "
                            "head + MLP) into one 256-d space, trained with triplet loss on hardest negatives + cosine-softmax "
                            "class loss + distillation from the classifiers; served as the L2-normalised class "
                            "posterior over the learned class proxies",

@@ -22,7 +22,7 @@ FEATURE_SHAPE = (TRUNK_CHANNELS, PREPROCESS.size // 32, PREPROCESS.size // 32)
 
 def trunk(end: int | None = None) -> Trunk:
     """Stem + MBConv blocks[:end] (all of them when None), ImageNet weights, eval mode."""
-    return (Trunk(lite0()) if end is None else Trunk(lite0(), end)).eval()
+    return Trunk(lite0(), end).eval()
 
 
 def feature_shape(end: int | None = None) -> tuple[int, int, int]:

@@ -29,10 +29,10 @@ def lite0(pretrained: bool = True, image_size: int = 224) -> nn.Module:
 
 
 class Trunk(nn.Module):
-    """Stem + MBConv blocks[:end] (all of them by default): (B, 3, H, W) -> (B, 320, H/32, W/32). Kept frozen.
-    A smaller `end` leaves the last blocks to a trainable `Top(net, start=end)`."""
+    """Stem + MBConv blocks[:end] (all of them when None): (B, 3, H, W) -> (B, 320, H/32, W/32). Kept frozen.
+    An `end` leaves the last blocks to a trainable `Top(net, start=end)`."""
 
-    def __init__(self, net: nn.Module, end: int = TRUNK_BLOCKS):
+    def __init__(self, net: nn.Module, end: int | None = None):
         super().__init__()
         self.conv_stem, self.bn0, self.act = net._conv_stem, net._bn0, net._swish
         self.blocks = nn.ModuleList(net._blocks[:end])

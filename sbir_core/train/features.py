@@ -61,7 +61,7 @@ def trunk_session(size: int, end: int | None = None):
     path = CACHE / f"trunk_{size}{block_suffix(end)}.onnx"
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
-        trunk = (Trunk(lite0()) if end is None else Trunk(lite0(), end)).eval()
+        trunk = Trunk(lite0(), end).eval()
         torch.onnx.export(trunk, (torch.randn(1, 3, size, size),), str(path), input_names=["input"],
                           output_names=["output"], dynamic_axes={"input": {0: "b"}, "output": {0: "b"}},
                           opset_version=17, dynamo=False)
@@ -76,8 +76,8 @@ def block_suffix(end: int | None) -> str:
 
 
 def run_trunk(sess, inputs: Iterable[np.ndarray], batch: int = 64) -> np.ndarray:
-    """Stream of (3, S, S) inputs -> (N, 320, S/32, S/32) float16, a batch at a time (inputs are
-    made lazily, so memory holds features, not images)."""
+    """Stream of (3, S, S) inputs -> (N, C, h, w) float16 (the whole trunk: 320, S/32, S/32), a batch
+    at a time (inputs are made lazily, so memory holds features, not images)."""
     out, buf = [], []
     for x in inputs:
         buf.append(x)

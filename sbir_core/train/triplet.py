@@ -120,6 +120,7 @@ def main(argv: list[str] | None = None) -> None:
         """The sketch branch's input (features after blocks[:sketch_from]) from the cache."""
         with torch.no_grad():
             return frozen_mid(batch_tensor(feats, rows, views))
+
     cls = {c: i for i, c in enumerate(SKETCHY_CLASSES)}
     photo_row = {r["photo_id"]: i for i, r in enumerate(ph.records)}
     y_ph = torch.tensor([cls[r["label"]] for r in ph.records])
