@@ -101,12 +101,16 @@ def main(argv: list[str] | None = None) -> None:
     for k, v in asdict(TripletConfig()).items():
         if k not in ("edge", "init_from_classifier"):
             ap.add_argument(f"--{k.replace('_', '-')}", type=type(v), default=v)
-    cfg = TripletConfig(**vars(ap.parse_args(argv)))
+    ap.add_argument("--run-name", help="write runs/<RUN_NAME>/ only (seed and ablation runs; scored by "
+                                        "sbir_core.train.score_triplet); default runs/<backend>/ + models/<backend>_curves.json")
+    args = vars(ap.parse_args(argv))
+    run_name = args.pop("run_name")
+    cfg = TripletConfig(**args)
     name = name_of(cfg)
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     rng = np.random.default_rng(cfg.seed)
-    out = run_dir(name)
+    out = run_dir(run_name or name)
     out.mkdir(parents=True, exist_ok=True)
 
     assert cfg.cache_end <= cfg.sketch_from <= TRUNK_BLOCKS, "need cache_end <= sketch_from <= 16"
@@ -244,7 +248,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.save({"config": asdict(cfg), "sketch_state_dict": best[1]["sketch"], "photo_state_dict": best[1]["photo"],
                 "proxies": best[1]["proxies"],
                 "best_val_mAP": best[0]}, out / "ckpt.pt")
-    for path in (out / "curves.json", MODELS_DIR / f"{name}_curves.json"):
+    for path in [out / "curves.json"] + ([] if run_name else [MODELS_DIR / f"{name}_curves.json"]):
         path.write_text(json.dumps(curves, indent=1) + "\n")
     print("best val mAP", best[0], flush=True)
 

@@ -1,0 +1,56 @@
+"""Score a `triplet` training run's checkpoint on the held-out Sketchy split without exporting it
+(for seed and ablation runs that should not replace the shipped model):
+
+    python -m sbir_core.train.triplet --seed 1 --run-name triplet_seed1
+    python -m sbir_core.train.score_triplet runs/triplet_seed1/ckpt.pt
+
+Same queries, gallery, space and metrics as the evaluation CLI (the 557 Sketchy `test` sketches
+against all 3,125 Sketchy photos, class-posterior space), but from the cached trunk features
+(view 0) through the torch modules; for the shipped checkpoint it matches the CLI to 4 decimals.
+"""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import torch
+
+from ..evaluate import metrics
+from ..nets.backbone import TRUNK_BLOCKS
+from ..nets.heads import PhotoEmbedding, PhotoProjection, PosteriorSpace, SketchEmbedding
+from . import cached
+from .features import block_suffix
+
+
+def embed(net: torch.nn.Module, feats: np.ndarray, rows: np.ndarray) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.cat([net(torch.from_numpy(np.asarray(feats[rows[i:i + 256], 0], np.float32)))
+                          for i in range(0, len(rows), 256)])
+
+
+def score(path: str) -> dict[str, float]:
+    """mAP@all, P@20, acc@1, acc@10 of one checkpoint (+ the query and gallery counts)."""
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    c = ck["config"]
+    start = c.get("sketch_from", TRUNK_BLOCKS)
+    assert c.get("cache_end", TRUNK_BLOCKS) == start, "scoring reads the cache the sketch branch starts from"
+    sketch = SketchEmbedding(c["dim"], start=start)
+    sketch.load_state_dict(ck["sketch_state_dict"])
+    projection = PhotoProjection(c["dim"], c["photo_hidden"])
+    projection.load_state_dict(ck["photo_state_dict"])
+    sketch, photo = (PosteriorSpace(m, ck["proxies"].float(), c["scale"]).eval()
+                     for m in (sketch, PhotoEmbedding(projection)))
+    sk = cached.load("sketches" + block_suffix(None if start == TRUNK_BLOCKS else start))
+    ph = cached.load("photos")
+    q = np.asarray([i for i, r in enumerate(sk.records) if r["source"] == "sketchy" and r["split"] == "test"])
+    g = np.asarray([i for i, r in enumerate(ph.records) if r["source"] == "sketchy"])
+    s = (embed(sketch, sk.feats, q) @ embed(photo, ph.feats, g).T).numpy()
+    m = metrics(s, [sk.records[i]["label"] for i in q], [ph.records[i]["label"] for i in g],
+                [sk.records[i]["photo_id"] for i in q], [ph.records[i]["photo_id"] for i in g])
+    return {k: round(float(m[k]), 4) for k in ("mAP@all", "P@20", "acc@1", "acc@10")} | {"queries": len(q), "gallery": len(g)}
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    for p in sys.argv[1:]:
+        print(p, score(p))
