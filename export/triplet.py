@@ -9,9 +9,8 @@ import torch
 
 from sbir_core.config import MODELS_DIR
 from sbir_core.nets.backbone import TRUNK_BLOCKS
-from sbir_core.nets.heads import PhotoEmbedding, PhotoProjection, PosteriorSpace, SketchEmbedding
 from sbir_core.train.features import PREPROCESS
-from sbir_core.train.triplet import run_dir
+from sbir_core.train.triplet import run_dir, served_branches
 
 from . import trunk
 from .common import CHECKPOINTS, Chain, chain_parity, export_onnx, load_checkpoint, ship_checkpoint, write_meta
@@ -21,18 +20,9 @@ TITLES = {"triplet": "Triplet joint embedding (with edge branch)", "triplet_noed
 
 
 def heads(name: str) -> tuple[torch.nn.Module, torch.nn.Module, dict]:
-    """Sketch and photo heads as served: the trained branches, mapped into class-posterior space
-    when the checkpoint has its class proxies (see PosteriorSpace)."""
+    """The shipped checkpoint's sketch and photo heads as served, and the checkpoint."""
     ck = load_checkpoint(name)
-    dim = ck["config"]["dim"]
-    s = SketchEmbedding(dim, start=ck["config"].get("sketch_from", TRUNK_BLOCKS))
-    s.load_state_dict(ck["sketch_state_dict"])
-    proj = PhotoProjection(dim, ck["config"].get("photo_hidden", 1024))
-    proj.load_state_dict(ck["photo_state_dict"])
-    p = PhotoEmbedding(proj)
-    if "proxies" in ck:
-        s, p = (PosteriorSpace(m, ck["proxies"].float(), ck["config"]["scale"]) for m in (s, p))
-    return s.eval(), p.eval(), ck
+    return *served_branches(ck), ck
 
 
 def sketch_trunk_end(ck: dict) -> int | None:

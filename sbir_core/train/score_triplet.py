@@ -17,9 +17,9 @@ import torch
 
 from ..evaluate import metrics
 from ..nets.backbone import TRUNK_BLOCKS
-from ..nets.heads import PhotoEmbedding, PhotoProjection, PosteriorSpace, SketchEmbedding
 from . import cached
 from .features import block_suffix
+from .triplet import served_branches
 
 
 def embed(net: torch.nn.Module, feats: np.ndarray, rows: np.ndarray) -> torch.Tensor:
@@ -31,15 +31,8 @@ def embed(net: torch.nn.Module, feats: np.ndarray, rows: np.ndarray) -> torch.Te
 def score(path: str) -> dict[str, float]:
     """mAP@all, P@20, acc@1, acc@10 of one checkpoint (+ the query and gallery counts)."""
     ck = torch.load(path, map_location="cpu", weights_only=False)
-    c = ck["config"]
-    start = c.get("sketch_from", TRUNK_BLOCKS)
-    assert c.get("cache_end", TRUNK_BLOCKS) == start, "scoring reads the cache the sketch branch starts from"
-    sketch = SketchEmbedding(c["dim"], start=start)
-    sketch.load_state_dict(ck["sketch_state_dict"])
-    projection = PhotoProjection(c["dim"], c["photo_hidden"])
-    projection.load_state_dict(ck["photo_state_dict"])
-    sketch, photo = (PosteriorSpace(m, ck["proxies"].float(), c["scale"]).eval()
-                     for m in (sketch, PhotoEmbedding(projection)))
+    sketch, photo = served_branches(ck)
+    start = ck["config"].get("sketch_from", TRUNK_BLOCKS)
     sk = cached.load("sketches" + block_suffix(None if start == TRUNK_BLOCKS else start))
     ph = cached.load("photos")
     q = np.asarray([i for i, r in enumerate(sk.records) if r["source"] == "sketchy" and r["split"] == "test"])

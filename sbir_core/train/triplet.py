@@ -57,9 +57,9 @@ class TripletConfig:
     photo_hidden: int = 1024       # photo MLP width; 0 = linear (tried, no better on the test split)
     distill_weight: float = 1.0    # KL to the trained classifiers' class distributions (sketch and photo)
     distill_temperature: float = 2.0
-    sketch_from: int = 13          # the sketch branch also trains MBConv blocks[13:16] (16 = head conv only:
+    sketch_from: int = 13          # the sketch branch also trains MBConv blocks[13:16], reading features cached
+                                   # after blocks[:13] (16 = head conv only, on the whole trunk's features;
                                    # Sketchy test mAP@all 0.465 -> 0.502 with 13, ~5x the training time)
-    cache_end: int = 13            # sketch features cached after blocks[:cache_end] (<= sketch_from; frozen blocks between)
     seed: int = 0
     threads: int = 2
 
@@ -79,6 +79,23 @@ def classifier_checkpoint() -> dict:
     if not path.is_file():
         path = MODELS_DIR / "checkpoints" / "classifier.pt"
     return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def served_branches(ck: dict) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """A checkpoint's sketch and photo branches as served (eval mode): the trained branches, mapped
+    into class-posterior space when the checkpoint has its class proxies (see PosteriorSpace).
+    Sketch input: features after the trunk's blocks[:sketch_from]; photo input: the whole trunk's."""
+    from ..nets.backbone import TRUNK_BLOCKS
+    from ..nets.heads import PhotoEmbedding, PhotoProjection, PosteriorSpace, SketchEmbedding
+    c = ck["config"]
+    s = SketchEmbedding(c["dim"], start=c.get("sketch_from", TRUNK_BLOCKS))
+    s.load_state_dict(ck["sketch_state_dict"])
+    proj = PhotoProjection(c["dim"], c.get("photo_hidden", 1024))
+    proj.load_state_dict(ck["photo_state_dict"])
+    p = PhotoEmbedding(proj)
+    if "proxies" in ck:
+        s, p = (PosteriorSpace(m, ck["proxies"].float(), c["scale"]) for m in (s, p))
+    return s.eval(), p.eval()
 
 
 def hardest_triplet(anchor: torch.Tensor, positive: torch.Tensor, labels: torch.Tensor, margin: float) -> torch.Tensor:
@@ -113,17 +130,11 @@ def main(argv: list[str] | None = None) -> None:
     out = run_dir(run_name or name)
     out.mkdir(parents=True, exist_ok=True)
 
-    assert cfg.cache_end <= cfg.sketch_from <= TRUNK_BLOCKS, "need cache_end <= sketch_from <= 16"
-    suffix = block_suffix(None if cfg.cache_end == TRUNK_BLOCKS else cfg.cache_end)
+    assert cfg.sketch_from <= TRUNK_BLOCKS, "sketch_from is a block index, at most 16"
+    suffix = block_suffix(None if cfg.sketch_from == TRUNK_BLOCKS else cfg.sketch_from)
     sk, ph, ed = cached.load("sketches" + suffix), cached.load("photos"), cached.load("edges" + suffix)
-    imagenet = lite0()
-    frozen_mid = freeze(torch.nn.Sequential(*imagenet._blocks[cfg.cache_end:cfg.sketch_from]))   # cache -> branch input
-    frozen_rest = freeze(torch.nn.Sequential(*imagenet._blocks[cfg.sketch_from:TRUNK_BLOCKS]))   # branch input -> trunk output
-
-    def sketch_input(feats: np.ndarray, rows: np.ndarray, views: np.ndarray) -> torch.Tensor:
-        """The sketch branch's input (features after blocks[:sketch_from]) from the cache."""
-        with torch.no_grad():
-            return frozen_mid(batch_tensor(feats, rows, views))
+    # the distillation teacher reads the whole trunk's features: ImageNet's blocks[sketch_from:], frozen
+    frozen_rest = freeze(torch.nn.Sequential(*lite0()._blocks[cfg.sketch_from:TRUNK_BLOCKS]))
 
     cls = {c: i for i, c in enumerate(SKETCHY_CLASSES)}
     photo_row = {r["photo_id"]: i for i, r in enumerate(ph.records)}
@@ -193,7 +204,7 @@ def main(argv: list[str] | None = None) -> None:
         easy): the evaluation CLI on the test split gives the honest number."""
         sketch_net.eval(), photo_net.eval()
         with torch.no_grad():
-            q = torch.cat([sketch_net(sketch_input(sk.feats, va[i:i + 256], np.zeros(len(va[i:i + 256]), int)))
+            q = torch.cat([sketch_net(batch_tensor(sk.feats, va[i:i + 256], np.zeros(len(va[i:i + 256]), int)))
                            for i in range(0, len(va), 256)])
             g = photo_net(pooled[gallery_rows, 0])
         s = (q @ g.T).numpy()
@@ -212,12 +223,12 @@ def main(argv: list[str] | None = None) -> None:
             prow = np.asarray([own_of[r] for r in rows])
             pview = rng.integers(0, 2, len(rows))
             y = y_ph[prow]
-            sketch_in = sketch_input(sk.feats, rows, rng.integers(0, n_views, len(rows)))
+            sketch_in = batch_tensor(sk.feats, rows, rng.integers(0, n_views, len(rows)))
             s = sketch_net(sketch_in)                                                                # (B, D)
             p = photo_net(pooled[prow, pview])                                                       # (B, D)
             tri = hardest_triplet(s, p, y, cfg.margin) + cfg.align_weight * (1.0 - (s * p).sum(-1)).mean()
             pick = rng.choice(len(qd_rows), n_qd)
-            qd_in = sketch_input(qd.feats, qd_rows[pick], np.zeros(n_qd, int))
+            qd_in = batch_tensor(qd.feats, qd_rows[pick], np.zeros(n_qd, int))
             q = sketch_net(qd_in)                                                                    # (Bq, D)
             cl = class_loss(torch.cat([s, q]), torch.cat([y, y_qd[pick]])) + class_loss(p, y)
             if cfg.distill_weight > 0:
@@ -226,7 +237,7 @@ def main(argv: list[str] | None = None) -> None:
                 cl = cl + cfg.distill_weight * (distill_loss(torch.cat([s, q]), t_sketch)
                                                 + distill_loss(p, photo_teacher_logits[prow, pview]))
             if cfg.edge:
-                e = sketch_net(sketch_input(ed.feats, prow, pview))                                  # (B, D)
+                e = sketch_net(batch_tensor(ed.feats, prow, pview))                                  # (B, D)
                 tri = tri + cfg.edge_weight * (hardest_triplet(e, p, y, cfg.margin) + hardest_triplet(s, e, y, cfg.margin))
                 cl = cl + class_loss(e, y)
             loss = tri + cfg.class_weight * cl
