@@ -71,13 +71,14 @@ def main() -> None:
             "backend": name, "title": TITLES[name],
             "description": f"Sketch/edge branch (trainable {trained_part(end)}) and photo branch (frozen ImageNet "
                            "head + MLP) into one 256-d space, trained with triplet loss on hardest negatives + cosine-softmax "
-                           "class loss + distillation from the classifiers; served as the L2-normalised class "
-                           "posterior over the learned class proxies",
+                           "class loss + distillation from the classifiers, then the photo branch refit alone against "
+                           "the frozen sketch branch; served as the L2-normalised class posterior over the learned "
+                           "class proxies",
             "sketch_model": [sketch_trunk, sf], "photo_model": [trunk.FILE, pf],
             "embedding_dim": int(ck["proxies"].shape[0]) if "proxies" in ck else ck["config"]["dim"],
             "trained_dim": ck["config"]["dim"],
             "preprocess": PREPROCESS.to_dict(), "curves": f"{name}_curves.json", "train_config": ck["config"],
-            "best_val_mAP": ck["best_val_mAP"], "onnx_parity_max_abs": err})
+            "best_val_mAP": ck["best_val_mAP"], "photo_refit": ck.get("photo_refit"), "onnx_parity_max_abs": err})
         print(f"{name} exported (parity {err:.1e})")
 
 

@@ -90,6 +90,11 @@ class PhotoEmbedding(nn.Module):
         return self.projection(self.top(f))
 
 
+def class_posteriors(e: torch.Tensor, proxies: torch.Tensor, scale: float) -> torch.Tensor:
+    """(B, D) unit embeddings -> (B, C) class posteriors over the (unit) proxies, L2-normalised."""
+    return F.normalize(torch.softmax(scale * e @ proxies.T, dim=-1), dim=-1)
+
+
 class PosteriorSpace(nn.Module):
     """A trained branch's unit vectors -> its class posterior over the proxies, L2-normalised.
 
@@ -104,7 +109,7 @@ class PosteriorSpace(nn.Module):
         self.scale = scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.normalize(torch.softmax(self.scale * self.branch(x) @ self.proxies.T, dim=-1), dim=-1)
+        return class_posteriors(self.branch(x), self.proxies, self.scale)
 
 
 class SmallSketchCNN(nn.Module):
