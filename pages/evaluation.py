@@ -5,7 +5,7 @@ import streamlit as st
 
 import app_widgets as ui
 from sbir_core.app_support import (METRICS_FILE, backend_infos, curve_series, load_curves, load_report, metrics_rows,
-                                   per_class_rows)
+                                   per_class_rows, refit_summary)
 
 st.title("📊 Evaluation")
 report = load_report()
@@ -63,5 +63,7 @@ for info in backend_infos():
                 color=alt.Color("series:N", legend=alt.Legend(orient="bottom", title=None)),
                 tooltip=[x, "series", alt.Tooltip(f"{title}:Q", format=".4f")]).properties(height=260),
                 width="stretch")
+        if refit := refit_summary(info.meta):
+            st.caption(refit)
 if not shown:
     st.caption("No backend has training curves yet (trained backends write `models/<name>_curves.json`).")

@@ -357,6 +357,20 @@ def load_curves(name: str) -> list[dict[str, Any]] | None:
     return None
 
 
+def refit_summary(meta: dict[str, Any]) -> str | None:
+    """One line on a `triplet` model's second training stage (the photo branch refit, after the
+    curves' last epoch): its validation before -> after, from the metadata; None without one."""
+    refit = meta.get("photo_refit") or {}
+    before, after = refit.get("before") or {}, refit.get("after") or {}
+    parts = [f"{label} {before[k]:.3f} → {after[k]:.3f}" for k, label in
+             (("val_mAP_served", "val mAP@all"), ("val_P@20_served", "val P@20"),
+              ("val_acc@10_served", "val acc@10"), ("val_photo_top1", "val photos filed under their class"))
+             if isinstance(before.get(k), (int, float)) and isinstance(after.get(k), (int, float))]
+    if not parts:
+        return None
+    return "After the last epoch, the photo branch is refit alone (served class-posterior space): " + ", ".join(parts) + "."
+
+
 QUALITY_MARKS = ("acc", "top5", "mAP", "P@")
 NOT_PLOTTED = {"epoch", "step", "seconds", "minutes"}
 

@@ -143,6 +143,19 @@ def test_evaluation_page_reads_a_report(tmp_path, monkeypatch):
     assert len(at.dataframe) >= 2
 
 
+def test_refit_summary_reads_the_shipped_triplet_metadata_and_tolerates_partial_records():
+    from sbir_core.app_support import refit_summary
+    from sbir_core.backends.onnx_model import read_meta
+    meta = read_meta("triplet")
+    line = refit_summary(meta)
+    r = meta["photo_refit"]
+    assert f"val mAP@all {r['before']['val_mAP_served']:.3f} → {r['after']['val_mAP_served']:.3f}" in line
+    assert "val photos filed under their class" in line
+    assert refit_summary({}) is None and refit_summary(read_meta("classifier")) is None
+    assert refit_summary({"photo_refit": {"before": {"val_mAP_served": 0.5}}}) is None      # no "after": nothing to say
+    assert refit_summary({"photo_refit": {"before": {"val_P@20_served": 0.5}, "after": {"val_P@20_served": "x"}}}) is None
+
+
 def test_curve_series_splits_losses_from_quality_for_every_trainer():
     from sbir_core.app_support import curve_series, load_curves
     x, losses, quality = curve_series([{"step": 100, "epoch": 1, "d_loss": 0.3, "g_l1": 0.2, "val_mAP": 0.1,
