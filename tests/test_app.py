@@ -141,6 +141,7 @@ def test_evaluation_page_reads_a_report(tmp_path, monkeypatch):
     at.switch_page("pages/evaluation.py").run()
     assert not at.exception, at.exception
     assert len(at.dataframe) >= 2
+    assert sum("the photo branch is refit alone" in c.value for c in at.caption) == 2    # triplet, triplet_noedge
 
 
 def test_refit_summary_reads_the_shipped_triplet_metadata_and_tolerates_partial_records():
