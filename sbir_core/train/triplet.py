@@ -112,6 +112,12 @@ def hardest_triplet(anchor: torch.Tensor, positive: torch.Tensor, labels: torch.
     return F.relu(d_pos - d_neg + margin).mean()
 
 
+def distillation(student_logits: torch.Tensor, teacher_logits: torch.Tensor, t: float) -> torch.Tensor:
+    """KL(teacher || student) at temperature t (times t^2): the student inherits the teacher's class ranking."""
+    return F.kl_div(F.log_softmax(student_logits / t, dim=-1), F.log_softmax(teacher_logits / t, dim=-1),
+                    log_target=True, reduction="batchmean") * t * t
+
+
 def refit_photo_branch(photo_net: torch.nn.Module, proxies: torch.Tensor, pooled: torch.Tensor, y_photo: torch.Tensor,
                        teacher_logits: torch.Tensor | None, photo_rows: np.ndarray, sketch_emb: torch.Tensor,
                        sketch_photo: np.ndarray, sketch_weights: np.ndarray, cfg: TripletConfig,
@@ -128,16 +134,13 @@ def refit_photo_branch(photo_net: torch.nn.Module, proxies: torch.Tensor, pooled
     proxies = F.normalize(proxies.detach(), dim=-1)
     opt = torch.optim.AdamW(photo_net.parameters(), cfg.refit_lr, weight_decay=cfg.weight_decay)
     photo_net.train()
-    t = cfg.distill_temperature
     for _ in range(cfg.refit_steps):
         rows = rng.choice(photo_rows, cfg.batch)
         views = rng.integers(0, pooled.shape[1], cfg.batch)
         logits = cfg.scale * photo_net(pooled[rows, views]) @ proxies.T
         loss = F.cross_entropy(logits, y_photo[rows], label_smoothing=cfg.label_smoothing)
         if teacher_logits is not None and cfg.distill_weight > 0:
-            loss = loss + cfg.distill_weight * t * t * F.kl_div(
-                F.log_softmax(logits / t, dim=-1), F.log_softmax(teacher_logits[rows, views] / t, dim=-1),
-                log_target=True, reduction="batchmean")
+            loss = loss + cfg.distill_weight * distillation(logits, teacher_logits[rows, views], cfg.distill_temperature)
         if cfg.refit_triplet_weight > 0:
             pick = rng.choice(len(sketch_emb), cfg.batch, p=sketch_weights)
             s = sketch_emb[pick, rng.integers(0, sketch_emb.shape[1], cfg.batch)]
@@ -233,11 +236,7 @@ def main(argv: list[str] | None = None) -> None:
         return F.cross_entropy(cfg.scale * e @ F.normalize(proxies, dim=-1).T, y, label_smoothing=cfg.label_smoothing)
 
     def distill_loss(e: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
-        """KL(teacher || student) at temperature T: the embedding inherits the classifier's class ranking."""
-        t = cfg.distill_temperature
-        student = F.log_softmax(cfg.scale * e @ F.normalize(proxies, dim=-1).T / t, dim=-1)
-        return F.kl_div(student, F.log_softmax(teacher_logits / t, dim=-1), log_target=True,
-                        reduction="batchmean") * t * t
+        return distillation(cfg.scale * e @ F.normalize(proxies, dim=-1).T, teacher_logits, cfg.distill_temperature)
 
     gallery_rows = np.concatenate([ph.where("train"), ph.where("val")])
 
