@@ -10,7 +10,7 @@ import torch
 from sbir_core.config import MODELS_DIR
 from sbir_core.nets.backbone import TRUNK_BLOCKS
 from sbir_core.train.features import PREPROCESS
-from sbir_core.train.triplet import run_dir, served_branches
+from sbir_core.train.triplet import run_dir, served_branches, sketch_trunk_end
 
 from . import trunk
 from .common import CHECKPOINTS, Chain, chain_parity, export_onnx, load_checkpoint, ship_checkpoint, write_meta
@@ -25,12 +25,6 @@ def heads(name: str) -> tuple[torch.nn.Module, torch.nn.Module, dict]:
     return *served_branches(ck), ck
 
 
-def sketch_trunk_end(ck: dict) -> int | None:
-    """Where the served sketch trunk ends: None = the shared whole trunk."""
-    start = ck["config"].get("sketch_from", TRUNK_BLOCKS)
-    return None if start == TRUNK_BLOCKS else start
-
-
 def trained_part(end: int | None) -> str:
     return "head conv" if end is None else f"MBConv blocks {end}-{TRUNK_BLOCKS - 1} + head conv"
 
@@ -41,7 +35,7 @@ def torch_modules() -> dict[str, tuple[torch.nn.Module, int]]:
     for name in NAMES:
         if (CHECKPOINTS / f"{name}.pt").is_file():
             s, p, ck = heads(name)
-            end = sketch_trunk_end(ck)
+            end = sketch_trunk_end(ck["config"])
             out[f"{trunk.file_name(end)}+{name}_sketch_head.onnx"] = (Chain(trunk.trunk(end), s), PREPROCESS.size)
             out[f"{trunk.FILE}+{name}_photo_head.onnx"] = (Chain(t, p), PREPROCESS.size)
     return out
@@ -57,7 +51,7 @@ def main() -> None:
             print(f"{name}: no checkpoint, skipped (python -m sbir_core.train.triplet{' --no-edge' if 'noedge' in name else ''})")
             continue
         s, p, ck = heads(name)
-        end = sketch_trunk_end(ck)
+        end = sketch_trunk_end(ck["config"])
         sketch_trunk = trunk.file_name(end)
         if end is not None:
             trunk_err = max(trunk_err, trunk.export(end))

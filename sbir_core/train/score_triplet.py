@@ -16,10 +16,9 @@ import numpy as np
 import torch
 
 from ..evaluate import metrics
-from ..nets.backbone import TRUNK_BLOCKS
 from . import cached
 from .features import block_suffix
-from .triplet import served_branches
+from .triplet import served_branches, sketch_trunk_end
 
 
 def embed(net: torch.nn.Module, feats: np.ndarray, rows: np.ndarray) -> torch.Tensor:
@@ -32,8 +31,7 @@ def score(path: str) -> dict[str, float]:
     """mAP@all, P@20, acc@1, acc@10 of one checkpoint (+ the query and gallery counts)."""
     ck = torch.load(path, map_location="cpu", weights_only=False)
     sketch, photo = served_branches(ck)
-    start = ck["config"].get("sketch_from", TRUNK_BLOCKS)
-    sk = cached.load("sketches" + block_suffix(None if start == TRUNK_BLOCKS else start))
+    sk = cached.load("sketches" + block_suffix(sketch_trunk_end(ck["config"])))
     ph = cached.load("photos")
     q = np.asarray([i for i, r in enumerate(sk.records) if r["source"] == "sketchy" and r["split"] == "test"])
     g = np.asarray([i for i, r in enumerate(ph.records) if r["source"] == "sketchy"])

@@ -86,6 +86,14 @@ def classifier_checkpoint() -> dict:
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
+def sketch_trunk_end(config: dict) -> int | None:
+    """Where the trunk that feeds a config's sketch branch ends (blocks[:end]); None = the whole
+    trunk. Names the cached sketch features and the served sketch trunk file."""
+    from ..nets.backbone import TRUNK_BLOCKS
+    start = config.get("sketch_from", TRUNK_BLOCKS)
+    return None if start == TRUNK_BLOCKS else start
+
+
 def served_branches(ck: dict) -> tuple[torch.nn.Module, torch.nn.Module]:
     """A checkpoint's sketch and photo branches as served (eval mode): the trained branches, mapped
     into class-posterior space when the checkpoint has its class proxies (see PosteriorSpace).
@@ -177,7 +185,7 @@ def main(argv: list[str] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
     assert cfg.sketch_from <= TRUNK_BLOCKS, "sketch_from is a block index, at most 16"
-    suffix = block_suffix(None if cfg.sketch_from == TRUNK_BLOCKS else cfg.sketch_from)
+    suffix = block_suffix(sketch_trunk_end(asdict(cfg)))
     sk, ph, ed = cached.load("sketches" + suffix), cached.load("photos"), cached.load("edges" + suffix)
     # the distillation teacher reads the whole trunk's features: ImageNet's blocks[sketch_from:], frozen
     frozen_rest = freeze(torch.nn.Sequential(*lite0()._blocks[cfg.sketch_from:TRUNK_BLOCKS]))
@@ -313,6 +321,7 @@ def main(argv: list[str] | None = None) -> None:
     refit = {"before": photo_report(best[1]["proxies"])}
     if cfg.refit_steps > 0:
         t0 = time.time()
+        sketch_net.eval()
         with torch.no_grad():                      # frozen sketch embeddings, every cached view: (S, V, D)
             sketch_emb = torch.stack([torch.cat([sketch_net(batch_tensor(sk.feats, tr[i:i + 256], np.full(len(tr[i:i + 256]), v)))
                                                  for i in range(0, len(tr), 256)]) for v in range(n_views)], 1)
