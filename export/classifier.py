@@ -9,7 +9,6 @@ from __future__ import annotations
 import torch
 
 from sbir_core.config import MODELS_DIR
-from sbir_core.data.classes import VOCABULARY
 from sbir_core.data.preprocess import Preprocess
 from sbir_core.nets.heads import ClassifierHead, PhotoClassifierHead, Probabilities, SmallSketchCNN
 from sbir_core.train.classifier import curves_name, run_dir
@@ -30,16 +29,16 @@ NAMES = {"lite0": "classifier", "small": "classifier_small"}
 
 def heads() -> tuple[Probabilities, Probabilities, dict]:
     ck = _load("lite0")
-    head = ClassifierHead(len(VOCABULARY))
+    head = ClassifierHead(len(ck["classes"]))
     head.load_state_dict(ck["state_dict"])
-    photo = PhotoClassifierHead(len(VOCABULARY))
+    photo = PhotoClassifierHead(len(ck["classes"]))
     photo.load_state_dict(ck["photo_state_dict"])
     return Probabilities(head).eval(), Probabilities(photo).eval(), ck
 
 
 def small() -> tuple[Probabilities, dict]:
     ck = _load("small")
-    net = SmallSketchCNN(len(VOCABULARY), size=ck["config"]["small_size"])
+    net = SmallSketchCNN(len(ck["classes"]), size=ck["config"]["small_size"])
     net.load_state_dict(ck["state_dict"])
     return Probabilities(net).eval(), ck
 
@@ -68,7 +67,7 @@ def main() -> None:
     files = [MODELS_DIR / trunk.FILE]
     err = max(trunk_err, chain_parity(Chain(t, head), files + [MODELS_DIR / HEAD], PREPROCESS.size),
               chain_parity(Chain(t, photo), files + [MODELS_DIR / PHOTO_HEAD], PREPROCESS.size))
-    common = {"classes": list(VOCABULARY), "photo_model": [trunk.FILE, PHOTO_HEAD],
+    common = {"classes": list(ck["classes"]), "photo_model": [trunk.FILE, PHOTO_HEAD],
               "photo_preprocess": PREPROCESS.to_dict()}
     write_meta("classifier", {
         "backend": "classifier", "title": "Classifier + label lookup",

@@ -5,7 +5,6 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..data.classes import class_index
 from .base import register_backend
 from .embedding import OnnxBackend
 
@@ -29,15 +28,20 @@ class ClassifierBackend(OnnxBackend):
         return p, {"top_classes": [(classes[i], float(p[0, i])) for i in top]}
 
     def photo_labels(self, features: np.ndarray, labels: Sequence[str | None]) -> np.ndarray:
-        """(N,) class index per photo: its own label when it has one in the vocabulary, else predicted."""
+        """(N,) class index per photo: its own label when the model knows that class, else predicted.
+        Indices are the model's own (its metadata's `classes`), which may be fewer than the vocabulary."""
         idx = features.argmax(axis=1)
+        position = self.class_positions
         for n, lab in enumerate(labels):
-            if lab is not None:
-                try:
-                    idx[n] = class_index(lab)
-                except KeyError:
-                    pass
+            if lab is not None and lab in position:
+                idx[n] = position[lab]
         return idx
+
+    @property
+    def class_positions(self) -> dict[str, int]:
+        if getattr(self, "_class_positions", None) is None:
+            self._class_positions = {c: i for i, c in enumerate(self.meta["classes"])}
+        return self._class_positions
 
     def score(self, queries: np.ndarray, features: np.ndarray, labels: Sequence[str | None]) -> np.ndarray:
         lab = self.photo_labels(features, labels)                                        # (N,)

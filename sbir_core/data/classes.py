@@ -1,8 +1,8 @@
 """One class vocabulary for every dataset, with the explicit name map between datasets.
 
 Canonical names are Sketchy's (lower case, `_` for spaces, e.g. `car_(sedan)`); the 125 Sketchy
-classes come first, then Quick, Draw! classes that Sketchy lacks and that do not overlap one of
-its classes (a generic `bird` would fight `songbird`, `owl`, ... so it stays out).
+classes come first, then every other class with real drawings here (Quick, Draw!, TU-Berlin).
+A generic `bird` sits beside Sketchy's `songbird`, `owl`, ...: visitors draw "a bird".
 """
 from __future__ import annotations
 
@@ -31,7 +31,29 @@ EXTRA_CLASSES: tuple[str, ...] = (
     "bandage"
 ).split()
 
-VOCABULARY: tuple[str, ...] = SKETCHY_CLASSES + EXTRA_CLASSES
+# Every other class with real drawings here (Quick, Draw!'s 344 simplified classes, TU-Berlin's 40),
+# so that the sketch classifier answers for whatever a visitor draws; appended so no index moves.
+MORE_CLASSES: tuple[str, ...] = (
+    "the_great_wall_of_china aircraft_carrier ambulance angel anvil arm asparagus backpack barn "
+    "baseball_bat baseball basket bathtub beach beard belt bird birthday_cake blackberry blueberry "
+    "bottlecap bracelet brain bridge bucket bulldozer bush cactus cake calculator calendar campfire "
+    "canoe ceiling_fan cell_phone chandelier clarinet coffee_cup compass computer cooler crayon "
+    "cruise_ship dishwasher diving_board dresser drill dumbbell ear elbow envelope eraser face "
+    "feather fence finger fire_hydrant fireplace flamingo flashlight floor_lamp flying_saucer foot "
+    "fork frying_pan garden_hose garden goatee golf_club grass helmet hockey_puck hockey_stick "
+    "hospital hot_tub hurricane ice_cream jacket jail knee ladder lantern laptop leaf leg lighter "
+    "lighthouse lightning lipstick lollipop mailbox map marker matches megaphone mermaid microphone "
+    "microwave monkey mosquito mountain moustache mouth mug nail necklace nose ocean oven paint_can "
+    "palm_tree paper_clip parachute passport peanut peas pencil picture_frame pillow police_car pond "
+    "pool popsicle postcard power_outlet purse radio rain rake remote_control river roller_coaster "
+    "rollerskates sandwich school_bus screwdriver see_saw shorts sink skateboard sleeping_bag "
+    "snorkel snowflake sock speedboat spreadsheet stairs star steak stereo stitches stop_sign stove "
+    "streetlight string_bean submarine suitcase sun sweater swing_set t-shirt telephone television "
+    "tent toaster toe tooth toothbrush toothpaste tornado traffic_light trombone truck underwear van "
+    "vase washing_machine watermelon waterslide wine_glass wristwatch yoga comb present tomato "
+).split()
+
+VOCABULARY: tuple[str, ...] = SKETCHY_CLASSES + EXTRA_CLASSES + MORE_CLASSES
 
 # Other datasets' names (after normalise()) -> canonical name. None = known, deliberately unmapped.
 NAME_MAP: dict[str, str | None] = {
@@ -42,8 +64,13 @@ NAME_MAP: dict[str, str | None] = {
     "teddy-bear": "teddy_bear",
     "crocodile": "crocodilian",
     "jack_o_lantern": "jack-o-lantern",
-    "bird": None,          # generic; Sketchy splits birds into songbird, seagull, owl, ...
-    "police_car": None,    # a different drawing from a sedan
+    "tennis_racquet": "racket",
+    "lightbulb": "light_bulb",       # TU-Berlin
+    "wine-bottle": "wine_bottle",    # TU-Berlin
+    # Quick, Draw!'s abstract shapes and scenes: no photo can show them, and they would only take
+    # probability away from objects ("a sun" drawn as a circle).
+    **{n: None for n in ("circle", "line", "square", "squiggle", "triangle", "hexagon", "octagon",
+                         "animal_migration", "camouflage")},
 }
 
 
