@@ -79,12 +79,15 @@ def main() -> None:
     if (CHECKPOINTS / "classifier_small.pt").is_file():
         net, sck = small()
         size = sck["config"]["small_size"]
+        # the photo head is shared; its classes extend the small network's (the vocabulary only appends)
+        assert list(ck["classes"][:len(sck["classes"])]) == list(sck["classes"]), "vocabulary order changed"
         serr = export_onnx(net, MODELS_DIR / SMALL, size)
         write_meta("classifier_small", {
             "backend": "classifier_small", "title": "Small CNN classifier + label lookup",
             "description": "The reference system's network (3 conv+pool, 2 dense, Adam) trained from scratch on sketches",
             "sketch_model": SMALL, "preprocess": Preprocess(size=size).to_dict(), "curves": curves_name("small"),
-            "train_config": sck["config"], "train_result": sck["result"], "onnx_parity_max_abs": serr, **common})
+            "train_config": sck["config"], "train_result": sck["result"], "onnx_parity_max_abs": serr,
+            **common, "classes": list(sck["classes"])})
         print(f"classifier_small exported (parity {serr:.1e})", sck["result"])
 
 

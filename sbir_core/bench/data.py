@@ -19,17 +19,13 @@ from typing import Any, Sequence
 
 from ..config import REPO_ROOT, data_dir
 from ..data import readers
-from ..data.render import render_strokes
+from ..data.render import CANVAS_LINE_WIDTH, CANVAS_SIZE, render_strokes
+from ..data.splits import QUICKDRAW_EVAL_ROWS
 from ..evaluate import select_queries
 from ..gallery import BUNDLED_DIR, Gallery
 
-# Quick, Draw! simplified-stroke rows (per class file) the cross-dataset row uses. They must stay
-# disjoint from the rows any trainer uses: the classifier's feature cache trains on bitmap rows
-# `sbir_core.train.features.QUICKDRAW_TRAIN_ROWS` (25-174), and bitmap row i is stroke line i for
-# i < 25, so lines 0-24 are never seen in training. The bench checks the two stay disjoint.
-QUICKDRAW_EVAL_ROWS = range(0, 25)
-CANVAS_SIZE = 400          # px: the drawing canvas of the app
-CANVAS_LINE_WIDTH = 3.5    # px: the canvas pen (3-4 px)
+# Quick, Draw! simplified-stroke rows (per class file) the cross-dataset row uses: QUICKDRAW_EVAL_ROWS
+# (lines 0-9, see sbir_core.data.splits), disjoint from every row a trainer uses; the bench checks it.
 FALLBACK_GALLERY_NOTE = ("the bundled gallery (galleries/bundled) is missing, so a stand-in was used: "
                          "the held-out Sketchy test photos (up to 5 per class, {n} photos, labelled)")
 
@@ -160,25 +156,24 @@ def quality_sets(max_classes: int | None = None, max_queries: int | None = None,
             shoes(None if max_classes is None else 30, max_queries), qd]
 
 
-def quickdraw_rows_disjoint_from_training() -> bool | None:
-    """Whether QUICKDRAW_EVAL_ROWS avoids the classifier's Quick, Draw! training rows (None: trainer absent)."""
-    try:
-        from ..train.features import QUICKDRAW_TRAIN_ROWS
-    except ImportError:
-        return None
-    r = QUICKDRAW_TRAIN_ROWS
-    train = set(range(*r.indices(max(QUICKDRAW_EVAL_ROWS) + 1))) if isinstance(r, slice) else set(r)
-    return not train & set(QUICKDRAW_EVAL_ROWS)
+def quickdraw_rows_disjoint_from_training() -> bool:
+    """Whether QUICKDRAW_EVAL_ROWS avoids every Quick, Draw! row a trainer reads (bitmaps and strokes)."""
+    from ..data.splits import (QUICKDRAW_BITMAP_TRAIN_ROWS, QUICKDRAW_BITMAP_VAL_ROWS,
+                               QUICKDRAW_STROKE_TRAIN_ROWS)
+    used = set(QUICKDRAW_BITMAP_TRAIN_ROWS) | set(QUICKDRAW_BITMAP_VAL_ROWS) | set(QUICKDRAW_STROKE_TRAIN_ROWS)
+    return not used & set(QUICKDRAW_EVAL_ROWS)
 
 
 # What each backend's trainer reads, checked by reading sbir_core/train/{features,classifier,
-# triplet,cgan}.py (2026-11-22). None reads the shoe set or Quick, Draw! strokes, or any Sketchy
-# `test` photo or its sketches. Update this when a trainer changes.
+# triplet,cgan}.py (2026-11-30). None reads the shoe set, Quick, Draw! rows QUICKDRAW_EVAL_ROWS,
+# TU-Berlin `test` sketches, or any Sketchy `test` photo or its sketches. Update this when a trainer changes.
 SKETCHY_TRAIN = "Sketchy + sketchy_10class `train` photos and their sketches (`val` only to monitor)"
 TRAINING_DATA = {
     "random": "nothing",
     "pretrained": "ImageNet only (no sketches)",
-    "classifier": f"{SKETCHY_TRAIN}; Quick, Draw! bitmap rows 25-174 (`QUICKDRAW_TRAIN_ROWS`)",
+    "classifier": (f"{SKETCHY_TRAIN}, and edge maps of those photos; TU-Berlin `train` sketches (`val` to "
+                   "monitor); Quick, Draw! bitmap rows 10-579 (580-599 to monitor) and simplified-stroke rows "
+                   "10-24 (`sbir_core.data.splits`)"),
     "classifier_small": f"{SKETCHY_TRAIN}; Quick, Draw! bitmap rows 25-174 (`QUICKDRAW_TRAIN_ROWS`)",
     "triplet": f"{SKETCHY_TRAIN}, and edge maps of those photos",
     "triplet_noedge": SKETCHY_TRAIN,

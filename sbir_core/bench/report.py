@@ -75,7 +75,7 @@ def quality(r: dict[str, Any]) -> str:
     disjoint = q.get("quickdraw_rows_disjoint_from_training")
     notes.append(f"Quick, Draw! held-out rows: `QUICKDRAW_EVAL_ROWS` = {q['quickdraw_rows'][0]}-{q['quickdraw_rows'][1]} "
                  f"(the set above takes the first {r['config']['quickdraw_per_class'] or 'all'} per class); disjoint from "
-                 f"the classifier's training rows (`sbir_core.train.features.QUICKDRAW_TRAIN_ROWS`): "
+                 f"every Quick, Draw! row a trainer reads (`sbir_core.data.splits`): "
                  f"{ {True: 'yes', False: '**NO**', None: 'trainer not present'}[disjoint] }")
     notes.append("Trained on (read from the trainers, `TRAINING_DATA` in sbir_core/bench/data.py): "
                  + "; ".join(f"`{n}`: {txt}" for n, txt in q["held_out"].items()))

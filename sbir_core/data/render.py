@@ -8,6 +8,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 SUPERSAMPLE = 4
+CANVAS_SIZE = 400          # px: the app's drawing canvas, where stroke data is drawn as a visitor would
+CANVAS_LINE_WIDTH = 3.5    # px: the canvas pen (3-4 px)
 
 
 def render_strokes(strokes: Sequence[tuple[np.ndarray, np.ndarray]], size: int = 256, line_width: float = 3.0,

@@ -19,6 +19,18 @@ from . import readers
 SPLIT_FILE = SPLITS_DIR / "sketchy.tsv"
 TEST_PER_CLASS, VAL_PER_CLASS = 5, 2
 
+# Quick, Draw! rows per class file. The simplified strokes here are each class's first 25 drawings
+# (bitmap row i is stroke line i for i < 25): lines 0-9 are held out for evaluation (the benchmark's
+# doodles -> demo gallery set), lines 10-24 train; bitmap rows 10-579 train, 580-599 validate.
+QUICKDRAW_EVAL_ROWS = range(0, 10)
+QUICKDRAW_STROKE_TRAIN_ROWS = range(10, 25)
+QUICKDRAW_BITMAP_TRAIN_ROWS = range(10, 580)
+QUICKDRAW_BITMAP_VAL_ROWS = range(580, 600)
+
+# TU-Berlin: per class, by a hash of the file name (fixed, not by id order), 10 sketches to `test`,
+# 5 to `val`, the rest (35 of 50 here) `train`.
+TUBERLIN_TEST, TUBERLIN_VAL = 10, 5
+
 
 def _key(photo_id: str) -> str:
     return hashlib.sha1(photo_id.encode()).hexdigest()
@@ -57,6 +69,21 @@ def sketchy_split() -> dict[str, str]:
     for line in SPLIT_FILE.read_text().splitlines()[1:]:
         pid, split = line.split("\t")
         out[pid] = split
+    return out
+
+
+def tuberlin_splits(items: "list[readers.Item]") -> list[str]:
+    """The split of each TU-Berlin item (see TUBERLIN_TEST): whole sketches, fixed by hash per class."""
+    by_class: dict[str, list[int]] = defaultdict(list)
+    for n, it in enumerate(items):
+        by_class[it.raw_label].append(n)
+    out = ["train"] * len(items)
+    for rows in by_class.values():
+        rows = sorted(rows, key=lambda n: _key(f"tuberlin/{items[n].raw_label}/{items[n].path.stem}"))
+        for n in rows[:TUBERLIN_TEST]:
+            out[n] = "test"
+        for n in rows[TUBERLIN_TEST:TUBERLIN_TEST + TUBERLIN_VAL]:
+            out[n] = "val"
     return out
 
 

@@ -3,6 +3,7 @@ zoom and flip, plus what sketches need: stroke width, small rotations and missin
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageFilter
@@ -35,3 +36,29 @@ def augment_sketch(im: Image.Image, rng: np.random.Generator) -> Image.Image:
             a[y:y + h, x:x + w] = 255
         im = Image.fromarray(a)
     return im
+
+
+def augment_strokes(strokes: Sequence[tuple[np.ndarray, np.ndarray]], rng: np.random.Generator
+                    ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stroke-level variants of a drawing (Quick, Draw! coordinates): drop a stroke, jitter the
+    points, mirror, and a random affine (rotation, anisotropic scale, shear). Drawn afterwards with
+    a random pen width, so the model meets the variety of a browser canvas, not one rendering."""
+    strokes = [(np.asarray(x, float), np.asarray(y, float)) for x, y in strokes if len(x)]
+    if len(strokes) > 2 and rng.random() < 0.3:
+        del strokes[int(rng.integers(len(strokes)))]
+    xs = np.concatenate([s[0] for s in strokes])
+    ys = np.concatenate([s[1] for s in strokes])
+    cx, cy = (xs.min() + xs.max()) / 2, (ys.min() + ys.max()) / 2
+    extent = max(xs.max() - xs.min(), ys.max() - ys.min(), 1.0)
+    a = math.radians(rng.uniform(-15, 15))
+    m = (np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+         @ np.array([[1.0, rng.uniform(-0.2, 0.2)], [0.0, 1.0]])
+         @ np.diag(rng.uniform(0.8, 1.2, size=2)))
+    if rng.random() < 0.5:
+        m = m @ np.diag([-1.0, 1.0])
+    out = []
+    for x, y in strokes:
+        p = np.stack([x - cx, y - cy]) + rng.normal(0, 0.012 * extent, size=(2, len(x)))   # (2, n)
+        q = m @ p
+        out.append((q[0], q[1]))
+    return out

@@ -4,9 +4,13 @@ classifier that labels unlabelled gallery photos.
     python -m sbir_core.train.classifier --arch lite0   # ImageNet backbone, head trained on cached trunk features
     python -m sbir_core.train.classifier --arch small   # the reference system's 3 conv+pool, 2 dense, from scratch
 
-Sketches: Sketchy + 10-class Sketchy (train split only: whole photos with all their sketches are
-held out) and Quick, Draw! bitmaps (rows QUICKDRAW_TRAIN_ROWS; the first 25 are left for evaluation).
-Writes runs/classifier_<arch>/ckpt.pt (weights + resolved config) and models/classifier[_small]_curves.json.
+Sketches, every source with real drawings here (see ClassifierConfig's shares): Sketchy + 10-class
+Sketchy (train split only: whole photos with all their sketches are held out), TU-Berlin (`train`),
+Quick, Draw! bitmaps and strokes (rows in sbir_core.data.splits; lines 0-9 are held out for
+evaluation) and photos' edge maps. The epoch is chosen on the mean top-1 of three validation sets
+(Sketchy `val`, TU-Berlin `val`, Quick, Draw! bitmap rows 580-599); the result reports the held-out
+test sets. Writes runs/classifier_<arch>/ckpt.pt (weights + resolved config) and
+models/classifier[_small]_curves.json; `--run-name` writes an ablation to runs/<name>/ instead.
 """
 from __future__ import annotations
 
@@ -31,22 +35,25 @@ class ClassifierConfig:
     arch: str = "lite0"            # "lite0" | "small"
     epochs: int = 14
     batch: int = 128
-    samples_per_epoch: int = 9000
+    samples_per_epoch: int = 30000
     lr: float = 1e-3
     weight_decay: float = 1e-4
     label_smoothing: float = 0.1
-    quickdraw_share: float = 0.25  # fraction of each batch drawn from Quick, Draw! bitmaps
+    # share of each batch per sketch source (cached by sbir_core.train.features; 0 leaves a source out)
+    sketchy_share: float = 0.35    # Sketchy + 10-class Sketchy sketches, `train` photos only
+    tuberlin_share: float = 0.10   # TU-Berlin `train` sketches
+    quickdraw_share: float = 0.25  # Quick, Draw! bitmaps (28 px), rows 10-579
+    strokes_share: float = 0.20    # Quick, Draw! strokes of every class, drawn as on the canvas, augmented
+    edges_share: float = 0.10      # edge maps of `train` photos as pseudo-sketches
     small_size: int = 64           # input side of the small network
     seed: int = 0
     threads: int = 2
 
-
-def run_dir(arch: str) -> Path:
-    return REPO_ROOT / "runs" / f"classifier_{arch}"
-
-
-def curves_name(arch: str) -> str:
-    return "classifier_curves.json" if arch == "lite0" else "classifier_small_curves.json"
+    def shares(self) -> dict[str, float]:
+        """{feature cache name: share of a batch}, only the sources in use."""
+        s = {"sketches": self.sketchy_share, "tuberlin": self.tuberlin_share, "quickdraw": self.quickdraw_share,
+             "strokes": self.strokes_share, "edges": self.edges_share}
+        return {k: v for k, v in s.items() if v > 0}
 
 
 def train_photo_classifier(seed: int = 0) -> tuple[torch.nn.Module, dict]:
@@ -81,43 +88,53 @@ def train_photo_classifier(seed: int = 0) -> tuple[torch.nn.Module, dict]:
 def small_inputs(paths: list[str], size: int) -> np.ndarray:
     """Prepared grey sketches at the small network's size, uint8 (N, S, S)."""
     from ..data.preprocess import prepare_sketch
-    return np.stack([np.asarray(prepare_sketch(_source(p), size)) for p in paths])
+    from .features import sketch_image
+    return np.stack([np.asarray(prepare_sketch(sketch_image(p), size)) for p in paths])
 
 
-def _source(path: str):
-    """A cached record's path; Quick, Draw! rows are `<file>.npy#<row>`."""
-    if "#" in path:
-        from ..data.readers import quickdraw_bitmaps
-        f, row = path.rsplit("#", 1)
-        return quickdraw_bitmaps(f)[int(row)]
-    return path
+@dataclass
+class Source:
+    """One cached sketch source: its features, labels, and the rows (and views) a batch may draw."""
+    data: cached.Cached
+    labels: np.ndarray             # (N,) class index
+    train: np.ndarray              # rows to train on
+    weights: np.ndarray            # class-balanced sampling weights over `train`
+    n_views: int
+
+    @classmethod
+    def load(cls, name: str) -> "Source":
+        data = cached.load(name)
+        labels = np.asarray([class_index(r["label"]) for r in data.records])
+        train = data.where("train")
+        return cls(data, labels, train, balanced_weights([data.records[i]["label"] for i in train]),
+                   data.feats.shape[1])
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     for k, v in asdict(ClassifierConfig()).items():
         ap.add_argument(f"--{k.replace('_', '-')}", type=type(v), default=v)
-    cfg = ClassifierConfig(**vars(ap.parse_args(argv)))
+    ap.add_argument("--run-name", default="", help="write runs/<name>/ (an ablation) instead of the shipped model's run")
+    args = vars(ap.parse_args(argv))
+    run_name = args.pop("run_name")
+    cfg = ClassifierConfig(**args)
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     rng = np.random.default_rng(cfg.seed)
-    out = run_dir(cfg.arch)
+    out = REPO_ROOT / "runs" / run_name if run_name else run_dir(cfg.arch)
     out.mkdir(parents=True, exist_ok=True)
 
-    sk, qd = cached.load("sketches"), cached.load("quickdraw")
-    y_sk = np.asarray([class_index(r["label"]) for r in sk.records])
-    y_qd = np.asarray([class_index(r["label"]) for r in qd.records])
-    tr, va, te = sk.where("train"), sk.where("val"), sk.where("test")
-    w_tr = balanced_weights([sk.records[i]["label"] for i in tr])
-    w_qd = balanced_weights([r["label"] for r in qd.records])
-    n_views = sk.feats.shape[1]
+    shares = cfg.shares()
+    sources = {name: Source.load(name) for name in set(shares) | {"sketches", "tuberlin", "quickdraw", "quickdraw_eval"}}
+    counts = _batch_counts(shares, cfg.batch)
+    print("per batch:", counts, flush=True)
 
     if cfg.arch == "lite0":
         from ..nets.heads import ClassifierHead
         model = ClassifierHead(len(VOCABULARY))
 
         def inputs(source: str, rows: np.ndarray, views: np.ndarray) -> torch.Tensor:
-            return batch_tensor(sk.feats if source == "sk" else qd.feats, rows, views)
+            return batch_tensor(sources[source].data.feats, rows, views)
     else:
         from PIL import Image
         from ..data.preprocess import Preprocess, to_tensor
@@ -126,8 +143,7 @@ def main(argv: list[str] | None = None) -> None:
         model = SmallSketchCNN(len(VOCABULARY), size=cfg.small_size)
         pp = Preprocess(size=cfg.small_size)
         t0 = time.time()
-        raw = {"sk": small_inputs([r["path"] for r in sk.records], cfg.small_size),
-               "qd": small_inputs([r["path"] for r in qd.records], cfg.small_size)}
+        raw = {n: small_inputs([r["path"] for r in src.data.records], cfg.small_size) for n, src in sources.items()}
         print(f"prepared {sum(len(v) for v in raw.values())} sketches at {cfg.small_size} px in {time.time() - t0:.0f}s", flush=True)
 
         def inputs(source: str, rows: np.ndarray, views: np.ndarray) -> torch.Tensor:
@@ -135,29 +151,34 @@ def main(argv: list[str] | None = None) -> None:
             ims = [augment_sketch(im, rng) if v > 0 else im for im, v in zip(ims, views)]
             return torch.from_numpy(np.stack([to_tensor(im, pp) for im in ims]))
 
-    def evaluate(rows: np.ndarray) -> dict[str, float]:
+    def evaluate(source: str, split: str) -> dict[str, float]:
+        """Clean view (0) of one source's split: loss, top-1, top-5."""
+        src = sources[source]
+        rows = src.data.where(split)
         model.eval()
         with torch.no_grad():
-            logits = torch.cat([model(inputs("sk", rows[i:i + 256], np.zeros(len(rows[i:i + 256]), int)))
+            logits = torch.cat([model(inputs(source, rows[i:i + 256], np.zeros(len(rows[i:i + 256]), int)))
                                 for i in range(0, len(rows), 256)])
-        y = torch.from_numpy(y_sk[rows])
-        return {"loss": float(F.cross_entropy(logits, y)), **topk_accuracy(logits, y)}
+        y = torch.from_numpy(src.labels[rows])
+        return {"loss": float(F.cross_entropy(logits, y)), "n": len(rows), **topk_accuracy(logits, y)}
 
     opt = torch.optim.AdamW(model.parameters(), cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = cfg.samples_per_epoch // cfg.batch
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.15)
-    n_qd = int(cfg.batch * cfg.quickdraw_share)
     curves, best = [], (-1.0, None)
     for epoch in range(1, cfg.epochs + 1):
         model.train()
         t0, tot_loss, tot_acc = time.time(), 0.0, 0.0
         for _ in range(steps_per_epoch):
-            rs = rng.choice(tr, cfg.batch - n_qd, p=w_tr)
-            rq = rng.choice(len(qd.records), n_qd, p=w_qd)
-            # lite0: cached view index (Quick, Draw! has one); small: view > 0 means augment on the fly
-            qd_views = np.full(n_qd, 0 if cfg.arch == "lite0" else 1)
-            x = torch.cat([inputs("sk", rs, rng.integers(0, n_views, len(rs))), inputs("qd", rq, qd_views)])
-            y = torch.from_numpy(np.concatenate([y_sk[rs], y_qd[rq]]))
+            xs, ys = [], []
+            for name, n in counts.items():
+                src = sources[name]
+                rows = rng.choice(src.train, n, p=src.weights)
+                # lite0: a cached view; small: view > 0 means augment on the fly (bitmaps: always)
+                views = rng.integers(0, src.n_views, n) if src.n_views > 1 or cfg.arch == "lite0" else np.ones(n, int)
+                xs.append(inputs(name, rows, views))
+                ys.append(src.labels[rows])
+            x, y = torch.cat(xs), torch.from_numpy(np.concatenate(ys))
             logits = model(x)
             loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
             opt.zero_grad()
@@ -166,25 +187,40 @@ def main(argv: list[str] | None = None) -> None:
             sched.step()
             tot_loss += float(loss)
             tot_acc += float((logits.argmax(-1) == y).float().mean())
-        val = evaluate(va)
+        val = {name: evaluate(name, "val") for name in ("sketches", "tuberlin", "quickdraw")}
+        val_acc = float(np.mean([v["top1"] for v in val.values()]))               # what picks the epoch
         curves.append({"epoch": epoch, "train_loss": tot_loss / steps_per_epoch, "train_acc": tot_acc / steps_per_epoch,
-                       "val_loss": val["loss"], "val_acc": val["top1"], "val_top5": val["top5"],
+                       "val_loss": val["sketches"]["loss"], "val_acc": val["sketches"]["top1"],
+                       "val_top5": val["sketches"]["top5"], "val_tuberlin_acc": val["tuberlin"]["top1"],
+                       "val_quickdraw_acc": val["quickdraw"]["top1"], "val_mean_acc": val_acc,
                        "seconds": round(time.time() - t0, 1)})
         print(json.dumps(curves[-1]), flush=True)
-        if val["top1"] > best[0]:
-            best = (val["top1"], {k: v.detach().clone() for k, v in model.state_dict().items()})
+        if val_acc > best[0]:
+            best = (val_acc, {k: v.detach().clone() for k, v in model.state_dict().items()})
     model.load_state_dict(best[1])
-    test = evaluate(te)
-    result = {"sketch_test_top1": test["top1"], "sketch_test_top5": test["top5"], "sketch_test_n": len(te),
-              "sketch_val_top1": best[0]}
+    result: dict[str, float] = {"val_mean_top1": best[0]}
+    for name, key in (("sketches", "sketch"), ("tuberlin", "tuberlin"), ("quickdraw_eval", "quickdraw_doodle")):
+        t = evaluate(name, "test")
+        result.update({f"{key}_test_top1": t["top1"], f"{key}_test_top5": t["top5"], f"{key}_test_n": t["n"]})
     ckpt = {"config": asdict(cfg), "state_dict": model.state_dict(), "classes": list(VOCABULARY), "result": result}
     if cfg.arch == "lite0":
         photo, presult = train_photo_classifier(cfg.seed)
         ckpt["photo_state_dict"] = photo.state_dict()
         result.update(presult)
     torch.save(ckpt, out / "ckpt.pt")
-    (MODELS_DIR / curves_name(cfg.arch)).write_text(json.dumps(curves, indent=1) + "\n")
+    (out / "curves.json").write_text(json.dumps(curves, indent=1) + "\n")
+    if not run_name:
+        (MODELS_DIR / curves_name(cfg.arch)).write_text(json.dumps(curves, indent=1) + "\n")
     print("result", json.dumps(result), flush=True)
+
+
+def _batch_counts(shares: dict[str, float], batch: int) -> dict[str, int]:
+    """Samples per source in one batch, in proportion to the shares (at least one each)."""
+    total = sum(shares.values())
+    counts = {k: max(1, int(round(batch * v / total))) for k, v in shares.items()}
+    first = next(iter(counts))
+    counts[first] += batch - sum(counts.values())
+    return counts
 
 
 if __name__ == "__main__":

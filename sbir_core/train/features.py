@@ -12,7 +12,7 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -20,12 +20,13 @@ from PIL import Image, ImageOps
 from ..config import REPO_ROOT, data_dir
 from ..data import readers
 from ..data.preprocess import Preprocess, prepare_photo, prepare_sketch, to_tensor
-from ..data.splits import split_of
-from .augment import augment_sketch
+from ..data.render import CANVAS_LINE_WIDTH, CANVAS_SIZE, render_strokes
+from ..data.splits import (QUICKDRAW_BITMAP_TRAIN_ROWS, QUICKDRAW_BITMAP_VAL_ROWS, QUICKDRAW_EVAL_ROWS,
+                           QUICKDRAW_STROKE_TRAIN_ROWS, split_of, tuberlin_splits)
+from .augment import augment_sketch, augment_strokes
 
 CACHE = REPO_ROOT / ".cache" / "features"
 PREPROCESS = Preprocess(size=192)   # 192 px keeps one-thread queries near 10 ms; 224 costs ~35% more
-QUICKDRAW_TRAIN_ROWS = slice(25, 175)   # bitmap rows 0-24 are the stroke drawings kept for evaluation
 
 
 @dataclass
@@ -114,67 +115,136 @@ def photo_records(root: Path) -> list[Record]:
     return recs
 
 
-def build(views: int = 4, seed: int = 0, end: int | None = None) -> None:
-    """Cache sketches, photos, edge maps and Quick, Draw! features after the trunk's blocks[:end].
-    With an `end` (a sketch branch that trains the trunk's last blocks) photos are skipped: the photo
-    branch keeps the whole frozen trunk."""
+PARTS = ("sketches", "photos", "edges", "quickdraw", "strokes", "tuberlin", "quickdraw_eval")
+
+
+def quickdraw_records(root: Path) -> list[Record]:
+    """Quick, Draw! bitmap rows for training (split `train`) and monitoring (`val`), per mapped class."""
+    recs = []
+    for label, path in readers.quickdraw_classes(root / "quickdraw" / "numpy_bitmap", ".npy").items():
+        n_rows = len(readers.quickdraw_bitmaps(path))
+        for split, rows in (("train", QUICKDRAW_BITMAP_TRAIN_ROWS), ("val", QUICKDRAW_BITMAP_VAL_ROWS)):
+            recs += [Record(f"{path}#{i}", label, "", split, "quickdraw") for i in rows if i < n_rows]
+    return recs
+
+
+def stroke_records(root: Path, rows: range, split: str) -> list[Record]:
+    """Quick, Draw! simplified-stroke drawings (`<file>.ndjson#<line>`) of every mapped class."""
+    recs = []
+    for label, path in readers.quickdraw_classes(root / "quickdraw" / "simplified", ".ndjson").items():
+        for n, _ in enumerate(readers.quickdraw_strokes(path, limit=rows.stop)):
+            if n in rows:
+                recs.append(Record(f"{path}#{n}", label, "", split, "strokes"))
+    return recs
+
+
+def tuberlin_records(root: Path) -> list[Record]:
+    items = readers.tuberlin(root / "tuberlin")
+    return [Record(str(it.path), it.label, "", split, "tuberlin")
+            for it, split in zip(items, tuberlin_splits(items)) if it.label is not None]
+
+
+def record_source(path: str) -> Any:
+    """What a cached record's path points at, ready for `prepare_sketch`: a file path, a Quick, Draw!
+    bitmap (`<file>.npy#<row>`) or a drawing's strokes (`<file>.ndjson#<line>`)."""
+    if "#" not in path:
+        return path
+    f, row = path.rsplit("#", 1)
+    if f.endswith(".npy"):
+        return readers.quickdraw_bitmaps(f)[int(row)]
+    return next(d for n, d in enumerate(readers.quickdraw_strokes(f, limit=int(row) + 1)) if n == int(row))["strokes"]
+
+
+def sketch_image(path: str) -> Any:
+    """A cached sketch record as something `prepare_sketch` reads (strokes drawn as on the canvas)."""
+    src = record_source(path)
+    return canvas_drawing(src) if isinstance(src, list) else src
+
+
+def canvas_drawing(strokes: readers.Strokes, line_width: float = CANVAS_LINE_WIDTH) -> Image.Image:
+    """Stroke data drawn as on the app's canvas (and in the benchmark's doodle set)."""
+    return render_strokes(strokes, size=CANVAS_SIZE, line_width=line_width)
+
+
+def build(views: int = 4, seed: int = 0, end: int | None = None, parts: Iterable[str] = PARTS) -> None:
+    """Cache features after the trunk's blocks[:end] for the chosen parts (all by default):
+    Sketchy sketches, photos and their edge maps, Quick, Draw! bitmaps and strokes, TU-Berlin
+    sketches, and the held-out Quick, Draw! doodles (to report on, never to train on). With an `end`
+    (a sketch branch that trains the trunk's last blocks) photos are skipped: the photo branch keeps
+    the whole frozen trunk."""
     root = data_dir()
     CACHE.mkdir(parents=True, exist_ok=True)
     sess = trunk_session(PREPROCESS.size, end)
     suffix = block_suffix(end)
     rng = np.random.default_rng(seed)
     pp = PREPROCESS
+    parts = set(parts)
+    t0 = time.time()
 
     def save(name: str, recs: list[Record], feats: np.ndarray) -> None:
+        nonlocal t0
         name += suffix
         np.save(CACHE / f"{name}.npy", feats)
         (CACHE / f"{name}.json").write_text(json.dumps([asdict(r) for r in recs]))
         print(f"{name}: {feats.shape} in {time.time() - t0:.0f}s", flush=True)
+        t0 = time.time()
 
-    # Sketches: view 0 clean, the rest augmented.  -> (N, V, 320, 7, 7)
-    t0 = time.time()
-    recs = sketch_records(root)
-
-    def sketch_views() -> Iterator[np.ndarray]:
+    def image_views(recs: list[Record], n_views: int) -> Iterator[np.ndarray]:
+        """View 0 clean, the rest augmented as images."""
         for r in recs:
-            base = prepare_sketch(r.path, pp.size, pp.margin)
+            base = prepare_sketch(sketch_image(r.path), pp.size, pp.margin)
             yield to_tensor(base, pp)
-            for _ in range(views - 1):
+            for _ in range(n_views - 1):
                 yield to_tensor(augment_sketch(base, rng), pp)
-    feats = run_trunk(sess, sketch_views())
-    save("sketches", recs, feats.reshape(len(recs), views, *feats.shape[1:]))
 
-    # Photos and their edge maps: original and mirrored.  -> (N, 2, 320, 7, 7)
-    t0 = time.time()
-    precs = photo_records(root)
+    def cache_views(name: str, recs: list[Record], views_iter: Iterator[np.ndarray], n_views: int) -> None:
+        f = run_trunk(sess, views_iter)                                           # (N * V, 320, h, w)
+        save(name, recs, f.reshape(len(recs), n_views, *f.shape[1:]))
+
+    if "sketches" in parts:                                                       # (N, V, 320, 6, 6)
+        recs = sketch_records(root)
+        cache_views("sketches", recs, image_views(recs, views), views)
+
+    precs = photo_records(root) if parts & {"photos", "edges"} else []
 
     def mirrored(r: Record) -> tuple[Image.Image, Image.Image]:
         im = Image.open(r.path).convert("RGB")
         return im, ImageOps.mirror(im)
-    if not suffix:
-        f = run_trunk(sess, (to_tensor(prepare_photo(v, pp.size), pp) for r in precs for v in mirrored(r)))
-        save("photos", precs, f.reshape(len(precs), 2, *f.shape[1:]))
-        t0 = time.time()
-    f = run_trunk(sess, (to_tensor(prepare_sketch(edge_map(v), pp.size, pp.margin), pp)
-                         for r in precs for v in mirrored(r)))
-    save("edges", precs, f.reshape(len(precs), 2, *f.shape[1:]))
+    if "photos" in parts and not suffix:                                          # (N, 2, ...): original, mirrored
+        cache_views("photos", precs, (to_tensor(prepare_photo(v, pp.size), pp) for r in precs for v in mirrored(r)), 2)
+    if "edges" in parts:
+        cache_views("edges", precs, (to_tensor(prepare_sketch(edge_map(v), pp.size, pp.margin), pp)
+                                     for r in precs for v in mirrored(r)), 2)
 
-    # Quick, Draw! bitmaps (white on black, 28 px) for the classifier's extra classes.  -> (N, 1, ...)
-    t0 = time.time()
-    qrecs: list[Record] = []
+    if "quickdraw" in parts:                       # bitmaps (28 px, white on black): one view, half augmented
+        qrecs = quickdraw_records(root)
 
-    def quickdraw_views() -> Iterator[np.ndarray]:
-        for label, path in readers.quickdraw_classes(root / "quickdraw" / "numpy_bitmap", ".npy").items():
-            bm = readers.quickdraw_bitmaps(path)[QUICKDRAW_TRAIN_ROWS]
-            for n, a in enumerate(bm):
-                try:
-                    base = prepare_sketch(a, pp.size, pp.margin)
-                except ValueError:
-                    continue
-                qrecs.append(Record(f"{path}#{QUICKDRAW_TRAIN_ROWS.start + n}", label, "", "train", "quickdraw"))
-                yield to_tensor(augment_sketch(base, rng) if rng.random() < 0.5 else base, pp)
-    f = run_trunk(sess, quickdraw_views())
-    save("quickdraw", qrecs, f[:, None])
+        def bitmap_views() -> Iterator[np.ndarray]:
+            for r in qrecs:
+                base = prepare_sketch(sketch_image(r.path), pp.size, pp.margin)
+                yield to_tensor(augment_sketch(base, rng) if r.split == "train" and rng.random() < 0.5 else base, pp)
+        cache_views("quickdraw", qrecs, bitmap_views(), 1)
+
+    if "strokes" in parts:                         # drawn like the canvas: view 0 as is, the rest stroke-augmented
+        srecs = stroke_records(root, QUICKDRAW_STROKE_TRAIN_ROWS, "train")
+
+        def stroke_views() -> Iterator[np.ndarray]:
+            for r in srecs:
+                strokes = record_source(r.path)
+                yield to_tensor(prepare_sketch(canvas_drawing(strokes), pp.size, pp.margin), pp)
+                for _ in range(views - 1):
+                    im = canvas_drawing(augment_strokes(strokes, rng), rng.uniform(2.0, 7.0))
+                    yield to_tensor(prepare_sketch(im, pp.size, pp.margin), pp)
+        cache_views("strokes", srecs, stroke_views(), views)
+
+    if "tuberlin" in parts:
+        trecs = tuberlin_records(root)
+        cache_views("tuberlin", trecs, image_views(trecs, views), views)
+
+    if "quickdraw_eval" in parts:                  # the benchmark's held-out doodles, for the trainers' reports
+        erecs = stroke_records(root, QUICKDRAW_EVAL_ROWS, "test")
+        cache_views("quickdraw_eval", erecs, (to_tensor(prepare_sketch(canvas_drawing(record_source(r.path)),
+                                                                       pp.size, pp.margin), pp) for r in erecs), 1)
 
 
 if __name__ == "__main__":
@@ -182,5 +252,9 @@ if __name__ == "__main__":
     ap.add_argument("--views", type=int, default=4)
     ap.add_argument("--end", type=int, default=None,
                     help="features after the trunk's MBConv blocks[:END] (default: all 16 of them)")
+    ap.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
     args = ap.parse_args()
-    build(args.views, end=args.end)
+    unknown = set(args.parts.split(",")) - set(PARTS)
+    if unknown:
+        ap.error(f"unknown parts {sorted(unknown)}; choose from {', '.join(PARTS)}")
+    build(args.views, end=args.end, parts=args.parts.split(","))
