@@ -64,13 +64,15 @@ def instance_rank(scores: np.ndarray, query_photo_ids: Sequence[str], gallery_id
 def metrics(scores: np.ndarray, query_labels: Sequence, gallery_labels: Sequence,
             query_photo_ids: Sequence[str] | None = None, gallery_ids: Sequence[str] | None = None,
             ks: Sequence[int] = (1, 5, 10), p_k: int = 20) -> dict[str, float]:
-    """mAP@all, P@K (and its capped form), and, when pairing is known, instance acc@K."""
+    """mAP@all, P@K (and its capped form), hit@4 and P@4 (the first row of results a visitor sees),
+    and, when pairing is known, instance acc@K."""
     order = ranking(scores)
     rel = relevance(scores, query_labels, gallery_labels, order)
     out = {"queries": int(len(scores)), "gallery": int(scores.shape[1]),
            "mAP@all": float(average_precision(rel).mean()),
            f"P@{p_k}": float(precision_at(rel, p_k).mean()),
            f"P@{p_k}_capped": float(capped_precision_at(rel, p_k).mean()),
+           "hit@4": float(rel[:, :4].any(axis=1).mean()), "P@4": float(precision_at(rel, 4).mean()),
            "relevant_per_query": float(rel.sum(axis=1).mean())}
     if query_photo_ids is not None and gallery_ids is not None:
         ranks = instance_rank(scores, query_photo_ids, gallery_ids, order)

@@ -97,7 +97,7 @@ def test_quality_and_report_on_real_data_with_random_baseline(sketchy_dir):
     from dataclasses import replace
     r = run(replace(QUICK, quality_workers=1), ["random"], ["quality"])
     sets = r["quality"]["results"]["random"]["sets"]
-    assert set(sets) == {"sketchy", "sketchy10", "shoes", "quickdraw"}
+    assert set(sets) == {"sketchy", "sketchy10", "tuberlin", "shoes", "quickdraw"}
     assert all(s["queries"] > 0 for s in sets.values())
     assert sets["shoes"]["mAP@all"] == 1.0                      # every shoe photo is relevant to every shoe sketch
     assert "acc@1" in sets["sketchy"] and "acc@1" not in sets["quickdraw"]   # only paired sets get acc@K

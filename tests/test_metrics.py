@@ -49,3 +49,12 @@ def test_metrics_perfect_and_random_rankings():
     assert 0.1 < rand["mAP@all"] < 0.35       # ~ 1/5 relevant, so random AP sits near 0.2
     pc = per_class(onehot @ onehot.T, labels, labels)
     assert set(pc) == {str(i) for i in range(5)} and all(v == pytest.approx(1.0) for v in pc.values())
+
+
+def test_first_row_hit_and_precision_hand_worked():
+    # query 0: ranked cat, dog, dog, dog, dog, cat -> a hit in the first 4, P@4 = 1/4
+    # query 1: ranked dog x4, cat, cat -> no hit, P@4 = 0
+    g = ["cat", "dog", "dog", "dog", "dog", "cat"]
+    scores = np.array([[6, 5, 4, 3, 2, 1], [1, 5, 4, 3, 2, 0]], float)
+    m = metrics(scores, ["cat", "cat"], g)
+    assert m["hit@4"] == 0.5 and m["P@4"] == pytest.approx((1 / 4 + 0) / 2)

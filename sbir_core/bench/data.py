@@ -40,6 +40,12 @@ class EvalSet:
     query_labels: list[str]
     query_photo_ids: list[str] | None           # None: no instance pairing (category metrics only)
     notes: list[str] = field(default_factory=list)
+    classify: tuple[list[Any], list[str]] | None = None   # sketch top-1 queries, when not `queries`
+
+    @property
+    def classified(self) -> tuple[list[Any], list[str]]:
+        """The sketches (and labels) whose classification top-1/5 is reported for this set."""
+        return self.classify or (self.queries, self.query_labels)
 
     @property
     def gallery_photo_ids(self) -> list[str]:
@@ -102,6 +108,26 @@ def sketchy_10class(max_classes: int | None = None, max_queries: int | None = No
                    ["queries: sketches of the `test` photos of sketchy_10class/split.tsv; gallery: all its photos"])
 
 
+def tuberlin_heldout(max_classes: int | None = None, max_queries: int | None = None) -> EvalSet:
+    """TU-Berlin `test` sketches (another drawing style, never trained on): those of Sketchy classes
+    against all Sketchy photos; sketch top-1 over every held-out TU-Berlin sketch."""
+    from ..data.splits import tuberlin_splits
+    items = readers.tuberlin(data_dir() / "tuberlin")
+    test = [it for it, sp in zip(items, tuberlin_splits(items)) if sp == "test"]
+    photos, _ = readers.sketchy(data_dir() / "sketchy")
+    keep = _class_subset([p.label for p in photos], max_classes)
+    photos = _first_classes(photos, keep)
+    have = {p.label for p in photos}
+    queries = _cap([it for it in test if it.label in have], max_queries)
+    classify = _cap(test if keep is None else queries, max_queries)
+    return EvalSet("tuberlin", "TU-Berlin held-out", _cached_gallery("sketchy", photos),
+                   [q.path for q in queries], [q.label for q in queries], None,
+                   [f"queries: the TU-Berlin `test` sketches (sbir_core.data.splits.tuberlin_splits) of the "
+                    f"{len({q.label for q in queries})} classes Sketchy has, against every Sketchy photo; sketch "
+                    f"top-1/5 over all {len(classify)} held-out TU-Berlin sketches"],
+                   classify=([c.path for c in classify], [c.label for c in classify]))
+
+
 def shoes(max_photos: int | None = None, max_queries: int | None = None) -> EvalSet:
     photos, sketches = readers.shoes(data_dir() / "shoes")
     if max_photos is not None:
@@ -147,13 +173,13 @@ def bench_gallery() -> tuple[Gallery, str | None]:
 
 def quality_sets(max_classes: int | None = None, max_queries: int | None = None,
                  quickdraw_per_class: int | None = None) -> list[EvalSet]:
-    """All four sets, built once so every backend sees exactly the same queries and galleries."""
+    """All five sets, built once so every backend sees exactly the same queries and galleries."""
     gallery, note = bench_gallery()
     qd = quickdraw_canvas(gallery, quickdraw_per_class, max_classes)
     if note:
         qd.notes.append(note)
     return [sketchy_heldout(max_classes, max_queries), sketchy_10class(max_classes, max_queries),
-            shoes(None if max_classes is None else 30, max_queries), qd]
+            tuberlin_heldout(max_classes, max_queries), shoes(None if max_classes is None else 30, max_queries), qd]
 
 
 def quickdraw_rows_disjoint_from_training() -> bool:

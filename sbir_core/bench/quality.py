@@ -14,11 +14,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..evaluate import metrics
+from ..evaluate import classification_accuracy, metrics
 from .data import EvalSet
 
 SLOW_BACKENDS = ("cgan",)   # started first so the other worker takes the rest
-REPORTED = ("mAP@all", "P@20", "P@20_capped", "relevant_per_query", "acc@1", "acc@10")
+REPORTED = ("mAP@all", "P@20", "P@20_capped", "hit@4", "P@4", "relevant_per_query", "acc@1", "acc@10")
 
 
 def effective_dimension(features: np.ndarray) -> float:
@@ -42,6 +42,10 @@ def score_set(backend: Any, s: EvalSet) -> dict[str, Any]:
     out: dict[str, Any] = {k: m[k] for k in REPORTED if k in m}
     out.update(queries=m["queries"], gallery=m["gallery"], index_seconds=round(t1 - t0, 2),
                query_seconds=round(t2 - t1, 2))
+    if "classes" in getattr(backend, "meta", {}):                                    # backends that classify
+        cq, cl = s.classified
+        acc = classification_accuracy(backend, cq, cl)
+        out.update(sketch_top1=acc["top1"], sketch_top5=acc["top5"], classified_queries=len(cq))
     if feats.ndim == 2 and feats.shape[1] > 1 and np.issubdtype(feats.dtype, np.floating) and len(feats) > 2:
         out.update(feature_dim=int(feats.shape[1]), effective_dim=round(effective_dimension(feats), 1))
     return out
