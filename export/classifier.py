@@ -12,7 +12,8 @@ from sbir_core.config import MODELS_DIR
 from sbir_core.data.preprocess import Preprocess
 from sbir_core.nets.heads import ClassifierHead, PhotoClassifierHead, Probabilities, SmallSketchCNN
 from sbir_core.train.classifier import curves_name, run_dir
-from sbir_core.train.features import PREPROCESS
+from sbir_core.nets.backbone import TRUNK_BLOCKS
+from sbir_core.train.features import PREPROCESS, sketch_trunk_end
 
 from . import trunk
 from .common import CHECKPOINTS, Chain, chain_parity, export_onnx, load_checkpoint, ship_checkpoint, write_meta
@@ -29,7 +30,7 @@ NAMES = {"lite0": "classifier", "small": "classifier_small"}
 
 def heads() -> tuple[Probabilities, Probabilities, dict]:
     ck = _load("lite0")
-    head = ClassifierHead(len(ck["classes"]))
+    head = ClassifierHead(len(ck["classes"]), start=ck["config"].get("sketch_from", TRUNK_BLOCKS))
     head.load_state_dict(ck["state_dict"])
     photo = PhotoClassifierHead(len(ck["classes"]))
     photo.load_state_dict(ck["photo_state_dict"])
@@ -45,9 +46,10 @@ def small() -> tuple[Probabilities, dict]:
 
 def torch_modules() -> dict[str, tuple[torch.nn.Module, int]]:
     """{ONNX file or chain 'a.onnx+b.onnx': (torch module from image to output, input size)}."""
-    head, photo, _ = heads()
+    head, photo, ck = heads()
     t = trunk.trunk()
-    out = {f"{trunk.FILE}+{HEAD}": (Chain(t, head), PREPROCESS.size),
+    end = sketch_trunk_end(ck["config"])
+    out = {f"{trunk.file_name(end)}+{HEAD}": (Chain(trunk.trunk(end), head), PREPROCESS.size),
            f"{trunk.FILE}+{PHOTO_HEAD}": (Chain(t, photo), PREPROCESS.size)}
     if (CHECKPOINTS / "classifier_small.pt").is_file():
         net, ck = small()
@@ -58,22 +60,27 @@ def torch_modules() -> dict[str, tuple[torch.nn.Module, int]]:
 def main() -> None:
     for arch, name in NAMES.items():
         if (run_dir(arch) / "ckpt.pt").is_file():
-            ship_checkpoint(run_dir(arch) / "ckpt.pt", name)
+            ship_checkpoint(run_dir(arch) / "ckpt.pt", name, fp16=arch == "lite0")
     trunk_err = trunk.export()
     head, photo, ck = heads()
     t = trunk.trunk()
-    export_onnx(head, MODELS_DIR / HEAD, trunk.FEATURE_SHAPE)
+    end = sketch_trunk_end(ck["config"])                   # the sketch head may train the trunk's last blocks
+    if end is not None:
+        trunk_err = max(trunk_err, trunk.export(end))
+    export_onnx(head, MODELS_DIR / HEAD, trunk.feature_shape(end))
     export_onnx(photo, MODELS_DIR / PHOTO_HEAD, trunk.FEATURE_SHAPE)
-    files = [MODELS_DIR / trunk.FILE]
-    err = max(trunk_err, chain_parity(Chain(t, head), files + [MODELS_DIR / HEAD], PREPROCESS.size),
-              chain_parity(Chain(t, photo), files + [MODELS_DIR / PHOTO_HEAD], PREPROCESS.size))
+    err = max(trunk_err,
+              chain_parity(Chain(trunk.trunk(end), head), [MODELS_DIR / trunk.file_name(end), MODELS_DIR / HEAD],
+                           PREPROCESS.size),
+              chain_parity(Chain(t, photo), [MODELS_DIR / trunk.FILE, MODELS_DIR / PHOTO_HEAD], PREPROCESS.size))
     common = {"classes": list(ck["classes"]), "photo_model": [trunk.FILE, PHOTO_HEAD],
               "photo_preprocess": PREPROCESS.to_dict()}
     write_meta("classifier", {
         "backend": "classifier", "title": "Classifier + label lookup",
-        "description": "EfficientNet-Lite0 (ImageNet) with its head conv and a classifier trained on real sketches; "
+        "description": f"EfficientNet-Lite0 (ImageNet) with its {trunk.trained_part(end)} and a classifier over "
+                       f"{len(ck['classes'])} classes trained on every sketch here (Sketchy, TU-Berlin, Quick, Draw!); "
                        "results are photos of the predicted classes",
-        "sketch_model": [trunk.FILE, HEAD], "preprocess": PREPROCESS.to_dict(), "curves": curves_name("lite0"),
+        "sketch_model": [trunk.file_name(end), HEAD], "preprocess": PREPROCESS.to_dict(), "curves": curves_name("lite0"),
         "train_config": ck["config"], "train_result": ck["result"], "onnx_parity_max_abs": err, **common})
     print(f"classifier exported (parity {err:.1e})", ck["result"])
     if (CHECKPOINTS / "classifier_small.pt").is_file():

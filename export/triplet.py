@@ -8,9 +8,9 @@ from __future__ import annotations
 import torch
 
 from sbir_core.config import MODELS_DIR
-from sbir_core.nets.backbone import TRUNK_BLOCKS
 from sbir_core.train.features import PREPROCESS
-from sbir_core.train.triplet import run_dir, served_branches, sketch_trunk_end
+from sbir_core.train.features import sketch_trunk_end
+from sbir_core.train.triplet import run_dir, served_branches
 
 from . import trunk
 from .common import CHECKPOINTS, Chain, chain_parity, export_onnx, load_checkpoint, ship_checkpoint, write_meta
@@ -23,10 +23,6 @@ def heads(name: str) -> tuple[torch.nn.Module, torch.nn.Module, dict]:
     """The shipped checkpoint's sketch and photo heads as served, and the checkpoint."""
     ck = load_checkpoint(name)
     return *served_branches(ck), ck
-
-
-def trained_part(end: int | None) -> str:
-    return "head conv" if end is None else f"MBConv blocks {end}-{TRUNK_BLOCKS - 1} + head conv"
 
 
 def torch_modules() -> dict[str, tuple[torch.nn.Module, int]]:
@@ -63,7 +59,7 @@ def main() -> None:
                   chain_parity(Chain(t, p), [MODELS_DIR / trunk.FILE, MODELS_DIR / pf], PREPROCESS.size))
         write_meta(name, {
             "backend": name, "title": TITLES[name],
-            "description": f"Sketch/edge branch (trainable {trained_part(end)}) and photo branch (frozen ImageNet "
+            "description": f"Sketch/edge branch (trainable {trunk.trained_part(end)}) and photo branch (frozen ImageNet "
                            "head + MLP) into one 256-d space, trained with triplet loss on hardest negatives + cosine-softmax "
                            "class loss + distillation from the classifiers, then the photo branch refit alone against "
                            "the frozen sketch branch; served as the L2-normalised class posterior over the learned "

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from sbir_core.config import MODELS_DIR
-from sbir_core.nets.backbone import TRUNK_CHANNELS, Trunk, lite0
+from sbir_core.nets.backbone import TRUNK_BLOCKS, TRUNK_CHANNELS, Trunk, lite0
 from sbir_core.train.features import PREPROCESS, block_suffix
 
 from .common import export_onnx
@@ -18,6 +18,11 @@ def file_name(end: int | None = None) -> str:
 
 FILE = file_name()
 FEATURE_SHAPE = (TRUNK_CHANNELS, PREPROCESS.size // 32, PREPROCESS.size // 32)
+
+
+def trained_part(end: int | None) -> str:
+    """What a head after blocks[:end] trains, in words (for the model's description)."""
+    return "head conv" if end is None else f"MBConv blocks {end}-{TRUNK_BLOCKS - 1} + head conv"
 
 
 def trunk(end: int | None = None) -> Trunk:

@@ -17,11 +17,12 @@ def imagenet_top(start: int = TRUNK_BLOCKS) -> Top:
 
 
 class ClassifierHead(nn.Module):
-    """Trunk features -> class logits: trainable head conv, dropout, linear. (B, 320, h, w) -> (B, C)."""
+    """Trunk features -> class logits: trainable MBConv blocks[start:] (none by default), head conv,
+    dropout, linear. (B, C_start, h, w) trunk features up to block `start` -> (B, n_classes)."""
 
-    def __init__(self, n_classes: int, dropout: float = 0.3):
+    def __init__(self, n_classes: int, dropout: float = 0.3, start: int = TRUNK_BLOCKS):
         super().__init__()
-        self.top = imagenet_top()
+        self.top = imagenet_top(start)
         self.drop = nn.Dropout(dropout)
         self.fc = nn.Linear(FEATURE_DIM, n_classes)
 

@@ -28,6 +28,7 @@ from ..config import MODELS_DIR, REPO_ROOT
 from ..data.classes import SKETCHY_CLASSES, VOCABULARY, class_index
 from . import cached
 from .cached import balanced_weights, batch_tensor, topk_accuracy
+from .features import block_suffix, sketch_trunk_end
 
 
 @dataclass
@@ -45,6 +46,9 @@ class ClassifierConfig:
     quickdraw_share: float = 0.25  # Quick, Draw! bitmaps (28 px), rows 10-579
     strokes_share: float = 0.20    # Quick, Draw! strokes of every class, drawn as on the canvas, augmented
     edges_share: float = 0.10      # edge maps of `train` photos as pseudo-sketches
+    sketch_from: int = 16          # lite0: also train MBConv blocks[sketch_from:16], on features cached after
+                                   # blocks[:sketch_from] (`features --end N`); 16 = the head conv only
+    init: str = ""                 # lite0: a checkpoint to start the head conv and classifier from
     small_size: int = 64           # input side of the small network
     seed: int = 0
     threads: int = 2
@@ -54,6 +58,14 @@ class ClassifierConfig:
         s = {"sketches": self.sketchy_share, "tuberlin": self.tuberlin_share, "quickdraw": self.quickdraw_share,
              "strokes": self.strokes_share, "edges": self.edges_share}
         return {k: v for k, v in s.items() if v > 0}
+
+
+def run_dir(arch: str) -> Path:
+    return REPO_ROOT / "runs" / f"classifier_{arch}"
+
+
+def curves_name(arch: str) -> str:
+    return "classifier_curves.json" if arch == "lite0" else "classifier_small_curves.json"
 
 
 def train_photo_classifier(seed: int = 0) -> tuple[torch.nn.Module, dict]:
@@ -102,8 +114,8 @@ class Source:
     n_views: int
 
     @classmethod
-    def load(cls, name: str) -> "Source":
-        data = cached.load(name)
+    def load(cls, name: str, suffix: str = "") -> "Source":
+        data = cached.load(name + suffix)
         labels = np.asarray([class_index(r["label"]) for r in data.records])
         train = data.where("train")
         return cls(data, labels, train, balanced_weights([data.records[i]["label"] for i in train]),
@@ -125,13 +137,22 @@ def main(argv: list[str] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
     shares = cfg.shares()
-    sources = {name: Source.load(name) for name in set(shares) | {"sketches", "tuberlin", "quickdraw", "quickdraw_eval"}}
+    suffix = block_suffix(sketch_trunk_end(asdict(cfg))) if cfg.arch == "lite0" else ""
+    sources = {name: Source.load(name, suffix)
+               for name in set(shares) | {"sketches", "tuberlin", "quickdraw", "quickdraw_eval"}}
     counts = _batch_counts(shares, cfg.batch)
     print("per batch:", counts, flush=True)
 
     if cfg.arch == "lite0":
         from ..nets.heads import ClassifierHead
-        model = ClassifierHead(len(VOCABULARY))
+        model = ClassifierHead(len(VOCABULARY), start=cfg.sketch_from)
+        if cfg.init:                               # e.g. a head-conv-only run, before training more blocks
+            start = torch.load(cfg.init, map_location="cpu", weights_only=False)["state_dict"]
+            mine = model.state_dict()
+            take = {k: v.float() for k, v in start.items() if k in mine and mine[k].shape == v.shape
+                    and not k.startswith("top.blocks.")}
+            model.load_state_dict(take, strict=False)
+            print(f"started {len(take)} tensors from {cfg.init}", flush=True)
 
         def inputs(source: str, rows: np.ndarray, views: np.ndarray) -> torch.Tensor:
             return batch_tensor(sources[source].data.feats, rows, views)

@@ -76,6 +76,14 @@ def block_suffix(end: int | None) -> str:
     return "" if end is None else f"_b{end}"
 
 
+def sketch_trunk_end(config: dict) -> int | None:
+    """Where the trunk that feeds a config's sketch network ends (blocks[:end]); None = the whole
+    trunk. Names the cached sketch features and the served sketch trunk file."""
+    from ..nets.backbone import TRUNK_BLOCKS
+    start = config.get("sketch_from", TRUNK_BLOCKS)
+    return None if start == TRUNK_BLOCKS else start
+
+
 def run_trunk(sess, inputs: Iterable[np.ndarray], batch: int = 64) -> np.ndarray:
     """Stream of (3, S, S) inputs -> (N, C, h, w) float16 (the whole trunk: 320, S/32, S/32), a batch
     at a time (inputs are made lazily, so memory holds features, not images)."""

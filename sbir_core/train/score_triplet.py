@@ -19,8 +19,8 @@ import torch
 from ..data.classes import SKETCHY_CLASSES
 from ..evaluate import metrics
 from . import cached
-from .features import block_suffix
-from .triplet import served_branches, sketch_trunk_end
+from .features import block_suffix, sketch_trunk_end
+from .triplet import served_branches
 
 
 def embed(net: torch.nn.Module, feats: np.ndarray, rows: np.ndarray) -> torch.Tensor:

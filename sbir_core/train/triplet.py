@@ -35,6 +35,7 @@ from ..data.classes import SKETCHY_CLASSES
 from ..evaluate import metrics
 from . import cached
 from .cached import balanced_weights, batch_tensor
+from .features import sketch_trunk_end
 
 
 @dataclass
@@ -84,14 +85,6 @@ def classifier_checkpoint() -> dict:
     if not path.is_file():
         path = MODELS_DIR / "checkpoints" / "classifier.pt"
     return torch.load(path, map_location="cpu", weights_only=False)
-
-
-def sketch_trunk_end(config: dict) -> int | None:
-    """Where the trunk that feeds a config's sketch branch ends (blocks[:end]); None = the whole
-    trunk. Names the cached sketch features and the served sketch trunk file."""
-    from ..nets.backbone import TRUNK_BLOCKS
-    start = config.get("sketch_from", TRUNK_BLOCKS)
-    return None if start == TRUNK_BLOCKS else start
 
 
 def served_branches(ck: dict) -> tuple[torch.nn.Module, torch.nn.Module]:

@@ -1,0 +1,86 @@
+"""Score a `classifier` training run's checkpoint on the held-out sets without exporting it (for
+the ablation runs that should not replace the shipped model):
+
+    python -m sbir_core.train.classifier --tuberlin-share 0 --run-name classifier_no_tuberlin
+    python -m sbir_core.train.score_classifier runs/classifier_no_tuberlin/ckpt.pt runs/classifier_lite0/ckpt.pt
+
+From the cached trunk features (view 0) through the torch head. The label lookup ranks a photo by
+the sketch's probability of the photo's class, so with labelled photos the category metrics follow
+from the class probabilities alone:
+- Sketchy held-out: the 557 `test` sketches against all 3,125 Sketchy photos (their labels);
+- TU-Berlin held-out: sketch top-1/5 over the 400 `test` sketches;
+- Quick, Draw! doodles (lines 0-9 of every class) against the bundled gallery's labelled photos,
+  for the classes it has: hit@4, P@4, mAP@all (the benchmark also ranks its caption-only photos,
+  by the photo classifier's label, so its figures can differ a little).
+"""
+from __future__ import annotations
+
+import csv
+import sys
+
+import numpy as np
+import torch
+
+from ..data.classes import canonical
+from ..evaluate import metrics
+from ..gallery import BUNDLED_DIR
+from ..nets.backbone import TRUNK_BLOCKS
+from ..nets.heads import ClassifierHead
+from . import cached
+from .cached import topk_accuracy
+from .features import block_suffix, sketch_trunk_end
+
+
+def probabilities(head: torch.nn.Module, feats: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return torch.cat([head(torch.from_numpy(np.asarray(feats[rows[i:i + 256], 0], np.float32))).softmax(-1)
+                          for i in range(0, len(rows), 256)]).numpy()                    # (Q, C)
+
+
+def label_lookup(probs: np.ndarray, classes: list[str], query_labels: list[str], photo_labels: list[str]) -> dict:
+    """Category metrics of ranking photos by the queries' probability of each photo's class."""
+    pos = {c: i for i, c in enumerate(classes)}
+    known = [n for n, c in enumerate(photo_labels) if c in pos]
+    scores = probs[:, [pos[photo_labels[n]] for n in known]]                               # (Q, N)
+    return metrics(scores, query_labels, [photo_labels[n] for n in known])
+
+
+def score(path: str) -> dict[str, float]:
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    classes = list(ck["classes"])
+    suffix = block_suffix(sketch_trunk_end(ck["config"]))
+    head = ClassifierHead(len(classes), start=ck["config"].get("sketch_from", TRUNK_BLOCKS))
+    head.load_state_dict({k: v.float() for k, v in ck["state_dict"].items()})
+    head.eval()
+    out: dict[str, float] = {}
+
+    sk, ph = cached.load("sketches" + suffix), cached.load("photos")
+    q = np.asarray([i for i, r in enumerate(sk.records) if r["source"] == "sketchy" and r["split"] == "test"])
+    p = probabilities(head, sk.feats, q)
+    labels = [sk.records[i]["label"] for i in q]
+    m = label_lookup(p, classes, labels, [r["label"] for r in ph.records if r["source"] == "sketchy"])
+    acc = topk_accuracy(torch.from_numpy(p), torch.tensor([classes.index(c) for c in labels]))
+    out.update({"sketchy_mAP@all": m["mAP@all"], "sketchy_P@20": m["P@20"], "sketchy_top1": acc["top1"],
+                "sketchy_top5": acc["top5"]})
+
+    tu = cached.load("tuberlin" + suffix)
+    q = tu.where("test")
+    acc = topk_accuracy(torch.from_numpy(probabilities(head, tu.feats, q)),
+                        torch.tensor([classes.index(tu.records[i]["label"]) for i in q]))
+    out.update({"tuberlin_top1": acc["top1"], "tuberlin_top5": acc["top5"]})
+
+    with open(BUNDLED_DIR / "metadata.csv", newline="", encoding="utf-8") as f:
+        gallery = [canonical(r["label"]) if r["label"] else None for r in csv.DictReader(f)]
+    qd = cached.load("quickdraw_eval" + suffix)
+    q = np.asarray([i for i, r in enumerate(qd.records) if r["label"] in set(gallery)])
+    m = label_lookup(probabilities(head, qd.feats, q), classes, [qd.records[i]["label"] for i in q],
+                     [g for g in gallery if g])
+    out.update({"quickdraw_hit@4": m["hit@4"], "quickdraw_P@4": m["P@4"], "quickdraw_mAP@all": m["mAP@all"],
+                "quickdraw_queries": len(q), "quickdraw_classes": len({qd.records[i]["label"] for i in q})})
+    return {k: round(float(v), 4) for k, v in out.items()}
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    for p in sys.argv[1:]:
+        print(p, score(p), flush=True)
