@@ -66,7 +66,7 @@ KINDS: dict[str, Kind] = {
 }
 APT_PACKAGES = tuple(k.package for k in KINDS.values() if k.package)
 LICENCE_URLS = {
-    "GPL-2.0-or-later": "LICENSES/GPL-2", "GPL-3.0-or-later": "LICENSES/GPL-3",
+    "GPL-2.0-or-later": "LICENSES/GPL-2", "GPL-3.0-only": "LICENSES/GPL-3",
     "CC0-1.0": "https://creativecommons.org/publicdomain/zero/1.0/",
     "CDLA-Permissive-1.0": "https://cdla.dev/permissive-1-0/",
 }
@@ -326,29 +326,50 @@ def build(root: Path = PACKAGES_ROOT, out_dir: Path = BUNDLED_DIR) -> Gallery:
     versions = {p: package_version(p, root) for p in APT_PACKAGES}
     shared = shared_sources() if any(r.kind == "shared" for r in rows) else {}
 
-    images = out_dir / "images"
+    images, fresh = out_dir / "images", out_dir / ".images.new"
+    before = images_digest(out_dir)
+    if fresh.exists():
+        shutil.rmtree(fresh)
+    fresh.mkdir(parents=True)          # written aside: a failed build leaves the old gallery whole
+    records: list[dict[str, str]] = []
+    try:
+        for row in rows:
+            pid = photo_id(row)
+            if any(r["id"] == pid for r in records):
+                raise BuildError(f"duplicate photo id {pid}")
+            try:
+                im = thumbnail(open_source(row, root))
+            except (OSError, ValueError) as e:
+                raise BuildError(f"{row.source}: cannot read the image ({e})") from None
+            im.save(fresh / f"{pid}.jpg", "JPEG", quality=JPEG_QUALITY, optimize=True, progressive=True)
+            records.append({"id": pid, "file": f"images/{pid}.jpg", "label": row.label,
+                            **describe(row, root, versions, shared), "display": row.display})
+    except BaseException:
+        shutil.rmtree(fresh, ignore_errors=True)
+        raise
     if images.exists():
         shutil.rmtree(images)          # a rebuild must not leave photos that the list dropped
-    images.mkdir(parents=True)
-    records: list[dict[str, str]] = []
-    for row in rows:
-        pid = photo_id(row)
-        if any(r["id"] == pid for r in records):
-            raise BuildError(f"duplicate photo id {pid}")
-        dst = images / f"{pid}.jpg"
-        try:
-            thumbnail(open_source(row, root)).save(dst, "JPEG", quality=JPEG_QUALITY, optimize=True, progressive=True)
-        except (OSError, ValueError) as e:
-            raise BuildError(f"{row.source}: cannot read the image ({e})") from None
-        records.append({"id": pid, "file": dst.relative_to(out_dir).as_posix(), "label": row.label,
-                        **describe(row, root, versions, shared), "display": row.display})
+    fresh.rename(images)
     write_metadata(records, out_dir)
     emb = out_dir / "embeddings"
-    if emb.exists():
+    if emb.exists() and (not before or images_digest(out_dir) != before):
         shutil.rmtree(emb)             # features of the old images are wrong for the new ones
     import skimage
     write_notice(records, out_dir, versions, skimage.__version__)
     return Gallery.load(out_dir)
+
+
+def images_digest(out_dir: Path) -> str:
+    """One hash over every listed image's name and bytes, in metadata order (the order of the
+    embedding rows): a rebuild that changes neither keeps the embeddings."""
+    import hashlib
+    h = hashlib.sha256()
+    try:
+        for r in read_metadata(out_dir):
+            h.update(r["file"].encode() + b"\0" + (out_dir / r["file"]).read_bytes())
+    except (OSError, KeyError, csv.Error):
+        return ""
+    return h.hexdigest()
 
 
 def write_metadata(records: Sequence[dict[str, str]], out_dir: Path) -> None:
@@ -403,7 +424,7 @@ def notice_text(records: Sequence[dict[str, str]], versions: dict[str, str], ski
     lines += ["",
               f"3. {len(gc)} photos from Debian package gcompris-qt-data {versions.get('gcompris-qt-data', '?')}",
               "   (GCompris, https://gcompris.net/), read from the activities' Qt resource files; author, licence and",
-              "   original from the README beside each image (GPL-3.0-or-later text: LICENSES/GPL-3):"]
+              "   original from the README beside each image (GPL-3.0-only text: LICENSES/GPL-3):"]
     lines += [entry(r) for r in gc]
     lines += ["",
               f"4. {len(sk)} photos from the sample data inside scikit-image {skimage_version}",
