@@ -103,6 +103,7 @@ def test_notice_lists_every_source_and_every_credited_author():
         assert (BUNDLED_DIR / "LICENSES" / "GPL-3").is_file()
     top = (REPO_ROOT / "NOTICE").read_text(encoding="utf-8")
     assert NOTICE in top
+    assert "OpenMoji" in top and "CC BY-SA 4.0" in top          # the example sketches
 
 
 def test_bundled_loads_as_a_gallery():
