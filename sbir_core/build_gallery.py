@@ -585,6 +585,8 @@ def main(argv: list[str] | None = None) -> None:
             index(a.gallery)
     except BuildError as e:
         sys.exit(f"build_gallery: {e}")
+    except OSError as e:          # e.g. --gallery names a folder without a metadata.csv
+        sys.exit(f"build_gallery: {e.strerror or e}: {e.filename or ''}")
 
 
 if __name__ == "__main__":
