@@ -1,32 +1,41 @@
-"""The committed bundled gallery against its own files, and galleries made from folders."""
+"""The committed bundled gallery against its own files and its guarantees (every photo labelled with a
+class or shown by a caption-only name, every source credited), its build helpers, and galleries made
+from folders."""
 from __future__ import annotations
 
 import csv
+import struct
+import zlib
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from sbir_core import build_gallery as bg
 from sbir_core.backends import load_backend
 from sbir_core.backends.onnx_model import ModelFileError
-from sbir_core.config import MODELS_DIR
-from sbir_core.data.classes import VOCABULARY
+from sbir_core.config import MODELS_DIR, REPO_ROOT, data_dir
+from sbir_core.data.classes import VOCABULARY, display
 from sbir_core.data.preprocess import load_image
 from sbir_core.gallery import BUNDLED_DIR, METADATA_COLUMNS, Gallery
 
 ROWS = list(csv.DictReader(open(BUNDLED_DIR / "metadata.csv", newline="", encoding="utf-8")))
+LABELS = Counter(r["label"] for r in ROWS if r["label"])
+EXAMPLES_TSV = REPO_ROOT / "assets" / "examples" / "examples.tsv"
+NOTICE = (BUNDLED_DIR / "NOTICE").read_text(encoding="utf-8")
 
 
-def test_metadata_has_the_expected_columns():
+def test_metadata_has_the_gallery_columns_then_author_and_display():
     with open(BUNDLED_DIR / "metadata.csv", newline="", encoding="utf-8") as f:
-        assert tuple(csv.reader(f).__next__()) == METADATA_COLUMNS
+        assert tuple(next(csv.reader(f))) == METADATA_COLUMNS + bg.EXTRA_COLUMNS
 
 
-def test_every_photo_file_exists_and_is_readable():
+def test_every_photo_file_exists_and_is_a_small_rgb_thumbnail():
     for r in ROWS:
         path = BUNDLED_DIR / r["file"]
-        assert path.is_file(), r["file"]
+        assert path.is_file() and path.suffix == ".jpg", r["file"]
         im = load_image(path)
         assert im.mode == "RGB" and max(im.size) <= 256 and min(im.size) >= 16, (r["file"], im.mode, im.size)
 
@@ -37,27 +46,64 @@ def test_no_image_file_is_left_out_of_the_metadata():
     assert on_disk == listed
 
 
-def test_ids_unique_and_labels_in_vocabulary_or_unlabelled():
+def test_every_photo_has_a_class_label_or_a_caption_only_name():
     ids = [r["id"] for r in ROWS]
     assert len(set(ids)) == len(ids)
-    bad = [(r["id"], r["label"]) for r in ROWS if r["label"] and r["label"] not in VOCABULARY]
-    assert not bad
-
-
-def test_every_row_names_its_source_licence_and_caption():
     for r in ROWS:
-        assert r["source"].strip() and r["licence"].strip() and r["caption"].strip(), r["id"]
+        assert r["caption"].strip(), r["id"]
+        if r["label"]:
+            assert r["label"] in VOCABULARY, (r["id"], r["label"])
+            assert r["display"] == display(r["label"]), r["id"]
+        else:                                  # caption-only: the app shows `display`, never "unlabelled"
+            assert r["display"].strip() and r["display"].lower() != "unlabelled", r["id"]
+
+
+def test_every_row_names_its_source_licence_and_author():
+    for r in ROWS:
+        assert r["source"].strip() and r["licence"].strip() and r["author"].strip(), r["id"]
 
 
 def test_size_and_class_coverage():
-    assert len(ROWS) >= 300
-    assert len({r["label"] for r in ROWS if r["label"]}) >= 80
+    assert len(ROWS) >= 500
+    assert sum(LABELS.values()) >= 400
+    assert len(LABELS) >= 110
+    for c in ("tree", "flower", "fish", "cat", "dog", "bird", "airplane", "apple", "cup", "guitar", "sun",
+              "cloud", "moon", "house", "car_(sedan)", "chair", "clock", "sailboat"):
+        assert LABELS[c] >= 1, c
 
 
-def test_notice_lists_both_sources():
-    text = (BUNDLED_DIR / "NOTICE").read_text(encoding="utf-8")
-    assert "tuxpaint-stamps-default" in text and "GPL" in text and "scikit-image" in text
+def test_every_example_sketch_class_has_at_least_two_photos():
+    with open(EXAMPLES_TSV, newline="", encoding="utf-8") as f:
+        examples = list(csv.DictReader(f, delimiter="\t"))
+    assert len(examples) >= 6
+    for e in examples:
+        assert (EXAMPLES_TSV.parent / e["file"]).is_file(), e["file"]
+        assert LABELS[e["label"]] >= 2, (e["label"], LABELS[e["label"]])
+
+
+def test_reviewed_list_matches_the_gallery():
+    rows = bg.read_sources()
+    photos = [r for r in rows if r.status == "photo"]
+    assert [bg.photo_id(r) for r in photos] == [r["id"] for r in ROWS]
+    assert [r.label for r in photos] == [r["label"] for r in ROWS]
+    assert all(r.note for r in rows), "every row says how its label (or exclusion) was decided"
+
+
+def test_notice_lists_every_source_and_every_credited_author():
+    for name in ("tuxpaint-stamps-default", "tuxpaint-data", "gcompris-qt-data", "scikit-image", "gallery_photos"):
+        assert name in NOTICE, name
+    for r in ROWS:
+        if r["id"].startswith(("shared-", "gcompris-", "tuxpaint-data-")):
+            where = r["source"].split(": ", 1)[1]
+            assert where in NOTICE, r["id"]
+        if r["id"].startswith(("shared-", "gcompris-")):
+            assert f"{r['licence']}; {r['author']}" in NOTICE, r["id"]
     assert (BUNDLED_DIR / "LICENSES" / "GPL-2").is_file()
+    if any(r["licence"].startswith("GPL-3") for r in ROWS):
+        assert (BUNDLED_DIR / "LICENSES" / "GPL-3").is_file()
+    top = (REPO_ROOT / "NOTICE").read_text(encoding="utf-8")
+    assert NOTICE in top
+    assert "OpenMoji" in top and "CC BY-SA 4.0" in top          # the example sketches
 
 
 def test_bundled_loads_as_a_gallery():
@@ -79,6 +125,91 @@ def test_bundled_pretrained_embeddings_match_the_rows():
     assert feats.shape[0] == len(ROWS) and np.isfinite(feats).all()
 
 
+def test_sketchy_photos_are_offered_as_a_second_gallery_when_present():
+    from sbir_core.app_support import gallery_sources
+    keys = [s.key for s in gallery_sources()]
+    assert keys[0] == "bundled"
+    if (data_dir() / "sketchy" / "photo").is_dir():
+        assert "sketchy" in keys
+
+
+# -- the build's helpers, on made-up input ---------------------------------------------------------
+def _tsv(tmp_path: Path, line: str) -> Path:
+    p = tmp_path / "sources.tsv"
+    p.write_text("# comment\nsource\tstatus\tlabel\tname\tcaption\tlicence\tauthor\torigin\tnote\n" + line + "\n",
+                 encoding="utf-8")
+    return p
+
+
+@pytest.mark.parametrize("line, message", [
+    ("tuxpaint:a.png\tphoto\tnot_a_class\t\t\t\t\t\tn", "not in the class vocabulary"),
+    ("ftp:a.png\tphoto\tcat\t\t\t\t\t\tn", "kind one of"),
+    ("tuxpaint:a.png\tmaybe\tcat\t\t\t\t\t\tn", "status must be"),
+    ("tuxpaint:a.png\tphoto\t\t\t\t\t\t\tn", "needs a name"),
+])
+def test_read_sources_refuses_bad_rows_with_a_message(tmp_path, line, message):
+    with pytest.raises(bg.BuildError, match=message):
+        bg.read_sources(_tsv(tmp_path, line))
+
+
+def test_missing_packages_exit_with_the_install_command(tmp_path, monkeypatch):
+    monkeypatch.delenv("TUXPAINT_STAMPS_DIR", raising=False)
+    before = (BUNDLED_DIR / "metadata.csv").read_bytes()
+    with pytest.raises(SystemExit) as e:        # checked before anything is written
+        bg.main(["--no-index", "--packages-root", str(tmp_path / "empty")])
+    assert "apt-get install -y" in str(e.value) and "gcompris-qt-data" in str(e.value)
+    assert (BUNDLED_DIR / "metadata.csv").read_bytes() == before
+
+
+def _rcc(files: dict[str, bytes]) -> bytes:
+    """A minimal Qt resource file (format 2): one root folder holding `files`, the first zlib-packed."""
+    names, data, nodes = b"", b"", []
+    def name(s: str) -> int:
+        nonlocal names
+        off = len(names)
+        names += struct.pack(">HI", len(s), 0) + s.encode("utf-16-be")
+        return off
+    root_name = name("")
+    entries = []
+    for n, (fname, content) in enumerate(files.items()):
+        flags, payload = (1, struct.pack(">I", len(content)) + zlib.compress(content)) if n == 0 else (0, content)
+        entries.append((name(fname), flags, len(data)))
+        data += struct.pack(">I", len(payload)) + payload
+    nodes.append(struct.pack(">IHII", root_name, 2, len(files), 1) + b"\0" * 8)
+    nodes += [struct.pack(">IHHHI", n_off, flags, 0, 0, d_off) + b"\0" * 8 for n_off, flags, d_off in entries]
+    tree = b"".join(nodes)
+    head = 20
+    return b"qres" + struct.pack(">IIII", 2, head, head + len(tree), head + len(tree) + len(data)) + tree + data + names
+
+
+def test_read_rcc_unpacks_plain_and_zlib_entries(tmp_path):
+    p = tmp_path / "x.rcc"
+    p.write_bytes(_rcc({"a.txt": b"hello " * 50, "b.bin": b"\x00\x01raw"}))
+    assert bg.rcc_file(p, "a.txt") == b"hello " * 50
+    assert bg.rcc_file(p, "b.bin") == b"\x00\x01raw"
+    with pytest.raises(bg.BuildError):
+        bg.rcc_file(p, "missing.png")
+    (tmp_path / "bad.rcc").write_bytes(b"not a resource file")
+    with pytest.raises(bg.BuildError):
+        bg.read_rcc(tmp_path / "bad.rcc")
+
+
+def test_first_row_metrics_hand_worked():
+    scores = np.array([[0.9, 0.8, 0.1, 0.7, 0.6],
+                       [0.1, 0.2, 0.9, 0.8, 0.0]])                                   # (Q=2, N=5)
+    gallery = ["cat", "dog", "", "cat", "dog"]
+    m = bg.first_row_metrics(scores, ["cat", "dog"], gallery, k=4)
+    # query 0 ranks 0,1,3,4 -> cat,dog,cat,dog: 2 cats; query 1 ranks 2,3,1,0 -> "",cat,dog,cat: 1 dog
+    assert m["hit@4"] == 1.0 and m["P@4"] == pytest.approx((2 / 4 + 1 / 4) / 2)
+
+
+def test_licence_urls():
+    assert bg.licence_url("CC-BY-SA-2.0-DE") == "https://creativecommons.org/licenses/by-sa/2.0/de/"
+    assert bg.licence_url("CC-BY-4.0") == "https://creativecommons.org/licenses/by/4.0/"
+    assert bg.licence_url("GPL-2.0-or-later") == "LICENSES/GPL-2"
+
+
+# -- galleries from folders ----------------------------------------------------------------------
 def _tiny(path: Path, colour: tuple[int, int, int]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.new("RGB", (32, 24), colour).save(path)
