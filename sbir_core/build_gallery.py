@@ -504,15 +504,6 @@ def quickdraw_classes() -> set[str]:
     return {c for c in (canonical(n) for n in names) if c}
 
 
-def first_row_metrics(scores: Any, query_labels: Sequence[str], gallery_labels: Sequence[str], k: int = 4) -> dict[str, float]:
-    """hit@k (a photo of the drawn class among the first k results) and P@k, averaged over queries."""
-    import numpy as np
-    from .evaluate import ranking, relevance
-    rel = relevance(scores, query_labels, gallery_labels, ranking(scores))[:, :k]      # (Q, k)
-    return {f"hit@{k}": float(rel.any(axis=1).mean()), f"P@{k}": float(rel.mean(axis=1).mean()),
-            "queries": int(len(rel)), "classes": int(len(set(query_labels)))}
-
-
 def measure(out_dir: Path = BUNDLED_DIR, backends: Sequence[str] | None = None, per_class: int = 10,
             only_classes: Iterable[str] | None = None) -> dict[str, Any]:
     """What a visitor gets from this gallery: its size, labelled classes, how many Quick, Draw! classes
@@ -521,6 +512,7 @@ def measure(out_dir: Path = BUNDLED_DIR, backends: Sequence[str] | None = None, 
     `only_classes` (to compare two galleries on the classes both have)."""
     from .backends import available_backends, load_backend
     from .bench.data import quickdraw_canvas
+    from .evaluate import metrics
     gallery = Gallery.load(out_dir)
     labelled = sorted({lab for lab in gallery.labels if lab})
     qd = quickdraw_classes()
@@ -539,7 +531,9 @@ def measure(out_dir: Path = BUNDLED_DIR, backends: Sequence[str] | None = None, 
         try:
             backend = load_backend(name)
             scores = backend.score_matrix(queries, gallery)                            # (Q, N)
-            out["backends"][name] = first_row_metrics(scores, labels, gl)
+            m = metrics(scores, labels, gl)
+            out["backends"][name] = {k: m[k] for k in ("hit@4", "P@4")} | {
+                "queries": len(labels), "classes": len(set(labels))}
         except Exception as e:   # one broken backend is a row in the report, not a crash
             out["backends"][name] = {"error": f"{type(e).__name__}: {e}"}
         print(f"  {name}: {out['backends'][name]}", file=sys.stderr, flush=True)

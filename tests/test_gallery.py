@@ -194,15 +194,6 @@ def test_read_rcc_unpacks_plain_and_zlib_entries(tmp_path):
         bg.read_rcc(tmp_path / "bad.rcc")
 
 
-def test_first_row_metrics_hand_worked():
-    scores = np.array([[0.9, 0.8, 0.1, 0.7, 0.6],
-                       [0.1, 0.2, 0.9, 0.8, 0.0]])                                   # (Q=2, N=5)
-    gallery = ["cat", "dog", "", "cat", "dog"]
-    m = bg.first_row_metrics(scores, ["cat", "dog"], gallery, k=4)
-    # query 0 ranks 0,1,3,4 -> cat,dog,cat,dog: 2 cats; query 1 ranks 2,3,1,0 -> "",cat,dog,cat: 1 dog
-    assert m["hit@4"] == 1.0 and m["P@4"] == pytest.approx((2 / 4 + 1 / 4) / 2)
-
-
 def test_licence_urls():
     assert bg.licence_url("CC-BY-SA-2.0-DE") == "https://creativecommons.org/licenses/by-sa/2.0/de/"
     assert bg.licence_url("CC-BY-4.0") == "https://creativecommons.org/licenses/by/4.0/"
