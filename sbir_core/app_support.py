@@ -45,7 +45,8 @@ class BackendInfo:
 
 
 def backend_infos() -> list[BackendInfo]:
-    """Every backend whose model files are present, then the baselines; never raises."""
+    """Every backend whose model files are present, then the baselines; never raises. A backend
+    whose metadata is invalid, or names a model file that is not there, carries the message."""
     out = []
     for name in available_backends(include_baselines=True):
         if name in BASELINES:
@@ -54,6 +55,11 @@ def backend_infos() -> list[BackendInfo]:
             continue
         try:
             meta = read_meta(name)
+            missing = [f for key in ("sketch_model", "photo_model")
+                       for f in ([meta[key]] if isinstance(meta[key], str) else meta[key])
+                       if not (MODELS_DIR / f).is_file()]
+            if missing:
+                raise ModelFileError(f"model file {missing[0]} of {name} is missing from {MODELS_DIR}; {REBUILD_HINT}")
             out.append(BackendInfo(name, meta.get("title", name), meta.get("description", ""),
                                    baseline=name == "pretrained", meta=meta))
         except ModelFileError as e:
@@ -275,9 +281,10 @@ def safe_search(backend: Backend, sketch: Any, gallery: Gallery, k: int = 20,
         return SearchOutcome(backend.name, error=str(e), blank=True)
     except (ImageInputError, ModelFileError) as e:
         return SearchOutcome(backend.name, error=str(e))
-    except Exception as e:  # the app's last line of defence: log it, show one line
+    except Exception as e:  # the app's last line of defence: log it, show one line (no advice we cannot stand by)
         log.exception("search failed")
-        return SearchOutcome(backend.name, error=f"search failed ({type(e).__name__}: {e}); {REBUILD_HINT}")
+        return SearchOutcome(backend.name, error=f"The search failed unexpectedly ({type(e).__name__}: {e}). "
+                                                 "Try again, or pick another backend or gallery.")
 
 
 def supports_threshold(backend: Backend) -> bool:
