@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,7 +72,7 @@ class EmbeddingMap:
             return cls(str(z["backend"]), str(z["feature_key"]), z["coords"].astype(np.float32),
                        z["features"].astype(np.float32), z["pca_mean"].astype(np.float32),
                        z["pca_components"].astype(np.float32), z["labels"], z["domains"], z["ids"], z["sources"])
-        except (OSError, ValueError, KeyError) as e:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
             raise FileNotFoundError(f"the embedding map {path.name} is damaged ({e}); rebuild it with "
                                     f"`{build_command(name)}`") from None
 
