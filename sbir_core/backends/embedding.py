@@ -56,8 +56,9 @@ class EmbeddingBackend(OnnxBackend):
     def search_within(self, sketch: Any, gallery: "Gallery", threshold: float) -> SearchResult:
         """Retrieval by distance: every photo with cosine similarity >= threshold, best first."""
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.floating, np.integer)) \
-                or not -1.0 <= float(threshold) <= 1.0:
-            raise ValueError(f"threshold must be a cosine similarity from -1 to 1, got {threshold!r:.40}")
+                or not np.isfinite(threshold):
+            raise ValueError(f"threshold must be a cosine similarity (a number, at most 1 to find anything), "
+                             f"got {threshold!r:.40}")
         check_gallery(gallery)
         result = self.search(sketch, gallery, k=len(gallery))
         keep = result.scores >= threshold
