@@ -106,6 +106,8 @@ def ensure_indexed(backend: Backend, gallery: Gallery) -> str | None:
         gallery.features(backend, progress)
     except (ImageInputError, ModelFileError, OSError) as e:
         return f"The gallery could not be indexed: {e}"
+    except Exception as e:  # never a traceback on the page
+        return f"The gallery could not be indexed ({type(e).__name__}: {e})."
     finally:
         if bar is not None:
             bar.empty()

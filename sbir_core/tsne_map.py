@@ -120,6 +120,7 @@ def build(backend_name: str, photos: Path | None = None, sketches: Path | None =
 
     backend = load_backend(backend_name, threads=2)
     gallery = Gallery.from_folder(photos) if photos else Gallery.bundled()
+    all_feats = gallery.features(backend)            # first: unreadable photos leave the gallery here
     keep = list(range(len(gallery)))
     if photos_per_class:
         counts: dict[Any, int] = {}
@@ -129,7 +130,7 @@ def build(backend_name: str, photos: Path | None = None, sketches: Path | None =
                 counts[gallery.labels[i]] = counts.get(gallery.labels[i], 0) + 1
                 kept.append(i)
         keep = kept
-    photo_feats = gallery.features(backend)[keep]
+    photo_feats = all_feats[keep]
     if photo_feats.ndim != 2 or not np.issubdtype(photo_feats.dtype, np.floating):
         raise ValueError(f"backend {backend_name!r} does not embed photos as vectors: no map for it")
 

@@ -601,3 +601,26 @@ def test_unexpected_search_error_gives_no_rebuild_advice():
     g, _ = Gallery.from_images([("a.png", png(Image.new("RGB", (20, 20), (1, 2, 3))))])
     out = safe_search(Broken(), np.asarray(stroke_image()), g, 3)
     assert out.result is None and "boom" in out.error and "export.all" not in out.error
+
+
+def test_bad_threshold_is_named():
+    if not (MODELS_DIR / "pretrained.json").is_file():
+        pytest.skip("no pretrained model files")
+    backend = load_backend("pretrained")
+    g, _ = Gallery.from_images([("a.png", png(Image.new("RGB", (20, 20), (1, 2, 3))))])
+    for bad in (None, "0.5", float("nan")):
+        with pytest.raises(ValueError, match="threshold must be"):
+            backend.search_within(np.asarray(stroke_image()), g, bad)
+
+
+# -- the load test ---------------------------------------------------------------------------------
+def test_load_test_runs_against_the_app_on_loopback():
+    """A small version of the benchmark's load test: the real app server on 127.0.0.1, sessions at
+    once; every answer arrives, without errors, and equals the one-session answer."""
+    pytest.importorskip("websockets")
+    from sbir_core.bench.load import server_load
+    r = server_load(sessions=3, searches=2, baseline_searches=2, k_values=(8,), time_limit_s=240)
+    many = r["concurrent"]
+    assert r["examples"] > 0 and many["searches"] == many["expected_searches"] == 6
+    assert many["errors"] == 0 and many["differs_from_reference"] == 0 and many["short"] == 0
+    assert r["one_session"]["errors"] == 0 and r["one_session"]["latency_ms"]["p50"] > 0
