@@ -120,7 +120,8 @@ class Thumbnails:
         self._cache: dict[int, bytes] = {}
 
     def __call__(self, i: int) -> bytes:
-        if i not in self._cache:
+        key = (i, len(self.gallery))     # positions shift when indexing leaves out an unreadable photo
+        if key not in self._cache:
             if len(self._cache) >= self.max_items:
                 self._cache.pop(next(iter(self._cache)))
             try:
@@ -130,8 +131,8 @@ class Thumbnails:
             im = ImageOps.pad(im, (self.size, self.size), color=(255, 255, 255))
             buf = io.BytesIO()
             im.save(buf, format="JPEG", quality=85)
-            self._cache[i] = buf.getvalue()
-        return self._cache[i]
+            self._cache[key] = buf.getvalue()
+        return self._cache[key]
 
 
 # -- sketches --------------------------------------------------------------------------------

@@ -143,7 +143,9 @@ class Gallery:
         """This backend's features for every photo: from memory, from the cache folder, or computed
         now (then cached). Keyed by the backend's photo model, so a retrained model re-indexes.
 
-        While one thread indexes this gallery, others asking for it wait and see its progress.
+        Indexing runs in a worker thread, one per gallery at a time: every caller (the one that
+        started it too) waits for it and sees its progress, so twenty first searches index once,
+        and a caller that gives up (a page rerun raising out of `progress`) does not stop it.
         Unreadable photos are dropped from the gallery (see `skipped`); the rest are indexed."""
         key = backend.feature_key
         while True:
@@ -152,19 +154,19 @@ class Gallery:
                 return feats
             job, owner = _claim(self._lock_key())
             if owner:
-                if key in self._features:             # finished while we were claiming
-                    _release(self._lock_key(), job)
-                    continue
-                break
+                job.run(lambda: self._index(backend, job), lambda: _release(self._lock_key(), job))
             while not job.finished.wait(0.1):
                 if progress is not None and job.total:
                     progress(job.done, job.total)
-        try:
-            feats = self._load_or_build(backend, job.reporter(progress))
-            self._features[key] = feats
-            return feats
-        finally:
-            _release(self._lock_key(), job)
+            if job.error is not None and job.owner is self and job.key == key:
+                raise job.error
+            # done: this gallery now has the features in memory, or the job was another one; look again
+
+    def _index(self, backend: "Backend", job: "_Job") -> None:
+        """The worker: features from the cache or computed, kept in memory (runs under the lock)."""
+        job.owner, job.key = self, backend.feature_key
+        if backend.feature_key not in self._features:
+            self._features[backend.feature_key] = self._load_or_build(backend, job.reporter(None))
 
     def _lock_key(self) -> str:
         """Galleries with the same cache folder share one lock (two instances of one folder)."""
@@ -327,12 +329,27 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 class _Job:
-    """One gallery being indexed: its progress (for the waiters) and when it is done."""
+    """One gallery being indexed: its progress and outcome, for everyone waiting on it."""
 
     def __init__(self) -> None:
         self.done = 0
         self.total = 0
         self.finished = threading.Event()
+        self.error: BaseException | None = None
+        self.owner: Gallery | None = None
+        self.key = ""
+
+    def run(self, work: Any, release: Any) -> None:
+        """`work()` in a daemon thread; then `release()` and wake the waiters (also on failure)."""
+        def target() -> None:
+            try:
+                work()
+            except BaseException as e:      # handed to the waiters, who raise it
+                self.error = e
+            finally:
+                release()
+                self.finished.set()
+        threading.Thread(target=target, name="gallery-index", daemon=True).start()
 
     def reporter(self, progress: "Progress | None") -> "Progress":
         def report(done: int, total: int) -> None:
@@ -360,4 +377,3 @@ def _release(key: str, job: _Job) -> None:
     with _jobs_guard:
         if _jobs.get(key) is job:
             del _jobs[key]
-    job.finished.set()

@@ -624,3 +624,34 @@ def test_load_test_runs_against_the_app_on_loopback():
     assert r["examples"] > 0 and many["searches"] == many["expected_searches"] == 6
     assert many["errors"] == 0 and many["differs_from_reference"] == 0 and many["short"] == 0
     assert r["one_session"]["errors"] == 0 and r["one_session"]["latency_ms"]["p50"] > 0
+
+
+def test_indexing_survives_a_caller_that_gives_up(tmp_path):
+    """A page rerun raises out of the progress callback: that caller stops waiting, the indexing
+    does not, and the next search finds it done (no second pass)."""
+    folder = colour_folder(tmp_path / "photos", {"cat": REDS * 4})
+    backend = MeanColour()
+    backend.delay = 0.05
+    g = Gallery.from_folder(folder)
+
+    class Rerun(Exception):
+        pass
+
+    def impatient(done: int, total: int) -> None:
+        raise Rerun()
+    with pytest.raises(Rerun):
+        g.features(backend, impatient)
+    feats = g.features(backend)
+    assert feats.shape == (20, 3) and backend.batches == 5
+
+
+def test_thumbnails_follow_the_photos_when_one_is_left_out(tmp_path):
+    from sbir_core.app_support import Thumbnails
+    folder = colour_folder(tmp_path / "photos", {"cat": [(250, 0, 0)], "dog": [(0, 0, 250)]})
+    (folder / "cat" / "9.png").write_bytes(b"broken")        # listed first: cat/0, cat/9, dog/0
+    g = Gallery.from_folder(folder)
+    thumbs = Thumbnails(g, size=16)
+    before = thumbs(1)                                          # the broken one: a grey placeholder
+    g.features(MeanColour())
+    after = np.asarray(Image.open(io.BytesIO(thumbs(1))).convert("RGB"))
+    assert thumbs(1) != before and after[8, 8, 2] > 200         # now position 1 is the blue dog
