@@ -655,3 +655,11 @@ def test_thumbnails_follow_the_photos_when_one_is_left_out(tmp_path):
     g.features(MeanColour())
     after = np.asarray(Image.open(io.BytesIO(thumbs(1))).convert("RGB"))
     assert thumbs(1) != before and after[8, 8, 2] > 200         # now position 1 is the blue dog
+
+
+def test_upload_declaring_far_more_pixels_than_its_bytes_hold_is_refused():
+    """20 legal 40 MP PNGs of 130 KB each cost ~8 s CPU to decode: refused from the header."""
+    b = io.BytesIO()
+    Image.new("L", (6000, 6000), 255).save(b, format="PNG")
+    g, problems = Gallery.from_images([("white.png", b.getvalue()), ("ok.png", png(Image.new("RGB", (64, 64))))])
+    assert len(g) == 1 and "white.png: refused" in problems[0] and "decompression bomb" in problems[0]

@@ -27,6 +27,10 @@ MIN_INK_FRACTION = 0.0002    # fewer ink pixels than this fraction of the image 
 FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")
 FORMAT_NAMES = "PNG, JPEG, WebP, BMP, GIF or TIFF"
 EXIF_ORIENTATION = 0x0112
+# An upload that declares far more pixels than its bytes can plausibly hold is a decompression
+# bomb in all but name (a 40 MP PNG of 13 KB); photos hold ~2-20 pixels per byte, line-art scans < ~100.
+BOMB_MIN_PIXELS = 4_000_000
+BOMB_PIXELS_PER_BYTE = 250
 
 
 class ImageInputError(ValueError):
@@ -95,6 +99,10 @@ def probe_image(source: Any) -> tuple[int, int]:
             im = Image.open(io.BytesIO(data), formats=FORMATS)
             size = im.size
             _check_pixels(*size)
+            pixels = size[0] * size[1]
+            if pixels > BOMB_MIN_PIXELS and pixels > BOMB_PIXELS_PER_BYTE * len(data):
+                raise ImageInputError(f"refused: {size[0]}×{size[1]} pixels in only {len(data) // 1024} KB "
+                                      f"(a decompression bomb, or an empty picture)")
             im.verify()
     except ImageInputError:
         raise
