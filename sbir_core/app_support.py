@@ -312,7 +312,7 @@ def load_report(path: Path | None = None) -> dict[str, Any] | None:
         report = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return None
-    return report if isinstance(report.get("backends"), dict) else None
+    return report if isinstance(report, dict) and isinstance(report.get("backends"), dict) else None
 
 
 METRIC_COLUMNS = ("mAP@all", "P@20", "acc@1", "acc@5", "acc@10")
@@ -359,6 +359,8 @@ def load_curves(name: str) -> list[dict[str, Any]] | None:
             continue
         if isinstance(rows, dict):
             rows = rows.get("epochs") or rows.get("curves") or []
+        if not isinstance(rows, list):
+            continue
         rows = [r for r in rows if isinstance(r, dict) and "epoch" in r]
         if rows:
             return rows
@@ -370,6 +372,8 @@ def refit_summary(meta: dict[str, Any]) -> str | None:
     curves' last epoch): its validation before -> after, from the metadata; None without one."""
     refit = meta.get("photo_refit") or {}
     before, after = refit.get("before") or {}, refit.get("after") or {}
+    if not isinstance(before, dict) or not isinstance(after, dict):
+        return None
     parts = [f"{label} {before[k]:.3f} → {after[k]:.3f}" for k, label in
              (("val_mAP_served", "val mAP@all"), ("val_P@20_served", "val P@20"),
               ("val_acc@10_served", "val acc@10"), ("val_photo_top1", "val photos filed under their class"))

@@ -663,3 +663,20 @@ def test_upload_declaring_far_more_pixels_than_its_bytes_hold_is_refused():
     Image.new("L", (6000, 6000), 255).save(b, format="PNG")
     g, problems = Gallery.from_images([("white.png", b.getvalue()), ("ok.png", png(Image.new("RGB", (64, 64))))])
     assert len(g) == 1 and "white.png: refused" in problems[0] and "decompression bomb" in problems[0]
+
+
+def test_default_backend_loads_even_with_a_damaged_report_and_a_broken_backend(models_copy, monkeypatch):
+    """The first page a visitor sees: not a backend whose files are missing, and not whatever comes
+    first when the evaluation report is damaged (the preferred backend that loads)."""
+    pytest.importorskip("streamlit")
+    from streamlit.testing.v1 import AppTest
+    from sbir_core import app_support
+    if not {"triplet.json", "classifier.json"} <= {p.name for p in models_copy.iterdir()}:
+        pytest.skip("needs the triplet and classifier models")
+    (models_copy / "metrics_sketchy.json").write_text('{"backends": [damaged')
+    monkeypatch.setattr(app_support, "METRICS_FILE", models_copy / "metrics_sketchy.json")
+    assert app_support.load_report() is None
+    (models_copy / "triplet_sketch_head.onnx").unlink()
+    at = AppTest.from_file(str(REPO_ROOT / "app.py"), default_timeout=120).run()
+    assert not at.exception
+    assert at.session_state["backend"] == "classifier"
