@@ -285,15 +285,16 @@ class Gallery:
 
 # -- helpers ---------------------------------------------------------------------------------
 def photos_fingerprint(sources: Sequence[Any], by_content: bool = False) -> str:
-    """A hash over every photo in order: bytes by content; files by name + size + mtime (cheap:
-    one stat each), or by name + content when `by_content` (stable across a git checkout)."""
+    """A hash over every photo in order: bytes by content; files by folder and name + size + mtime
+    (cheap: one stat each), or by folder and name + content when `by_content` (stable across a git
+    checkout)."""
     h = hashlib.sha1()
     for src in sources:
         if isinstance(src, (bytes, bytearray, memoryview)):
             h.update(b"b" + hashlib.sha1(src).digest())
             continue
         p = Path(src)
-        h.update(b"f" + p.name.encode("utf-8", "surrogateescape") + b"\0")
+        h.update(b"f" + f"{p.parent.name}/{p.name}".encode("utf-8", "surrogateescape") + b"\0")
         try:
             if by_content:
                 h.update(hashlib.sha1(p.read_bytes()).digest())
