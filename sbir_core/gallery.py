@@ -108,7 +108,8 @@ class Gallery:
             except ImageInputError as e:
                 problems.append(f"{safe_name(fname)}: {e}")
                 continue
-            ids.append(f"{n:05d}-{safe_name(Path(fname.replace(chr(92), '/')).stem)}")
+            stem = Path(fname.replace("\\", "/")).stem         # zip members may use Windows separators
+            ids.append(f"{n:05d}-{safe_name(stem)}")
             sources.append(bytes(data))
             keep_labels.append(labels[n] if labels else None)
         return cls(name, ids, sources, keep_labels, [i.split("-", 1)[1] for i in ids],
@@ -166,7 +167,7 @@ class Gallery:
         """The worker: features from the cache or computed, kept in memory (runs under the lock)."""
         job.owner, job.key = self, backend.feature_key
         if backend.feature_key not in self._features:
-            self._features[backend.feature_key] = self._load_or_build(backend, job.reporter(None))
+            self._features[backend.feature_key] = self._load_or_build(backend, job.report)
 
     def _lock_key(self) -> str:
         """Galleries with the same cache folder share one lock (two instances of one folder)."""
@@ -235,11 +236,16 @@ class Gallery:
         except (OSError, ValueError, EOFError) as e:
             log.warning("rebuilding %s: the cached features are damaged (%s)", path, e)
             return None
+        if (feats.ndim != 2 or len(feats) != self._n_listed or not np.issubdtype(feats.dtype, np.floating)
+                or not (np.isfinite(feats).all(axis=1) | np.isnan(feats).all(axis=1)).all()):
+            log.warning("rebuilding %s: shape %s, dtype %s do not fit %d photos", path, feats.shape, feats.dtype,
+                        self._n_listed)
+            return None
         meta = _read_json(meta_path)
         if meta is None and not self.saved:
             log.warning("rebuilding %s: no record of which photos it holds", path)
             return None
-        if meta is not None:
+        if meta is not None:             # (a saved gallery's embeddings may predate these records)
             expect = {"format": CACHE_FORMAT, "photos": fp, "shape": list(feats.shape), "dtype": str(feats.dtype),
                       "sha1": hashlib.sha1(data).hexdigest()}
             wrong = [k for k, v in expect.items() if meta.get(k) != v]
@@ -247,13 +253,6 @@ class Gallery:
                 log.warning("rebuilding %s: stale or damaged (%s differ)", path, ", ".join(wrong))
                 return None
             self.skipped += [str(m) for m in meta.get("skipped") or [] if str(m) not in self.skipped]
-        ok_rows = np.isfinite(feats.reshape(len(feats), -1)).all(axis=1) if feats.ndim >= 1 else None
-        nan_rows = np.isnan(feats.reshape(len(feats), -1)).all(axis=1) if feats.ndim >= 1 else None
-        if (feats.ndim != 2 or len(feats) != self._n_listed or not np.issubdtype(feats.dtype, np.floating)
-                or not (ok_rows | nan_rows).all()):
-            log.warning("rebuilding %s: shape %s, dtype %s do not fit %d photos", path, feats.shape, feats.dtype,
-                        self._n_listed)
-            return None
         return feats
 
     def _write_cache(self, key: str, fp: str, feats: np.ndarray) -> None:
@@ -352,12 +351,9 @@ class _Job:
                 self.finished.set()
         threading.Thread(target=target, name="gallery-index", daemon=True).start()
 
-    def reporter(self, progress: "Progress | None") -> "Progress":
-        def report(done: int, total: int) -> None:
-            self.done, self.total = done, total
-            if progress is not None:
-                progress(done, total)
-        return report
+    def report(self, done: int, total: int) -> None:
+        """The worker's progress, read by the waiters."""
+        self.done, self.total = done, total
 
 
 _jobs: dict[str, _Job] = {}
