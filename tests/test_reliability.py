@@ -11,7 +11,6 @@ import signal
 import struct
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 import zipfile
@@ -23,7 +22,7 @@ from PIL import Image
 
 from sbir_core import gallery as gallery_mod
 from sbir_core.backends import load_backend
-from sbir_core.backends.base import Backend, check_k
+from sbir_core.backends.base import check_k
 from sbir_core.backends.onnx_model import ModelFileError, meta_problem, read_meta
 from sbir_core.config import MODELS_DIR, REPO_ROOT
 from sbir_core.data.preprocess import (BlankSketchError, ImageInputError, Preprocess, load_image, prepare_sketch,
@@ -31,39 +30,8 @@ from sbir_core.data.preprocess import (BlankSketchError, ImageInputError, Prepro
 from sbir_core.gallery import Gallery
 from sbir_core.uploads import collect_images, unsafe_member_name, zip_directory_size
 
-FAKE_BACKEND = '''
-import time
-import numpy as np
-from sbir_core.backends.base import Backend
-from sbir_core.data.preprocess import Preprocess
+from .reliability_fakes import MeanColour
 
-
-class MeanColour(Backend):
-    """Features = each photo's mean colour: cheap, and different for different photos."""
-    name = "meancolour"
-    preprocess = Preprocess(size=16)
-    photo_batch = 4
-    delay = 0.0
-
-    def __init__(self):
-        self.batches = 0
-
-    @property
-    def feature_key(self):
-        return "meancolour-1"
-
-    def encode_photos(self, x):
-        self.batches += 1
-        time.sleep(self.delay)
-        return x.reshape(len(x), 3, -1).mean(axis=2).astype(np.float32)         # (B, 3)
-
-    def encode_sketches(self, x):
-        return x.reshape(len(x), 3, -1).mean(axis=2).astype(np.float32), {}
-
-    def score(self, q, f, labels):
-        return -((q[:, None, :] - f[None]) ** 2).sum(-1)                           # (Q, N)
-'''
-exec(FAKE_BACKEND)   # defines MeanColour here; the subprocess test writes the same code to a file
 
 
 @pytest.fixture(autouse=True)
@@ -122,9 +90,8 @@ import os, sys, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
 import sbir_core.gallery as G
-from fakebackend import MeanColour
+from tests.reliability_fakes import MeanColour
 G.CACHE_ROOT = Path(sys.argv[3])
-real_fsync = os.fsync
 def slow_fsync(fd):                      # the bytes are written but not yet renamed into place
     print("writing", flush=True)
     time.sleep(60)
@@ -137,10 +104,9 @@ def test_kill_during_cache_write_leaves_no_half_file(tmp_path):
     """SIGKILL while the feature file is being written: the next run neither raises nor reads a
     partial file; it indexes again and gets the right features."""
     folder = colour_folder(tmp_path / "photos", {"cat": REDS, "sky": BLUES})
-    (tmp_path / "fakebackend.py").write_text(FAKE_BACKEND)
     (tmp_path / "kill.py").write_text(KILL_SCRIPT)
     cache = tmp_path / "cache"
-    env = {**os.environ, "PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{tmp_path}", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, str(tmp_path / "kill.py"), str(REPO_ROOT), str(folder), str(cache)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
