@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -40,6 +41,7 @@ BUNDLED_DIR = GALLERIES_DIR / "bundled"
 CACHE_ROOT = REPO_ROOT / ".cache" / "embeddings"
 METADATA_COLUMNS = ("id", "file", "label", "caption", "source", "licence")
 CACHE_FORMAT = 1
+STALE_TEMP_S = 3600           # a temp file this old belongs to no live writer
 
 
 @dataclass
@@ -269,6 +271,13 @@ class Gallery:
             atomic_write(self.cache_dir / f"{key}.json", (json.dumps(meta, indent=1) + "\n").encode())
         except OSError as e:
             log.warning("could not cache features in %s (%s)", self.cache_dir, e)
+            return
+        for tmp in self.cache_dir.glob(f".{key}.*.tmp"):   # left by a process killed mid-write
+            try:
+                if time.time() - tmp.stat().st_mtime > STALE_TEMP_S:
+                    tmp.unlink()
+            except OSError:
+                pass
 
     def save(self, folder: str | Path) -> None:
         """Write metadata.csv next to images already in `folder` (sources must be paths inside it)."""

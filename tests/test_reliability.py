@@ -126,6 +126,12 @@ def test_kill_during_cache_write_leaves_no_half_file(tmp_path):
     assert b.batches > 0 and feats.shape == (10, 3)
     assert np.allclose(feats[0], np.asarray(REDS[0]) / 127.5 - 1, atol=0.02)   # the right photo, the right row
     assert np.array_equal(Gallery.from_folder(folder).features(MeanColour()), feats)
+    # the killed writer's temp file is removed by a later write once it is old enough
+    (stray,) = g.cache_dir.glob(".*.tmp")
+    os.utime(stray, (1, 1))
+    (g.cache_dir / f"{key}.json").unlink()
+    Gallery.from_folder(folder).features(MeanColour())
+    assert not stray.exists()
 
 
 # -- 2. stale folder cache -------------------------------------------------------------------------
