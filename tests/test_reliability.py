@@ -652,3 +652,32 @@ def test_default_backend_loads_even_with_a_damaged_report_and_a_broken_backend(m
     at = AppTest.from_file(str(REPO_ROOT / "app.py"), default_timeout=120).run()
     assert not at.exception
     assert at.session_state["backend"] == "classifier"
+
+
+def test_search_page_names_an_unreadable_photo_instead_of_an_exception_box(tmp_path, monkeypatch):
+    """A folder gallery with one broken photo on the Search page: results from the rest, and one
+    warning line naming the file (issue 15 saw an exception box and nothing saved)."""
+    pytest.importorskip("streamlit")
+    from streamlit.testing.v1 import AppTest
+    if not (MODELS_DIR / "triplet.json").is_file():
+        pytest.skip("no triplet model files")
+    folder = tmp_path / "mine"
+    for label, colour in (("cat", (200, 120, 40)), ("cup", (40, 90, 200))):
+        (folder / label).mkdir(parents=True)
+        for n in range(3):
+            Image.new("RGB", (48, 48), tuple(c + 10 * n for c in colour)).save(folder / label / f"{n}.png")
+    (folder / "cup" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    monkeypatch.setenv("SBIR_GALLERY_DIR", str(folder))
+    at = AppTest.from_file(str(REPO_ROOT / "app.py"), default_timeout=120)
+    at.session_state["canvas_inject"] = {"objects": [{"type": "path", "stroke": "#000000", "strokeWidth": 6,
+                                                      "path": [["M", 100, 100], ["L", 300, 300], ["L", 100, 300]]}]}
+    at.session_state["gallery_key_picker"] = "folder"
+    at.session_state["backend_picker"] = "triplet"
+    try:
+        at.run()
+        assert not at.exception
+        assert any("Skipped 1 unreadable photo" in w.value and "cup/broken.jpg" in w.value for w in at.warning)
+        assert not at.error
+    finally:
+        import app_widgets
+        app_widgets.get_shared_gallery.clear()
