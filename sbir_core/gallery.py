@@ -85,7 +85,15 @@ class Gallery:
         """A saved gallery: `metadata.csv` (id, file, label, caption, source, licence) + images + embeddings/."""
         folder = Path(folder)
         with open(folder / "metadata.csv", newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
+            reader = csv.DictReader(f)
+            missing = [c for c in ("id", "file", "label") if c not in (reader.fieldnames or [])]
+            if missing:
+                raise ValueError(f"{folder / 'metadata.csv'}: missing column(s) {', '.join(missing)}")
+            rows = list(reader)
+        root = folder.resolve()
+        for n, r in enumerate(rows, start=2):
+            if not r["file"] or not (folder / r["file"]).resolve().is_relative_to(root):
+                raise ValueError(f"{folder / 'metadata.csv'} line {n}: file {r['file']!r:.80} is not inside the gallery folder")
         return cls(folder.name, [r["id"] for r in rows], [folder / r["file"] for r in rows],
                    [r["label"] or None for r in rows], [r.get("caption", "") for r in rows],
                    [{k: r.get(k, "") for k in ("source", "licence")} for r in rows],

@@ -681,3 +681,24 @@ def test_search_page_names_an_unreadable_photo_instead_of_an_exception_box(tmp_p
     finally:
         import app_widgets
         app_widgets.get_shared_gallery.clear()
+
+
+def test_metadata_size_that_does_not_fit_the_model_is_named(models_copy):
+    if not (models_copy / "classifier_small.json").is_file():
+        pytest.skip("no classifier_small model files")
+    meta = json.loads((models_copy / "classifier_small.json").read_text())
+    meta["preprocess"]["size"] = 100
+    (models_copy / "classifier_small.json").write_text(json.dumps(meta))
+    cls = type(load_backend("classifier_small"))
+    with pytest.raises(ModelFileError, match=r"classifier_small.json: field 'preprocess' has size 100 but .* 64×64"):
+        cls(models_dir=models_copy)
+
+
+def test_saved_gallery_with_bad_metadata_is_named(tmp_path):
+    (tmp_path / "g").mkdir()
+    (tmp_path / "g" / "metadata.csv").write_text("name,label\nx,cat\n")
+    with pytest.raises(ValueError, match="missing column.*id, file"):
+        Gallery.load(tmp_path / "g")
+    (tmp_path / "g" / "metadata.csv").write_text("id,file,label\nx,../../etc/passwd,cat\n")
+    with pytest.raises(ValueError, match="line 2: file '../../etc/passwd' is not inside the gallery folder"):
+        Gallery.load(tmp_path / "g")

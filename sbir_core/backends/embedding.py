@@ -30,6 +30,19 @@ class OnnxBackend(Backend):
         self.sketch_model = OnnxChain.load(self.meta["sketch_model"], models_dir, threads, sessions)
         self.photo_model = OnnxChain.load(self.meta["photo_model"], models_dir, threads, sessions)
         self._key = f"{self.name}-{self.photo_model.fingerprint()}"
+        self._check_meta_fits_models()
+
+    def _check_meta_fits_models(self) -> None:
+        """Metadata that parses but does not fit the ONNX files (input size, class count) fails
+        here, naming the field, instead of in the middle of a search."""
+        checks = [("preprocess", self.sketch_model, self.preprocess.size),
+                  ("photo_preprocess" if "photo_preprocess" in self.meta else "preprocess", self.photo_model,
+                   (self.photo_preprocess or self.preprocess).size)]
+        for field_name, chain, size in checks:
+            dims = chain.models[0].session.get_inputs()[0].shape[-2:]
+            if all(isinstance(d, int) for d in dims) and tuple(dims) != (size, size):
+                raise ModelFileError(f"model metadata {self.name}.json: field '{field_name}' has size {size} but "
+                                     f"{chain.paths[0].name} takes {dims[0]}×{dims[1]} inputs; {REBUILD_HINT}")
         if "classes" in REQUIRED_BY_BACKEND.get(self.name, ()):
             n_out = self.sketch_model.models[-1].session.get_outputs()[0].shape[-1]
             if isinstance(n_out, int) and n_out != len(self.meta["classes"]):
