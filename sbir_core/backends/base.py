@@ -135,7 +135,7 @@ class Backend(ABC):
 def check_k(k: Any) -> int:
     """`k` as a positive int: whole numbers of any numeric type pass (5, 5.0, np.int64(5)); None,
     text, booleans, fractions and k < 1 are refused with a message naming `k`."""
-    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (numbers.Integral, numbers.Real)):
+    if isinstance(k, (bool, np.bool_)) or not isinstance(k, numbers.Real):
         raise TypeError(f"k must be a whole number of results, got {type(k).__name__} {k!r:.40}")
     if not math.isfinite(float(k)) or float(k) != int(k) or int(k) < 1:
         raise ValueError(f"k must be a whole number of results, at least 1, got {k!r:.40}")
