@@ -702,3 +702,23 @@ def test_saved_gallery_with_bad_metadata_is_named(tmp_path):
     (tmp_path / "g" / "metadata.csv").write_text("id,file,label\nx,../../etc/passwd,cat\n")
     with pytest.raises(ValueError, match="line 2: file '../../etc/passwd' is not inside the gallery folder"):
         Gallery.load(tmp_path / "g")
+
+
+def test_zip_with_a_corrupt_member_keeps_the_others():
+    """One member fails its CRC, one is a damaged image: both named, the good photo indexed."""
+    good = png(Image.new("RGB", (32, 32), (200, 30, 30)))
+    noisy = png(Image.fromarray(np.random.default_rng(1).integers(0, 255, (40, 40, 3), dtype=np.uint8)))
+    b = io.BytesIO()
+    with zipfile.ZipFile(b, "w", compression=zipfile.ZIP_STORED) as z:
+        z.writestr("cat/good.png", good)
+        z.writestr("cat/crc.png", noisy)
+        z.writestr("cat/cut.png", noisy[: len(noisy) // 2])
+    data = bytearray(b.getvalue())
+    at = data.find(noisy[200:232])                      # flip bytes inside the stored crc.png
+    data[at:at + 8] = bytes(x ^ 0xFF for x in data[at:at + 8])
+    batch = collect_images([("photos.zip", bytes(data))])
+    assert any("cat/crc.png" in p and "damaged" in p for p in batch.problems)
+    g, problems = Gallery.from_images(batch.images)
+    feats = g.features(MeanColour())
+    assert len(g) == 1 and feats.shape == (1, 3) and g.ids[0].endswith("good")
+    assert any("cut" in p for p in problems + g.skipped)
