@@ -20,12 +20,16 @@ for key in ("gallery_key", "backend"):                 # pages ask for a switch 
 
 
 def default_backend(names: list[str]) -> str:
-    """The best backend by the shipped evaluation (mAP@all), else the first one present."""
+    """The best backend by the shipped evaluation (mAP@all) among those that load; without a
+    usable evaluation, the first of PREFERRED that loads. A visitor's first page is never an error."""
     report = load_report() or {"backends": {}}
-    scored = [n for n in names if n in report["backends"]]
-    if scored:
-        return max(scored, key=lambda n: report["backends"][n].get("mAP@all", 0.0))
-    return names[0]
+    score = {n: m.get("mAP@all") for n, m in report["backends"].items() if isinstance(m, dict)}
+    scored = sorted((n for n in names if isinstance(score.get(n), (int, float))), key=lambda n: -score[n])
+    order = scored + [n for n in PREFERRED if n in names] + list(names)
+    return next((n for n in dict.fromkeys(order) if ui.backend_or_message(n)[0] is not None), names[0])
+
+
+PREFERRED = ("triplet", "classifier", "triplet_noedge", "cgan", "classifier_small", "pretrained", "random")
 
 
 def publish(names: list[str], options: list[str]) -> None:

@@ -90,8 +90,10 @@ def threshold_control(backend_name: str) -> float | None:
                               label_visibility="collapsed"))
 
 
-def ensure_indexed(backend: Backend, gallery: Gallery) -> None:
-    """Compute the gallery's features for this backend, with a progress bar when it takes a while."""
+def ensure_indexed(backend: Backend, gallery: Gallery) -> str | None:
+    """Compute the gallery's features for this backend, with a progress bar when it takes a while
+    (also while another session indexes it); a one-line warning names photos that could not be
+    read. Returns the message to show instead of results when indexing failed."""
     bar = None
 
     def progress(done: int, total: int) -> None:
@@ -100,9 +102,18 @@ def ensure_indexed(backend: Backend, gallery: Gallery) -> None:
             bar = st.progress(0.0, text=f"Indexing {total} photos for {backend.name}…")
         bar.progress(done / max(total, 1), text=f"Indexing photos for {backend.name}: {done}/{total}")
 
-    gallery.features(backend, progress)
-    if bar is not None:
-        bar.empty()
+    try:
+        gallery.features(backend, progress)
+    except (ImageInputError, ModelFileError, OSError) as e:
+        return f"The gallery could not be indexed: {e}"
+    except Exception as e:  # never a traceback on the page
+        return f"The gallery could not be indexed ({type(e).__name__}: {e})."
+    finally:
+        if bar is not None:
+            bar.empty()
+    if gallery.skipped:
+        st.warning(gallery.skipped_summary())
+    return None
 
 
 def search(backend_name: str, gallery: Gallery, k: int, threshold: float | None = None) -> SearchOutcome:
@@ -113,9 +124,11 @@ def search(backend_name: str, gallery: Gallery, k: int, threshold: float | None 
     backend, err = backend_or_message(backend_name)
     if backend is None:
         return SearchOutcome(backend_name, error=err)
-    ensure_indexed(backend, gallery)
+    err = ensure_indexed(backend, gallery)
+    if err:
+        return SearchOutcome(backend_name, error=err)
     memo = st.session_state.setdefault("results", {})
-    key = (sketch["hash"], backend_name, gallery.name, len(gallery), k, threshold)
+    key = (sketch["hash"], backend_name, gallery.content_key, k, threshold)     # the photos themselves, not their count
     if key not in memo:
         if len(memo) > 32:
             memo.clear()

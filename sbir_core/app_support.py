@@ -45,7 +45,8 @@ class BackendInfo:
 
 
 def backend_infos() -> list[BackendInfo]:
-    """Every backend whose model files are present, then the baselines; never raises."""
+    """Every backend whose model files are present, then the baselines; never raises. A backend
+    whose metadata is invalid, or names a model file that is not there, carries the message."""
     out = []
     for name in available_backends(include_baselines=True):
         if name in BASELINES:
@@ -54,6 +55,11 @@ def backend_infos() -> list[BackendInfo]:
             continue
         try:
             meta = read_meta(name)
+            missing = [f for key in ("sketch_model", "photo_model")
+                       for f in ([meta[key]] if isinstance(meta[key], str) else meta[key])
+                       if not (MODELS_DIR / f).is_file()]
+            if missing:
+                raise ModelFileError(f"model file {missing[0]} of {name} is missing from {MODELS_DIR}; {REBUILD_HINT}")
             out.append(BackendInfo(name, meta.get("title", name), meta.get("description", ""),
                                    baseline=name == "pretrained", meta=meta))
         except ModelFileError as e:
@@ -114,7 +120,8 @@ class Thumbnails:
         self._cache: dict[int, bytes] = {}
 
     def __call__(self, i: int) -> bytes:
-        if i not in self._cache:
+        key = (i, len(self.gallery))     # positions shift when indexing leaves out an unreadable photo
+        if key not in self._cache:
             if len(self._cache) >= self.max_items:
                 self._cache.pop(next(iter(self._cache)))
             try:
@@ -124,8 +131,8 @@ class Thumbnails:
             im = ImageOps.pad(im, (self.size, self.size), color=(255, 255, 255))
             buf = io.BytesIO()
             im.save(buf, format="JPEG", quality=85)
-            self._cache[i] = buf.getvalue()
-        return self._cache[i]
+            self._cache[key] = buf.getvalue()
+        return self._cache[key]
 
 
 # -- sketches --------------------------------------------------------------------------------
@@ -275,9 +282,10 @@ def safe_search(backend: Backend, sketch: Any, gallery: Gallery, k: int = 20,
         return SearchOutcome(backend.name, error=str(e), blank=True)
     except (ImageInputError, ModelFileError) as e:
         return SearchOutcome(backend.name, error=str(e))
-    except Exception as e:  # the app's last line of defence: log it, show one line
+    except Exception as e:  # the app's last line of defence: log it, show one line (no advice we cannot stand by)
         log.exception("search failed")
-        return SearchOutcome(backend.name, error=f"search failed ({type(e).__name__}: {e}); {REBUILD_HINT}")
+        return SearchOutcome(backend.name, error=f"The search failed unexpectedly ({type(e).__name__}: {e}). "
+                                                 "Try again, or pick another backend or gallery.")
 
 
 def supports_threshold(backend: Backend) -> bool:
@@ -304,7 +312,7 @@ def load_report(path: Path | None = None) -> dict[str, Any] | None:
         report = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return None
-    return report if isinstance(report.get("backends"), dict) else None
+    return report if isinstance(report, dict) and isinstance(report.get("backends"), dict) else None
 
 
 METRIC_COLUMNS = ("mAP@all", "P@20", "acc@1", "acc@5", "acc@10")
@@ -351,6 +359,8 @@ def load_curves(name: str) -> list[dict[str, Any]] | None:
             continue
         if isinstance(rows, dict):
             rows = rows.get("epochs") or rows.get("curves") or []
+        if not isinstance(rows, list):
+            continue
         rows = [r for r in rows if isinstance(r, dict) and "epoch" in r]
         if rows:
             return rows
@@ -362,6 +372,8 @@ def refit_summary(meta: dict[str, Any]) -> str | None:
     curves' last epoch): its validation before -> after, from the metadata; None without one."""
     refit = meta.get("photo_refit") or {}
     before, after = refit.get("before") or {}, refit.get("after") or {}
+    if not isinstance(before, dict) or not isinstance(after, dict):
+        return None
     parts = [f"{label} {before[k]:.3f} → {after[k]:.3f}" for k, label in
              (("val_mAP_served", "val mAP@all"), ("val_P@20_served", "val P@20"),
               ("val_acc@10_served", "val acc@10"), ("val_photo_top1", "val photos filed under their class"))

@@ -150,6 +150,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         t0 = time.perf_counter()
         backend = load_backend(name, threads=2)
         gallery.features(backend, progress=_progress(f"{name}: indexing photos"))
+        if len(gallery) != len(gl):        # unreadable photos were left out: the label lists no longer fit
+            print(f"error: {gallery.skipped_summary()}; fix or remove them and run again", file=sys.stderr)
+            return 2
         t1 = time.perf_counter()
         s = backend.score_matrix([q.path for q in queries], gallery, progress=_progress(f"{name}: sketches"))
         t2 = time.perf_counter()

@@ -3,11 +3,23 @@
 Three kinds, one class: the bundled gallery (`galleries/bundled`: images + metadata.csv +
 precomputed embeddings/), any folder of photos (features cached under `.cache/`), and photos held
 in memory (a user's upload; features live for the session).
+
+The feature cache must never be able to show wrong results, so each `<feature_key>.npy` is
+written atomically (temp file + rename) with a `<feature_key>.json` beside it that records the
+photos' fingerprint, the array's shape and dtype and the file's hash; a file that is damaged, was
+cut short, or belongs to other photos is rebuilt, never trusted. One thread indexes a gallery at a
+time; the others wait for its result (and see its progress) instead of indexing it again.
 """
 from __future__ import annotations
 
 import csv
 import hashlib
+import io
+import json
+import logging
+import os
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -16,19 +28,29 @@ import numpy as np
 from PIL import Image
 
 from .config import GALLERIES_DIR, REPO_ROOT
-from .data.preprocess import ImageInputError, load_image
+from .data.preprocess import ImageInputError, load_image, probe_image
 from .data.readers import image_folder
+from .uploads import safe_name
 
 if TYPE_CHECKING:
     from .backends.base import Backend, Progress
 
+log = logging.getLogger(__name__)
+
 BUNDLED_DIR = GALLERIES_DIR / "bundled"
+CACHE_ROOT = REPO_ROOT / ".cache" / "embeddings"
 METADATA_COLUMNS = ("id", "file", "label", "caption", "source", "licence")
+CACHE_FORMAT = 1
+STALE_TEMP_S = 3600           # a temp file this old belongs to no live writer
 
 
 @dataclass
 class Gallery:
-    """Photos to search. `sources[i]` is a path or the image bytes; `labels[i]` a class or None."""
+    """Photos to search. `sources[i]` is a path or the image bytes; `labels[i]` a class or None.
+
+    `saved` galleries (a folder with metadata.csv) fingerprint their photos by content, so their
+    committed embeddings stay valid in a fresh clone; folder galleries by name, size and mtime.
+    `skipped` names the photos left out because they could not be read (one line each)."""
     name: str
     ids: list[str]
     sources: list[Any]
@@ -36,7 +58,12 @@ class Gallery:
     captions: list[str] = field(default_factory=list)
     info: list[dict[str, str]] = field(default_factory=list)   # per photo: source, licence, ...
     cache_dir: Path | None = None
+    saved: bool = False
+    skipped: list[str] = field(default_factory=list)
     _features: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    _fingerprint: str | None = field(default=None, repr=False)
+    _n_listed: int | None = field(default=None, repr=False)     # photos before any was skipped
+    _kept: list[int] | None = field(default=None, repr=False)   # their listed positions, once some were
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -48,22 +75,29 @@ class Gallery:
         items = image_folder(path)
         if not items:
             raise ImageInputError(f"no images found in {path}")
-        key = hashlib.sha1(str(Path(path).resolve()).encode() + str(len(items)).encode()).hexdigest()[:12]
+        key = hashlib.sha1(str(Path(path).resolve()).encode()).hexdigest()[:12]
         ids = [f"{it.raw_label}/{it.path.stem}" if it.raw_label else it.path.stem for it in items]
         return cls(name or Path(path).name, ids, [it.path for it in items], [it.label for it in items],
-                   [it.path.stem for it in items], [{} for _ in items],
-                   cache_dir=REPO_ROOT / ".cache" / "embeddings" / key)
+                   [it.path.stem for it in items], [{} for _ in items], cache_dir=CACHE_ROOT / key)
 
     @classmethod
     def load(cls, folder: str | Path) -> "Gallery":
         """A saved gallery: `metadata.csv` (id, file, label, caption, source, licence) + images + embeddings/."""
         folder = Path(folder)
         with open(folder / "metadata.csv", newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
+            reader = csv.DictReader(f)
+            missing = [c for c in ("id", "file", "label") if c not in (reader.fieldnames or [])]
+            if missing:
+                raise ValueError(f"{folder / 'metadata.csv'}: missing column(s) {', '.join(missing)}")
+            rows = list(reader)
+        root = folder.resolve()
+        for n, r in enumerate(rows, start=2):
+            if not r["file"] or not (folder / r["file"]).resolve().is_relative_to(root):
+                raise ValueError(f"{folder / 'metadata.csv'} line {n}: file {r['file']!r:.80} is not inside the gallery folder")
         return cls(folder.name, [r["id"] for r in rows], [folder / r["file"] for r in rows],
                    [r["label"] or None for r in rows], [r.get("caption", "") for r in rows],
                    [{k: r.get(k, "") for k in ("source", "licence")} for r in rows],
-                   cache_dir=folder / "embeddings")
+                   cache_dir=folder / "embeddings", saved=True)
 
     @classmethod
     def bundled(cls) -> "Gallery":
@@ -73,16 +107,19 @@ class Gallery:
     @classmethod
     def from_images(cls, named: Sequence[tuple[str, bytes]], name: str = "my photos",
                     labels: Sequence[str | None] | None = None) -> tuple["Gallery", list[str]]:
-        """Photos given as (file name, bytes): a user's upload. Unreadable ones are skipped and
-        reported in the returned list of messages, so one bad file loses nothing else."""
+        """Photos given as (file name, bytes): a user's upload. Files that are not images (or too
+        large) are skipped and reported in the returned messages, so one bad file loses nothing
+        else. Only headers are checked here; a photo that fails to decode later is left out when
+        indexing and named in `skipped`."""
         ids, sources, keep_labels, problems = [], [], [], []
         for n, (fname, data) in enumerate(named):
             try:
-                load_image(data)
+                probe_image(data)
             except ImageInputError as e:
-                problems.append(f"{fname}: {e}")
+                problems.append(f"{safe_name(fname)}: {e}")
                 continue
-            ids.append(f"{n:05d}-{Path(fname).stem}")
+            stem = Path(fname.replace("\\", "/")).stem         # zip members may use Windows separators
+            ids.append(f"{n:05d}-{safe_name(stem)}")
             sources.append(bytes(data))
             keep_labels.append(labels[n] if labels else None)
         return cls(name, ids, sources, keep_labels, [i.split("-", 1)[1] for i in ids],
@@ -92,28 +129,163 @@ class Gallery:
     def image(self, i: int) -> Image.Image:
         return load_image(self.sources[i])
 
+    @property
+    def fingerprint(self) -> str:
+        """Identifies these photos (as listed when the gallery was made): a changed, added or
+        removed photo changes it. Also a safe memo key for results (two uploads of the same size
+        differ here)."""
+        if self._fingerprint is None:
+            self._fingerprint = photos_fingerprint(self.sources, by_content=self.saved)
+            self._n_listed = len(self.sources)
+        return self._fingerprint
+
+    @property
+    def content_key(self) -> str:
+        """The photos as searched now: the fingerprint and how many are left after skipping."""
+        return f"{self.fingerprint}-{len(self)}"
+
+    def skipped_summary(self) -> str | None:
+        """One line naming every photo left out as unreadable, or None."""
+        if not self.skipped:
+            return None
+        return f"Skipped {len(self.skipped)} unreadable photo(s) of {self.name}: " + "; ".join(self.skipped)
+
     def features(self, backend: "Backend", progress: "Progress | None" = None) -> np.ndarray:
         """This backend's features for every photo: from memory, from the cache folder, or computed
-        now (then cached). Keyed by the backend's photo model, so a retrained model re-indexes."""
+        now (then cached). Keyed by the backend's photo model, so a retrained model re-indexes.
+
+        Indexing runs in a worker thread, one per gallery at a time: every caller (the one that
+        started it too) waits for it and sees its progress, so twenty first searches index once,
+        and a caller that gives up (a page rerun raising out of `progress`) does not stop it.
+        Unreadable photos are dropped from the gallery (see `skipped`); the rest are indexed."""
         key = backend.feature_key
-        if key in self._features:
-            return self._features[key]
-        path = self.cache_dir / f"{key}.npy" if self.cache_dir else None
-        feats = None
-        if path is not None and path.is_file():
-            feats = np.load(path)
-            if len(feats) != len(self):
-                feats = None
-        if feats is None:
-            feats = backend.index_photos(self.sources, progress)
-            if path is not None:
-                try:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    np.save(path, feats)
-                except OSError:
-                    pass   # a read-only gallery still works; it just re-indexes next time
-        self._features[key] = feats
+        while True:
+            feats = self._features.get(key)
+            if feats is not None:
+                return feats
+            job, owner = _claim(self._lock_key())
+            if owner:
+                job.run(lambda: self._index(backend, job), lambda: _release(self._lock_key(), job))
+            while not job.finished.wait(0.1):
+                if progress is not None and job.total:
+                    progress(job.done, job.total)
+            if job.error is not None and job.owner is self and job.key == key:
+                raise job.error
+            # done: this gallery now has the features in memory, or the job was another one; look again
+
+    def _index(self, backend: "Backend", job: "_Job") -> None:
+        """The worker: features from the cache or computed, kept in memory (runs under the lock)."""
+        job.owner, job.key = self, backend.feature_key
+        if backend.feature_key not in self._features:
+            self._features[backend.feature_key] = self._load_or_build(backend, job.report)
+
+    def _lock_key(self) -> str:
+        """Galleries with the same cache folder share one lock (two instances of one folder)."""
+        return str(self.cache_dir) if self.cache_dir is not None else f"memory-{id(self)}"
+
+    def _load_or_build(self, backend: "Backend", progress: "Progress | None") -> np.ndarray:
+        """(photos in the gallery, ...) features: the cached ones when they fit these photos, else
+        computed. On disk the rows follow the photos as listed, NaN for the unreadable ones."""
+        fp = self.fingerprint                         # of the photos as listed (before any skip)
+        key = backend.feature_key
+        full = self._read_cache(key, fp) if self.cache_dir is not None else None
+        if full is None:
+            problems: list[tuple[int, str]] = []
+            feats = backend.index_photos(self.sources, progress, problems)
+            self.skipped += [f"{self._name_of(i)} ({why})" for i, why in problems]
+            if problems:
+                log.warning("%s", self.skipped_summary())
+            full = np.full((self._n_listed,) + feats.shape[1:], np.nan, dtype=feats.dtype)
+            full[self._listed()] = feats
+            if self.cache_dir is not None:
+                self._write_cache(key, fp, full)
+        unreadable = np.isnan(full.reshape(len(full), -1)).all(axis=1)             # (listed,)
+        self._drop_unreadable(unreadable)
+        if len(self) == 0:
+            raise ImageInputError(f"none of the {self._n_listed} photos of {self.name} could be read")
+        return np.ascontiguousarray(full[self._listed()])
+
+    def _listed(self) -> list[int]:
+        """For each photo still in the gallery, its position in the original listing."""
+        return list(self._kept) if self._kept is not None else list(range(len(self)))
+
+    def _name_of(self, i: int) -> str:
+        """How photo i is named in messages: its folder and file name, or its id."""
+        src = self.sources[i]
+        if isinstance(src, (str, Path)):
+            p = Path(src)
+            return safe_name(f"{p.parent.name}/{p.name}" if p.parent.name else p.name, 120)
+        return self.ids[i]
+
+    def _drop_unreadable(self, unreadable: np.ndarray) -> None:
+        """Leave out the photos whose listed position is marked unreadable (from every backend's
+        features in memory too), naming each in `skipped`."""
+        listed = self._listed()
+        keep = [i for i, p in enumerate(listed) if not unreadable[p]]
+        if len(keep) == len(listed):
+            return
+        for i, p in enumerate(listed):
+            name = self._name_of(i)
+            if unreadable[p] and not any(s.startswith(name + " (") for s in self.skipped):
+                self.skipped.append(f"{name} (could not be read)")
+        pick = lambda xs: [xs[i] for i in keep] if xs else xs  # noqa: E731
+        self.ids, self.sources, self.labels = pick(self.ids), pick(self.sources), pick(self.labels)
+        self.captions, self.info = pick(self.captions), pick(self.info)
+        self._kept = [listed[i] for i in keep]
+        self._features = {k: v[keep] for k, v in self._features.items()}
+
+    # -- the cache on disk -------------------------------------------------------------------
+    def _read_cache(self, key: str, fp: str) -> np.ndarray | None:
+        """The cached (listed photos, ...) features, or None when absent, damaged or stale."""
+        path, meta_path = self.cache_dir / f"{key}.npy", self.cache_dir / f"{key}.json"
+        if not path.is_file():
+            return None
+        try:
+            data = path.read_bytes()
+            feats = np.load(io.BytesIO(data), allow_pickle=False)
+        except (OSError, ValueError, EOFError) as e:
+            log.warning("rebuilding %s: the cached features are damaged (%s)", path, e)
+            return None
+        if (feats.ndim != 2 or len(feats) != self._n_listed or not np.issubdtype(feats.dtype, np.floating)
+                or not (np.isfinite(feats).all(axis=1) | np.isnan(feats).all(axis=1)).all()):
+            log.warning("rebuilding %s: shape %s, dtype %s do not fit %d photos", path, feats.shape, feats.dtype,
+                        self._n_listed)
+            return None
+        meta = _read_json(meta_path)
+        if meta is None and not self.saved:
+            log.warning("rebuilding %s: no record of which photos it holds", path)
+            return None
+        if meta is not None:             # (a saved gallery's embeddings may predate these records)
+            expect = {"format": CACHE_FORMAT, "photos": fp, "shape": list(feats.shape), "dtype": str(feats.dtype),
+                      "sha1": hashlib.sha1(data).hexdigest()}
+            wrong = [k for k, v in expect.items() if meta.get(k) != v]
+            if wrong:
+                log.warning("rebuilding %s: stale or damaged (%s differ)", path, ", ".join(wrong))
+                return None
+            self.skipped += [str(m) for m in meta.get("skipped") or [] if str(m) not in self.skipped]
         return feats
+
+    def _write_cache(self, key: str, fp: str, feats: np.ndarray) -> None:
+        """Features, then their record, each written atomically; a read-only folder is not an error
+        (the gallery still works, it just re-indexes next time)."""
+        buf = io.BytesIO()
+        np.save(buf, feats, allow_pickle=False)
+        data = buf.getvalue()
+        meta = {"format": CACHE_FORMAT, "photos": fp, "shape": list(feats.shape), "dtype": str(feats.dtype),
+                "sha1": hashlib.sha1(data).hexdigest(), "skipped": self.skipped}
+        try:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write(self.cache_dir / f"{key}.npy", data)
+            atomic_write(self.cache_dir / f"{key}.json", (json.dumps(meta, indent=1) + "\n").encode())
+        except OSError as e:
+            log.warning("could not cache features in %s (%s)", self.cache_dir, e)
+            return
+        for tmp in self.cache_dir.glob(f".{key}.*.tmp"):   # left by a process killed mid-write
+            try:
+                if time.time() - tmp.stat().st_mtime > STALE_TEMP_S:
+                    tmp.unlink()
+            except OSError:
+                pass
 
     def save(self, folder: str | Path) -> None:
         """Write metadata.csv next to images already in `folder` (sources must be paths inside it)."""
@@ -125,3 +297,97 @@ class Gallery:
                 w.writerow({"id": self.ids[i], "file": Path(self.sources[i]).relative_to(folder).as_posix(),
                             "label": self.labels[i] or "", "caption": self.captions[i] if self.captions else "",
                             **{k: (self.info[i].get(k, "") if self.info else "") for k in ("source", "licence")}})
+
+
+# -- helpers ---------------------------------------------------------------------------------
+def photos_fingerprint(sources: Sequence[Any], by_content: bool = False) -> str:
+    """A hash over every photo in order: bytes by content; files by folder and name + size + mtime
+    (cheap: one stat each), or by folder and name + content when `by_content` (stable across a git
+    checkout)."""
+    h = hashlib.sha1()
+    for src in sources:
+        if isinstance(src, (bytes, bytearray, memoryview)):
+            h.update(b"b" + hashlib.sha1(src).digest())
+            continue
+        p = Path(src)
+        h.update(b"f" + f"{p.parent.name}/{p.name}".encode("utf-8", "surrogateescape") + b"\0")
+        try:
+            if by_content:
+                h.update(hashlib.sha1(p.read_bytes()).digest())
+            else:
+                st = p.stat()
+                h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+        except OSError:
+            h.update(b"missing")
+    return h.hexdigest()[:20]
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write to a temp file in the same folder, fsync, rename over `path`: readers see the old
+    file or the new one, never half of one (a kill mid-write leaves only a stray temp file)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return d if isinstance(d, dict) else None
+
+
+class _Job:
+    """One gallery being indexed: its progress and outcome, for everyone waiting on it."""
+
+    def __init__(self) -> None:
+        self.done = 0
+        self.total = 0
+        self.finished = threading.Event()
+        self.error: BaseException | None = None
+        self.owner: Gallery | None = None
+        self.key = ""
+
+    def run(self, work: Any, release: Any) -> None:
+        """`work()` in a daemon thread; then `release()` and wake the waiters (also on failure)."""
+        def target() -> None:
+            try:
+                work()
+            except BaseException as e:      # handed to the waiters, who raise it
+                self.error = e
+            finally:
+                release()
+                self.finished.set()
+        threading.Thread(target=target, name="gallery-index", daemon=True).start()
+
+    def report(self, done: int, total: int) -> None:
+        """The worker's progress, read by the waiters."""
+        self.done, self.total = done, total
+
+
+_jobs: dict[str, _Job] = {}
+_jobs_guard = threading.Lock()
+
+
+def _claim(key: str) -> tuple[_Job, bool]:
+    """The job indexing this gallery now, and whether the caller just became its owner."""
+    with _jobs_guard:
+        job = _jobs.get(key)
+        if job is None:
+            job = _jobs[key] = _Job()
+            return job, True
+        return job, False
+
+
+def _release(key: str, job: _Job) -> None:
+    with _jobs_guard:
+        if _jobs.get(key) is job:
+            del _jobs[key]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,7 +72,7 @@ class EmbeddingMap:
             return cls(str(z["backend"]), str(z["feature_key"]), z["coords"].astype(np.float32),
                        z["features"].astype(np.float32), z["pca_mean"].astype(np.float32),
                        z["pca_components"].astype(np.float32), z["labels"], z["domains"], z["ids"], z["sources"])
-        except (OSError, ValueError, KeyError) as e:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
             raise FileNotFoundError(f"the embedding map {path.name} is damaged ({e}); rebuild it with "
                                     f"`{build_command(name)}`") from None
 
@@ -119,6 +120,7 @@ def build(backend_name: str, photos: Path | None = None, sketches: Path | None =
 
     backend = load_backend(backend_name, threads=2)
     gallery = Gallery.from_folder(photos) if photos else Gallery.bundled()
+    all_feats = gallery.features(backend)            # first: unreadable photos leave the gallery here
     keep = list(range(len(gallery)))
     if photos_per_class:
         counts: dict[Any, int] = {}
@@ -128,7 +130,7 @@ def build(backend_name: str, photos: Path | None = None, sketches: Path | None =
                 counts[gallery.labels[i]] = counts.get(gallery.labels[i], 0) + 1
                 kept.append(i)
         keep = kept
-    photo_feats = gallery.features(backend)[keep]
+    photo_feats = all_feats[keep]
     if photo_feats.ndim != 2 or not np.issubdtype(photo_feats.dtype, np.floating):
         raise ValueError(f"backend {backend_name!r} does not embed photos as vectors: no map for it")
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 import posixpath
+import re
+import struct
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -19,6 +21,14 @@ from .data.readers import IMAGE_SUFFIXES
 MAX_FILES = 500                      # images per upload (all zips together)
 MAX_TOTAL_BYTES = 300 * 1024 * 1024  # uncompressed, all files together
 MAX_RATIO = 200                      # uncompressed / compressed size of one member: more is a bomb
+MAX_ENTRIES = 10 * MAX_FILES         # zip entries looked at (folders and clutter included)
+MAX_DIRECTORY_BYTES = 4 * 1024 * 1024  # a zip's central directory: ~800 bytes per allowed entry
+
+
+def safe_name(name: str, limit: int = 120) -> str:
+    """A file name fit to show (in a message, an id): no markup, no control characters, bounded."""
+    out = re.sub(r"[^\w .,()+/-]+", "_", name).strip() or "file"
+    return out if len(out) <= limit else out[:limit - 1] + "…"
 
 
 @dataclass
@@ -45,19 +55,48 @@ def is_zip(name: str, data: bytes) -> bool:
 
 
 def unsafe_member_name(name: str) -> str | None:
-    """Why a zip member name is refused (path traversal, absolute path), or None when it is fine."""
+    """Why a zip member name is refused (path traversal, absolute path), or None when it is fine.
+    `./x/../fine.png` stays inside the archive and is fine."""
     if "\x00" in name:
         return "a name with a NUL byte"
     norm = name.replace("\\", "/")
     if norm.startswith("/") or (len(norm) > 1 and norm[1] == ":"):
         return "an absolute path"
-    if ".." in PurePosixPath(norm).parts or posixpath.normpath(norm).startswith(".."):
+    resolved = posixpath.normpath(norm)
+    if resolved == ".." or resolved.startswith("../"):
         return "a path that leaves the archive (../)"
     return None
 
 
+def zip_directory_size(data: bytes) -> tuple[int, int]:
+    """(entries, bytes) of a zip's central directory, read from its end records alone, so a
+    hostile archive is refused before `zipfile` parses millions of entries. ValueError when the
+    end record is missing."""
+    start = max(0, len(data) - (22 + 65535))                   # the record + the longest comment
+    pos = data.rfind(b"PK\x05\x06", start)
+    if pos < 0 or pos + 22 > len(data):
+        raise ValueError("no end-of-central-directory record")
+    entries, size = struct.unpack("<HI", data[pos + 10:pos + 16])
+    loc = pos - 20                                             # ZIP64: the locator sits just before
+    if (entries == 0xFFFF or size == 0xFFFFFFFF) and loc >= 0 and data[loc:loc + 4] == b"PK\x06\x07":
+        rec = data.rfind(b"PK\x06\x06", 0, loc)
+        if rec >= 0 and rec + 56 <= loc:
+            entries, size = struct.unpack("<QQ", data[rec + 32:rec + 48])
+    return entries, size
+
+
 def read_zip(name: str, data: bytes, batch: UploadBatch) -> None:
     """Add a zip's images to `batch`; everything refused goes to `batch.problems`."""
+    name = safe_name(name)
+    try:
+        entries, cd_bytes = zip_directory_size(data)
+    except ValueError as e:
+        batch.problems.append(f"{name}: not a readable zip archive ({e})")
+        return
+    if entries > MAX_ENTRIES or cd_bytes > MAX_DIRECTORY_BYTES:
+        batch.problems.append(f"{name}: refused, it holds {entries} entries ({cd_bytes // 1024} KB of directory; "
+                              f"at most {MAX_FILES} images are used)")
+        return
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
         members = zf.infolist()
@@ -65,18 +104,18 @@ def read_zip(name: str, data: bytes, batch: UploadBatch) -> None:
         batch.problems.append(f"{name}: not a readable zip archive ({e})")
         return
     images = [m for m in members if not m.is_dir()]
-    if len(images) > 10 * MAX_FILES:
+    if len(images) > MAX_ENTRIES:
         batch.problems.append(f"{name}: refused, it holds {len(images)} files (at most {MAX_FILES} images are used)")
         return
     with zf:
         for m in images:
-            label = f"{name}/{m.filename}"
+            label = safe_name(f"{name}/{m.filename}")
             why = unsafe_member_name(m.filename)
             if why:
                 batch.problems.append(f"{label}: refused, {why}")
                 continue
-            base = PurePosixPath(m.filename.replace("\\", "/")).name
-            keep_name = m.filename.replace("\\", "/")
+            keep_name = posixpath.normpath(m.filename.replace("\\", "/"))
+            base = PurePosixPath(keep_name).name
             if base.startswith(".") or "__MACOSX" in m.filename:
                 continue                                   # OS clutter, not a photo
             if PurePosixPath(base).suffix.lower() not in IMAGE_SUFFIXES:
@@ -104,7 +143,7 @@ def collect_images(files: Iterable[tuple[str, bytes]]) -> UploadBatch:
     here; `Gallery.from_images` does that and reports the ones Pillow cannot read."""
     batch = UploadBatch()
     for name, data in files:
-        data = bytes(data)
+        name, data = safe_name(str(name)), bytes(data)
         if not data:
             batch.problems.append(f"{name}: the file is empty")
         elif is_zip(name, data):

@@ -1,14 +1,17 @@
 """The one protocol every backend follows, and the registry that `load_backend` reads."""
 from __future__ import annotations
 
+import math
+import numbers
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
+from PIL import Image
 
-from ..data.preprocess import Preprocess, photo_input, sketch_input
+from ..data.preprocess import ImageInputError, Preprocess, photo_input, sketch_input
 from ..index import top_k
 
 if TYPE_CHECKING:
@@ -58,18 +61,49 @@ class Backend(ABC):
         pp = self.photo_preprocess or self.preprocess
         return np.stack([photo_input(im, pp) for im in images])                          # (B, 3, S, S)
 
-    def index_photos(self, images: Sequence[Any], progress: Progress | None = None) -> np.ndarray:
-        """Gallery features for many photos, in batches, reporting progress."""
+    def index_photos(self, images: Sequence[Any], progress: Progress | None = None,
+                     problems: list[tuple[int, str]] | None = None) -> np.ndarray:
+        """Gallery features for many photos, in batches, reporting progress.
+
+        An unreadable photo raises ImageInputError naming its position, unless `problems` is given:
+        then it gets a row of NaN and `(position, reason)` goes to `problems`, so one bad file in a
+        folder costs that file only."""
         out = []
         for i in range(0, len(images), self.photo_batch):
-            out.append(self.encode_photos(self.photo_inputs(images[i:i + self.photo_batch])))
+            chunk = images[i:i + self.photo_batch]
+            try:
+                out.append(self.encode_photos(self.photo_inputs(chunk)))
+            except ImageInputError:
+                out.append(self._index_one_by_one(chunk, i, problems))
             if progress:
                 progress(min(i + self.photo_batch, len(images)), len(images))
         return np.concatenate(out) if out else np.zeros((0, 1), np.float32)
 
+    def _index_one_by_one(self, chunk: Sequence[Any], start: int, problems: list[tuple[int, str]] | None) -> np.ndarray:
+        """A batch with an unreadable photo: decode each alone, NaN rows for the bad ones."""
+        good, inputs = [], []
+        for j, im in enumerate(chunk):
+            try:
+                inputs.append(self.photo_inputs([im])[0])
+                good.append(j)
+            except ImageInputError as e:
+                if problems is None:
+                    raise ImageInputError(f"photo {start + j}: {e}") from None
+                problems.append((start + j, str(e)))
+        if not good:                                     # only to learn the features' shape and dtype
+            inputs = list(self.photo_inputs([Image.new("RGB", (8, 8), "white")]))
+        feats = self.encode_photos(np.stack(inputs))
+        rows = np.full((len(chunk),) + feats.shape[1:], np.nan, dtype=feats.dtype)
+        if good:
+            rows[good] = feats
+        return rows
+
     def search(self, sketch: Any, gallery: "Gallery", k: int = 20) -> SearchResult:
         """Rank the gallery for one sketch (PIL image, array, bytes or path). Raises ImageInputError
-        (BlankSketchError for an empty drawing) with a message for the user."""
+        (BlankSketchError for an empty drawing) with a message for the user; TypeError/ValueError
+        name a wrong `k` or `gallery`."""
+        k = check_k(k)
+        check_gallery(gallery)
         t0 = time.perf_counter()
         x = sketch_input(sketch, self.preprocess)[None]                                  # (1, 3, S, S)
         t1 = time.perf_counter()
@@ -86,6 +120,7 @@ class Backend(ABC):
     def score_matrix(self, sketches: Sequence[Any], gallery: "Gallery", batch: int = 32,
                      progress: Progress | None = None) -> np.ndarray:
         """(Q, N) scores of many sketches against the whole gallery: what evaluation ranks."""
+        check_gallery(gallery)
         feats = gallery.features(self)
         rows = []
         for i in range(0, len(sketches), batch):
@@ -95,6 +130,25 @@ class Backend(ABC):
             if progress:
                 progress(min(i + batch, len(sketches)), len(sketches))
         return np.concatenate(rows)         # float64 where a backend's tie-breaks need it (classifier)
+
+
+def check_k(k: Any) -> int:
+    """`k` as a positive int: whole numbers of any numeric type pass (5, 5.0, np.int64(5)); None,
+    text, booleans, fractions and k < 1 are refused with a message naming `k`."""
+    if isinstance(k, (bool, np.bool_)) or not isinstance(k, numbers.Real):
+        raise TypeError(f"k must be a whole number of results, got {type(k).__name__} {k!r:.40}")
+    if not math.isfinite(float(k)) or float(k) != int(k) or int(k) < 1:
+        raise ValueError(f"k must be a whole number of results, at least 1, got {k!r:.40}")
+    return int(k)
+
+
+def check_gallery(gallery: Any) -> None:
+    from ..gallery import Gallery
+    if not isinstance(gallery, Gallery):
+        raise TypeError(f"gallery must be a sbir_core.Gallery (Gallery.from_folder, Gallery.bundled, ...), "
+                        f"got {type(gallery).__name__}")
+    if len(gallery) == 0:
+        raise ValueError(f"the gallery {gallery.name!r} has no photos")
 
 
 _REGISTRY: dict[str, Callable[..., Backend]] = {}

@@ -9,8 +9,8 @@ import numpy as np
 from ..config import MODELS_DIR
 from ..data.preprocess import Preprocess
 from ..index import l2_normalise
-from .base import Backend, SearchResult, register_backend
-from .onnx_model import OnnxChain, read_meta
+from .base import Backend, SearchResult, check_gallery, register_backend
+from .onnx_model import REBUILD_HINT, REQUIRED_BY_BACKEND, ModelFileError, OnnxChain, read_meta
 
 if TYPE_CHECKING:
     from ..gallery import Gallery
@@ -30,6 +30,24 @@ class OnnxBackend(Backend):
         self.sketch_model = OnnxChain.load(self.meta["sketch_model"], models_dir, threads, sessions)
         self.photo_model = OnnxChain.load(self.meta["photo_model"], models_dir, threads, sessions)
         self._key = f"{self.name}-{self.photo_model.fingerprint()}"
+        self._check_meta_fits_models()
+
+    def _check_meta_fits_models(self) -> None:
+        """Metadata that parses but does not fit the ONNX files (input size, class count) fails
+        here, naming the field, instead of in the middle of a search."""
+        checks = [("preprocess", self.sketch_model, self.preprocess.size),
+                  ("photo_preprocess" if "photo_preprocess" in self.meta else "preprocess", self.photo_model,
+                   (self.photo_preprocess or self.preprocess).size)]
+        for field_name, chain, size in checks:
+            dims = chain.models[0].session.get_inputs()[0].shape[-2:]
+            if all(isinstance(d, int) for d in dims) and tuple(dims) != (size, size):
+                raise ModelFileError(f"model metadata {self.name}.json: field '{field_name}' has size {size} but "
+                                     f"{chain.paths[0].name} takes {dims[0]}×{dims[1]} inputs; {REBUILD_HINT}")
+        if "classes" in REQUIRED_BY_BACKEND.get(self.name, ()):
+            n_out = self.sketch_model.models[-1].session.get_outputs()[0].shape[-1]
+            if isinstance(n_out, int) and n_out != len(self.meta["classes"]):
+                raise ModelFileError(f"model metadata {self.name}.json: field 'classes' lists {len(self.meta['classes'])} "
+                                     f"classes but the model scores {n_out}; {REBUILD_HINT}")
 
     @property
     def feature_key(self) -> str:
@@ -50,6 +68,11 @@ class EmbeddingBackend(OnnxBackend):
 
     def search_within(self, sketch: Any, gallery: "Gallery", threshold: float) -> SearchResult:
         """Retrieval by distance: every photo with cosine similarity >= threshold, best first."""
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.floating, np.integer)) \
+                or not np.isfinite(threshold):
+            raise ValueError(f"threshold must be a cosine similarity (a number, at most 1 to find anything), "
+                             f"got {threshold!r:.40}")
+        check_gallery(gallery)
         result = self.search(sketch, gallery, k=len(gallery))
         keep = result.scores >= threshold
         return SearchResult([i for i, k in zip(result.ids, keep) if k], result.scores[keep],

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 from ..config import REPO_ROOT
 
-SECTIONS = ("quality", "speed", "scaling")
+SECTIONS = ("quality", "speed", "scaling", "load")
 
 
 @dataclass(frozen=True)
@@ -42,12 +42,16 @@ class BenchConfig:
     hnsw_ef_construction: int = 80
     ef_search: tuple[int, ...] = (32, 64, 96, 128, 160, 192, 256, 384, 512)
     build_threads: int = 2
+    load_sessions: int = 20                 # concurrent app sessions in the load test
+    load_searches: int = 10                 # searches per session (and 20 for the one-session baseline)
+    load_backend: str = "triplet"           # the cold first search on a new 3,125-photo folder gallery
 
 
 FULL = BenchConfig()
 QUICK = BenchConfig(quick=True, max_classes=3, max_queries=12, quickdraw_per_class=3, latency_queries=10,
                     warmup=2, eager_runs=3, cold_runs=1, index_photos=8, scaling_sizes=(2_000, 10_000),
-                    uniform_hnsw_sizes=(2_000,), exact_queries=10, ann_queries=20, ef_search=(16, 64, 256))
+                    uniform_hnsw_sizes=(2_000,), exact_queries=10, ann_queries=20, ef_search=(16, 64, 256),
+                    load_sessions=4, load_searches=3)
 
 
 def run(cfg: BenchConfig, names: Sequence[str], sections: Sequence[str]) -> dict[str, Any]:
@@ -92,6 +96,11 @@ def run(cfg: BenchConfig, names: Sequence[str], sections: Sequence[str]) -> dict
             ef_search=cfg.ef_search, build_threads=cfg.build_threads)
         report["scaling"]["seconds"] = round(time.perf_counter() - t0, 1)
 
+    if "load" in sections:           # before torch is imported: the app server is its own process anyway
+        t0 = time.perf_counter()
+        report["load"] = _load(cfg, data)
+        report["load"]["seconds"] = round(time.perf_counter() - t0, 1)
+
     if "speed" in sections:          # last: it imports torch, which must not share the process earlier
         t0 = time.perf_counter()
         report["speed"]["eager"] = {n: speed.eager_vs_onnx(n, cfg.eager_runs) for n in names if n in models}
@@ -122,6 +131,27 @@ def _speed(cfg: BenchConfig, names: Sequence[str], gallery: Any, data: Any, spee
         out["cold_start"][n] = speed.cold_start(n, sketch_files[0], cfg.cold_runs)
         print(f"  speed {n}: {out['latency'][n].get('total')} cold {out['cold_start'][n].get('ms')}",
               file=sys.stderr, flush=True)
+    return out
+
+
+def _load(cfg: BenchConfig, data: Any) -> dict[str, Any]:
+    """20 app sessions at once on one server (loopback), and the cold first search of a new folder gallery."""
+    from . import load
+    from ..config import data_dir
+    out: dict[str, Any] = {}
+    try:
+        out["server"] = load.server_load(sessions=cfg.load_sessions, searches=cfg.load_searches,
+                                         baseline_searches=2 * cfg.load_searches,
+                                         k_values=(8, 12, 16) if not cfg.quick else (8,))
+    except Exception as e:       # a failed load test is a result to report, not a crash of the benchmark
+        out["server"] = {"error": f"{type(e).__name__}: {e}"}
+    photos = data_dir() / "sketchy" / "photo"
+    if photos.is_dir():
+        sketch = data.sketchy_heldout(max_queries=1).queries[0]
+        out["cold_gallery"] = load.cold_gallery_run(photos, cfg.load_backend, Path(sketch), quick=cfg.quick,
+                                                    sessions=cfg.load_sessions)
+    print(f"  load: {out['server'].get('concurrent', out['server']).get('latency_ms', out['server'])}",
+          file=sys.stderr, flush=True)
     return out
 
 

@@ -7,18 +7,30 @@ from __future__ import annotations
 
 import io
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+# Register exactly the decoders FORMATS names (Image.open(formats=...) needs them loaded).
+from PIL import (BmpImagePlugin, GifImagePlugin, JpegImagePlugin, PngImagePlugin, TiffImagePlugin,  # noqa: F401
+                 WebPImagePlugin)
 
 MAX_PIXELS = 40_000_000      # larger images are refused before they are decoded
 MAX_BYTES = 50 * 1024 * 1024
 INK_THRESHOLD = 200          # grey value below which a pixel counts as ink (on white)
 MIN_INK_FRACTION = 0.0002    # fewer ink pixels than this fraction of the image (and < 10) = blank
+# The formats the app documents (and the datasets use); Pillow's other decoders stay out of reach.
+# (Phone JPEGs that Pillow opens as MPO come through the JPEG decoder.)
+FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")
+FORMAT_NAMES = "PNG, JPEG, WebP, BMP, GIF or TIFF"
+EXIF_ORIENTATION = 0x0112
+# An upload that declares far more pixels than its bytes can plausibly hold is a decompression
+# bomb in all but name (a 40 MP PNG of 13 KB); photos hold ~2-20 pixels per byte, line-art scans < ~100.
+BOMB_MIN_PIXELS = 4_000_000
+BOMB_PIXELS_PER_BYTE = 250
 
 
 class ImageInputError(ValueError):
@@ -49,56 +61,133 @@ class Preprocess:
 def load_image(source: Any) -> Image.Image:
     """Open an image from a path, bytes, a file object, a numpy array or a PIL image, safely.
 
-    Refuses non-images, truncated files and decompression bombs with an ImageInputError.
+    The one guarded entry for every image: refuses non-images, formats outside FORMATS, truncated
+    files, decompression bombs (declared size checked before decoding) and unusable arrays with an
+    ImageInputError; turns phone photos upright by their EXIF orientation.
     """
     if isinstance(source, Image.Image):
-        return source
+        _check_pixels(*source.size)
+        return _upright(source)
     if isinstance(source, np.ndarray):
         return _from_array(source)
+    data = _read_bytes(source)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data), formats=FORMATS)
+            _check_pixels(*im.size)
+            im.load()
+    except ImageInputError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        if isinstance(e, UnidentifiedImageError):
+            raise ImageInputError(f"this file is not an image in a supported format ({FORMAT_NAMES})") from None
+        raise ImageInputError("the image is too large to open safely") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise ImageInputError(f"the image is damaged or truncated ({e})") from None
+    return _upright(im)
+
+
+def probe_image(source: Any) -> tuple[int, int]:
+    """Check an image without decoding its pixels: readable header, supported format, size within
+    MAX_PIXELS, intact chunk structure where the format has one (PNG). Returns (width, height).
+    Cheap enough for every uploaded file; the full decode happens once, when the photo is indexed."""
+    data = _read_bytes(source)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data), formats=FORMATS)
+            size = im.size
+            _check_pixels(*size)
+            pixels = size[0] * size[1]
+            if pixels > BOMB_MIN_PIXELS and pixels > BOMB_PIXELS_PER_BYTE * len(data):
+                raise ImageInputError(f"refused: {size[0]}×{size[1]} pixels in only {len(data) // 1024} KB "
+                                      f"(a decompression bomb, or an empty picture)")
+            im.verify()
+    except ImageInputError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageInputError(f"this file is not an image in a supported format ({FORMAT_NAMES})") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageInputError("the image is too large to open safely") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise ImageInputError(f"the image is damaged or truncated ({e})") from None
+    return size
+
+
+def _read_bytes(source: Any) -> bytes:
+    """A path, bytes or file object -> its bytes, refusing empty and oversized files."""
     if isinstance(source, (str, Path)):
         try:
+            if Path(source).stat().st_size > MAX_BYTES:
+                raise ImageInputError(f"the file is too large (at most {MAX_BYTES // 2**20} MB)")
             data = Path(source).read_bytes()
         except OSError as e:
             raise ImageInputError(f"cannot read {source}: {e.strerror or e}") from None
     elif isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
     elif hasattr(source, "read"):
-        data = source.read()
+        data = source.read(MAX_BYTES + 1)
+        if not isinstance(data, (bytes, bytearray)):
+            raise ImageInputError(f"expected a binary file, its read() gave {type(data).__name__}")
     else:
-        raise ImageInputError(f"expected an image, got {type(source).__name__}")
+        raise ImageInputError(f"expected an image (PIL image, numpy array, bytes, path or file), "
+                              f"got {type(source).__name__}")
     if not data:
         raise ImageInputError("the file is empty")
     if len(data) > MAX_BYTES:
         raise ImageInputError(f"the file is too large ({len(data) // 2**20} MB; at most {MAX_BYTES // 2**20} MB)")
+    return bytes(data)
+
+
+def _check_pixels(w: int, h: int) -> None:
+    if w * h > MAX_PIXELS:
+        raise ImageInputError(f"the image is too large ({w}×{h} pixels; at most {MAX_PIXELS // 10**6} megapixels)")
+    if w < 1 or h < 1:
+        raise ImageInputError(f"the image has no pixels ({w}×{h})")
+
+
+def _upright(im: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation (phone photos are stored rotated); untouched when there is none."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data))
-            w, h = im.size
-            if w * h > MAX_PIXELS:
-                raise ImageInputError(f"the image is too large ({w}×{h} pixels; at most {MAX_PIXELS // 10**6} megapixels)")
-            im.load()
-    except ImageInputError:
-        raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        if isinstance(e, UnidentifiedImageError):
-            raise ImageInputError("this file is not an image Pillow can read (try PNG or JPEG)") from None
-        raise ImageInputError("the image is too large to open safely") from None
-    except (OSError, SyntaxError, ValueError) as e:
-        raise ImageInputError(f"the image is damaged or truncated ({e})") from None
+        orientation = im.getexif().get(EXIF_ORIENTATION, 1)
+    except Exception:  # a malformed EXIF block must not make the image unusable
+        return im
+    if orientation in (2, 3, 4, 5, 6, 7, 8):
+        return ImageOps.exif_transpose(im)
     return im
 
 
 def _from_array(a: np.ndarray) -> Image.Image:
-    if a.ndim not in (2, 3) or a.size == 0:
-        raise ImageInputError(f"expected an image array (H, W[, C]), got shape {a.shape}")
-    if a.dtype != np.uint8:
-        a = a.astype(np.float64)
-        hi = a.max() if a.max() > 1.0 else 1.0
-        a = np.clip(a / hi * 255.0, 0, 255).astype(np.uint8)
+    """A numpy image -> PIL, after checking everything a caller can get wrong: shape, dtype, size,
+    finite values and value range. (H, W) grey, (H, W, 1|2|3|4) grey / grey+alpha / RGB / RGBA;
+    uint8 as is, bool as black/white, other integers and floats must lie in [0, 1] or [0, 255]."""
+    if a.ndim not in (2, 3) or a.size == 0 or (a.ndim == 3 and a.shape[2] not in (1, 2, 3, 4)):
+        hint = (": channels come first, transpose it to (H, W, C)" if a.ndim == 3 and a.shape[0] in (1, 2, 3, 4)
+                and a.shape[2] > 4 else "")
+        raise ImageInputError(f"expected an image array of shape (H, W) or (H, W, C) with C in 1-4, "
+                              f"got shape {a.shape}{hint}")
+    _check_pixels(a.shape[1], a.shape[0])
+    if a.dtype == np.bool_:
+        a = a.astype(np.uint8) * 255
+    elif a.dtype == np.uint16:                                    # 16-bit images: full range
+        a = (a // 257).astype(np.uint8)
+    elif a.dtype != np.uint8:
+        if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
+            raise ImageInputError(f"expected a numeric image array (uint8, integer or float), got dtype {a.dtype}")
+        bad = np.size(a) - np.count_nonzero(np.isfinite(a)) if np.issubdtype(a.dtype, np.floating) else 0
+        if bad:
+            raise ImageInputError(f"the image array has {bad} NaN or infinite values")
+        lo, hi = float(a.min()), float(a.max())
+        if lo < 0 or hi > 255:
+            raise ImageInputError(f"image array values must lie in [0, 1] or [0, 255], got [{lo:g}, {hi:g}]")
+        scale = 255.0 if hi <= 1.0 and np.issubdtype(a.dtype, np.floating) else 1.0
+        a = np.clip(np.rint(a.astype(np.float32) * scale), 0, 255).astype(np.uint8)
     if a.ndim == 3 and a.shape[2] == 1:
         a = a[:, :, 0]
-    return Image.fromarray(a)
+    if a.ndim == 3 and a.shape[2] == 2:                          # grey + alpha
+        a = np.concatenate([np.repeat(a[:, :, :1], 3, axis=2), a[:, :, 1:]], axis=2)
+    return Image.fromarray(np.ascontiguousarray(a))
 
 
 @lru_cache(maxsize=4)
@@ -123,13 +212,23 @@ def _to_rgb_on_white(im: Image.Image) -> Image.Image:
 
 def sketch_grey(image: Any) -> np.ndarray:
     """Any sketch (canvas RGBA, upload, dataset file) -> uint8 (H, W), dark ink on white."""
-    im = _to_rgb_on_white(load_image(image))
-    g = np.asarray(im.convert("L"), dtype=np.uint8)
+    src = load_image(image)
+    g = np.asarray(_to_rgb_on_white(src).convert("L"), dtype=np.uint8)
+    if src.mode in ("RGBA", "LA", "PA", "P") and _is_blank(g):
+        # Light ink on a transparent ground vanishes on white: the strokes are where the alpha is.
+        alpha = np.asarray(src.convert("RGBA").getchannel("A"), dtype=np.uint8)
+        if alpha.min() < 128 and not _is_blank(255 - alpha):
+            return 255 - alpha
     # Light ink on a dark ground (Quick, Draw! bitmaps, chalkboard photos): flip it.
     border = np.concatenate([g[0], g[-1], g[:, 0], g[:, -1]])
     if np.median(border) < 128:
         g = 255 - g
     return g
+
+
+def _is_blank(g: np.ndarray) -> bool:
+    """(Almost) no ink on a grey (H, W) image of dark ink on white."""
+    return np.count_nonzero(g < INK_THRESHOLD) < max(10, MIN_INK_FRACTION * g.size)
 
 
 def prepare_sketch(image: Any, size: int = 224, margin: float = 0.08) -> Image.Image:
@@ -139,7 +238,7 @@ def prepare_sketch(image: Any, size: int = 224, margin: float = 0.08) -> Image.I
     """
     g = sketch_grey(image)
     ink = g < INK_THRESHOLD
-    if np.count_nonzero(ink) < max(10, MIN_INK_FRACTION * g.size):
+    if _is_blank(g):
         raise BlankSketchError("the sketch is blank: draw something (a few strokes are enough)")
     ys, xs = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
     y0, y1, x0, x1 = ys[0], ys[-1] + 1, xs[0], xs[-1] + 1
