@@ -17,7 +17,8 @@ def test_vocabulary_and_name_map():
     assert len(set(VOCABULARY)) == len(VOCABULARY) and "car_(sedan)" in VOCABULARY
     assert canonical("car") == "car_(sedan)" and canonical("Hot air balloon") == "hot-air_balloon"
     assert canonical("alarm clock") == "alarm_clock" and canonical("motorbike") == "motorcycle"
-    assert canonical("bird") is None and canonical("sea lion") is None
+    assert canonical("bird") == "bird" and canonical("sea lion") is None and canonical("squiggle") is None
+    assert canonical("wine-bottle") == "wine_bottle" and canonical("tennis racquet") == "racket"
 
 
 def test_sketchy_pairs_every_sketch_with_its_photo(sketchy_dir):

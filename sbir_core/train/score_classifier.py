@@ -45,6 +45,11 @@ def label_lookup(probs: np.ndarray, classes: list[str], query_labels: list[str],
     return metrics(scores, query_labels, [photo_labels[n] for n in known])
 
 
+def _index(classes: list[str], label: str) -> int:
+    """A class's output index; -1 (never right) for a class the model does not know."""
+    return classes.index(label) if label in classes else -1
+
+
 def score(path: str) -> dict[str, float]:
     ck = torch.load(path, map_location="cpu", weights_only=False)
     classes = list(ck["classes"])
@@ -59,14 +64,14 @@ def score(path: str) -> dict[str, float]:
     p = probabilities(head, sk.feats, q)
     labels = [sk.records[i]["label"] for i in q]
     m = label_lookup(p, classes, labels, [r["label"] for r in ph.records if r["source"] == "sketchy"])
-    acc = topk_accuracy(torch.from_numpy(p), torch.tensor([classes.index(c) for c in labels]))
+    acc = topk_accuracy(torch.from_numpy(p), torch.tensor([_index(classes, c) for c in labels]))
     out.update({"sketchy_mAP@all": m["mAP@all"], "sketchy_P@20": m["P@20"], "sketchy_top1": acc["top1"],
                 "sketchy_top5": acc["top5"]})
 
     tu = cached.load("tuberlin" + suffix)
     q = tu.where("test")
     acc = topk_accuracy(torch.from_numpy(probabilities(head, tu.feats, q)),
-                        torch.tensor([classes.index(tu.records[i]["label"]) for i in q]))
+                        torch.tensor([_index(classes, tu.records[i]["label"]) for i in q]))
     out.update({"tuberlin_top1": acc["top1"], "tuberlin_top5": acc["top5"]})
 
     with open(BUNDLED_DIR / "metadata.csv", newline="", encoding="utf-8") as f:
