@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 from .config import GALLERIES_DIR, REPO_ROOT
+from .data.classes import display
 from .data.preprocess import ImageInputError, load_image, probe_image
 from .data.readers import image_folder
 from .uploads import safe_name
@@ -82,7 +83,8 @@ class Gallery:
 
     @classmethod
     def load(cls, folder: str | Path) -> "Gallery":
-        """A saved gallery: `metadata.csv` (id, file, label, caption, source, licence) + images + embeddings/."""
+        """A saved gallery: `metadata.csv` (id, file, label, caption, source, licence[, author, display])
+        + images + embeddings/."""
         folder = Path(folder)
         with open(folder / "metadata.csv", newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
@@ -96,7 +98,7 @@ class Gallery:
                 raise ValueError(f"{folder / 'metadata.csv'} line {n}: file {r['file']!r:.80} is not inside the gallery folder")
         return cls(folder.name, [r["id"] for r in rows], [folder / r["file"] for r in rows],
                    [r["label"] or None for r in rows], [r.get("caption", "") for r in rows],
-                   [{k: r.get(k, "") for k in ("source", "licence")} for r in rows],
+                   [{k: r.get(k) or "" for k in ("source", "licence", "author", "display")} for r in rows],
                    cache_dir=folder / "embeddings", saved=True)
 
     @classmethod
@@ -126,6 +128,15 @@ class Gallery:
                    [{} for _ in ids]), problems
 
     # -- use ---------------------------------------------------------------------------------
+    def display_label(self, i: int) -> str:
+        """What a person reads for photo i: its class in words, else the gallery's display name for a
+        photo no class fits ("seahorse"), else its caption or file name; never "unlabelled"."""
+        if self.labels[i]:
+            return display(self.labels[i])
+        info = self.info[i] if self.info else {}
+        caption = self.captions[i] if self.captions else ""
+        return info.get("display") or caption.strip().rstrip(".") or Path(str(self.ids[i])).name
+
     def image(self, i: int) -> Image.Image:
         return load_image(self.sources[i])
 

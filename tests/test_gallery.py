@@ -224,3 +224,14 @@ def test_from_folder_flat_is_unlabelled(tmp_path):
     (tmp_path / "notes.txt").write_text("not an image")
     g = Gallery.from_folder(tmp_path)
     assert len(g) == 3 and g.labels == [None, None, None]
+
+
+def test_every_bundled_photo_has_a_display_label():
+    from sbir_core import Gallery
+    g = Gallery.bundled()
+    names = [g.display_label(i) for i in range(len(g))]
+    assert all(n and n.lower() != "unlabelled" for n in names)
+    seahorse = g.ids.index("tuxpaint-animals-fish-seahorse")
+    assert g.labels[seahorse] is None and names[seahorse] == "seahorse"       # caption-only: its display name
+    car = g.labels.index("car_(sedan)")
+    assert names[car] == "car (sedan)"                                          # a class, in words
