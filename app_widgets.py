@@ -7,6 +7,7 @@ outside a running app fails (it registers a component with the runtime at import
 from __future__ import annotations
 
 import hashlib
+import html
 from typing import Any
 
 import streamlit as st
@@ -196,7 +197,9 @@ export default function(component) {
   let last = null;
   const report = () => {
     const width = Math.floor(el.getBoundingClientRect().width);
-    const room = {w: width, vw: w.innerWidth, vh: w.innerHeight};
+    const main = document.querySelector('[data-testid="stMain"]');
+    const top = Math.round(el.getBoundingClientRect().top + (main ? main.scrollTop : 0) + w.scrollY);
+    const room = {w: width, vw: w.innerWidth, vh: w.innerHeight, top: top};
     if (width <= 0) return;
     if (last && Math.abs(last.w - room.w) < 6 && Math.abs(last.vh - room.vh) < 40) return;
     last = room;
@@ -225,7 +228,7 @@ def canvas_room() -> dict[str, float] | None:
 
 def current_canvas_size() -> tuple[int, int]:
     room = st.session_state.get("canvas_room") or {}
-    return canvas_size(room.get("w"), room.get("vh"), presenter())
+    return canvas_size(room.get("w"), room.get("vh"), presenter(), room.get("top"))
 
 
 def drawing_canvas(stroke_width: float, eraser: bool) -> dict[str, Any] | None:
@@ -314,13 +317,13 @@ def draw_panel() -> None:
         st.button(":material/delete:", on_click=_clear, key="clear", help="Clear the canvas")
     eraser = tool == TOOLS[1]
     width = PEN_SIZES.get(size or "Medium", 7.0) * (ERASER_FACTOR if eraser else 1.0)
-    s = current_sketch()
-    if s is not None and s["source"] != "drawing":
-        st.caption(f"Searching {query_name(s)}; draw to search your drawing instead.")
     drawing = drawing_canvas(width, eraser)
     if drawing is not None and drawing != st.session_state.get("drawing"):
         st.session_state["drawing"] = drawing
         _sketch_from_drawing(drawing)
+    s = current_sketch()
+    if s is not None and s["source"] != "drawing":
+        st.caption(f"Searching {query_name(s)}; draw to search your drawing instead.")
 
 
 def query_name(s: dict[str, Any]) -> str:
@@ -497,8 +500,8 @@ def result_grid(result: SearchResult, thumbs: Thumbnails, columns: int, label: s
                     continue
                 with cols[j].container(border=True):
                     st.image(thumbs(gi), width="stretch")
-                    st.markdown(f"{mark}**{name}**  \n<span style='color:#6b7280'>{score}</span>",
-                                unsafe_allow_html=True)
+                    st.markdown(f"<div class='card-name'>{mark}{html.escape(name)}</div>"
+                                f"<div class='card-score'>{score}</div>", unsafe_allow_html=True)
     if scores is not None and not compact:
         st.caption(scores.note)
 
@@ -536,12 +539,17 @@ def page_style() -> None:
     .block-container { padding-top: 2.2rem; }
     @media (min-width: 641px) { .block-container { padding-left: 2.5rem; padding-right: 2.5rem; } }
     .sketch-reading { font-size: 1.2rem; font-weight: 600; line-height: 1.4; }
+    .card-name { font-weight: 600; font-size: 0.95rem; line-height: 1.25; }
+    .card-score { color: #6b7280; font-size: 0.8rem; }
     .st-key-tools button p { white-space: nowrap; }
     .st-key-tools button { padding-left: 0.6rem !important; padding-right: 0.6rem !important; min-height: 2.4rem; }
     .st-key-tools { column-gap: 0.4rem !important; }
     @media (max-width: 640px) {
-      .block-container { padding: 1.2rem 0.75rem 2rem 0.75rem; }
-      h1 { font-size: 1.6rem !important; padding-top: 0.5rem !important; }
+      .block-container { padding: 3.2rem 0.75rem 2rem 0.75rem; }
+      h1 { font-size: 1.6rem !important; padding-top: 0 !important; }
+      div[data-testid="stHorizontalBlock"] { row-gap: 0.75rem !important; }
+      h3 { font-size: 1.25rem !important; }
+      [data-testid="stMetricValue"] { font-size: 1.25rem !important; }
       [class*="st-key-results"] div[data-testid="stHorizontalBlock"] { flex-wrap: wrap !important; gap: 0.5rem !important; }
       [class*="st-key-results"] div[data-testid="stColumn"] {
         min-width: calc(50% - 0.25rem) !important; max-width: calc(50% - 0.25rem) !important;
@@ -558,6 +566,7 @@ def page_style() -> None:
         css += """
         section[data-testid="stSidebar"], div[data-testid="stSidebarCollapsedControl"] { display: none !important; }
         html, body, .stMarkdown p { font-size: 1.15rem; }
+        .card-name { font-size: 1.05rem; } .card-score { font-size: 0.9rem; }
         .sketch-reading { font-size: 1.5rem; }
         .block-container { max-width: 100% !important; padding: 3.5rem 2rem 1rem 2rem; }
         """

@@ -24,9 +24,11 @@ with right:
     else:
         model, _ = ui.backend_or_message(backend)
         k = 8 if presenter else int(st.session_state.get("k", 12))
+        reading_slot = st.container()                     # the reading comes first; the threshold under it
         threshold = ui.threshold_control(backend) if not presenter else None
         outcome = ui.search(backend, gallery, k if threshold is None else MAX_WITHIN, threshold)
-        ui.reading_panel(outcome, gallery, model, ui.reading(backend, gallery, threshold))
+        with reading_slot:
+            ui.reading_panel(outcome, gallery, model, ui.reading(backend, gallery, threshold))
         if outcome.result is None:
             if outcome.blank:
                 st.caption(f"{len(gallery)} photos in “{ui.gallery_title()}”, searched with {ui.backend_label(backend)}.")

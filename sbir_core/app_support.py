@@ -395,18 +395,21 @@ DEFAULT_CANVAS_WIDTH = 320             # until the browser has said how much roo
 
 
 def canvas_size(available_width: float | None, viewport_height: float | None = None,
-                presenter: bool = False) -> tuple[int, int]:
+                presenter: bool = False, top: float | None = None) -> tuple[int, int]:
     """(width, height) in CSS pixels of a canvas that fits the column the browser reported.
 
-    The width follows the column (never wider, so no stroke lands outside what is visible); the
-    height keeps the canvas's aspect ratio but leaves room for the tools and the reading on short
-    screens (presenter mode at 1280x720), never below 200 px."""
+    The width follows the column (never wider, so no stroke lands outside what is visible). The
+    height keeps the canvas's aspect ratio, but on a short screen (presenter mode at 1280x720) the
+    whole canvas must fit below its `top` in the window: then it gets lower, and narrower too
+    when it would be flatter than 4:3. Never below 200 px either way."""
     w = float(available_width or DEFAULT_CANVAS_WIDTH)
     w = max(200.0, min(w, 900.0 if presenter else 640.0))
     h = w * CANVAS_ASPECT
     if viewport_height:
-        reserve = 230.0 if presenter else 300.0          # header, tools and the first line of results
-        h = min(h, max(200.0, float(viewport_height) - reserve))
+        room = float(viewport_height) - (float(top) if top is not None else 300.0) - 40.0   # gap + margin
+        if presenter or room >= 0.5 * h:        # a laptop scrolls rather than shrink the canvas to a strip
+            h = min(h, max(200.0, room))
+            w = min(w, h / 0.75)
     return int(w), int(h)
 
 

@@ -39,7 +39,8 @@ needs_gallery = pytest.mark.skipif(not bundled_gallery_present(), reason="bundle
 def test_search_shows_photos_for_a_drawing():
     at = app().run()
     assert not at.exception
-    assert any("score" in m.value for m in at.markdown), "no result cards"
+    assert any("card-name" in m.value for m in at.markdown), "no result cards"
+    assert not any("unlabelled" in m.value for m in at.markdown)
     assert any(m.label == "Query latency" for m in at.metric)
 
 
@@ -74,7 +75,9 @@ def test_every_backend_searches(name):
     at.session_state["backend_picker"] = name
     at.run()
     assert not at.exception and at.session_state["backend"] == name
-    assert any("score" in m.value for m in at.markdown) or at.error, name
+    assert any("card-name" in m.value for m in at.markdown) or at.error, name
+    reading = [m.value for m in at.markdown if "sketch-reading" in m.value]
+    assert reading or name == "random", name                # what the backend sees, next to the canvas
 
 
 @needs_gallery
@@ -170,3 +173,104 @@ def test_curve_series_splits_losses_from_quality_for_every_trainer():
         assert rows, name
         _, losses, quality = curve_series(rows)
         assert losses and quality, name
+
+
+# -- the canvas, the reading and the cards (sbir_core.app_support, no browser needed) ------------
+def test_canvas_size_fits_the_column_and_the_window():
+    from sbir_core.app_support import CANVAS_ASPECT, canvas_size
+    for column in (309, 343, 376, 409, 640, 1000):
+        w, h = canvas_size(column, 900, top=300)
+        assert w <= column and 300 + h <= 900
+        w, h = canvas_size(column, 2000, top=300)            # a tall window keeps the aspect ratio
+        assert abs(h - w * CANVAS_ASPECT) <= 1
+    w, h = canvas_size(366, 844, top=293)                  # a phone: the column, full width
+    assert w == 366 and h <= 844 - 293
+    w, h = canvas_size(566, 720, presenter=True, top=315)   # presenter mode at 1280x720: all of it on screen
+    assert 315 + h <= 720 and w <= 566 and h / w >= 0.74
+    assert canvas_size(None) == canvas_size(320)            # before the browser reports, a small safe size
+
+
+def test_drawing_scales_into_the_same_sketch_on_every_screen():
+    import numpy as np
+    from sbir_core.app_support import SKETCH_WIDTH, scale_drawing, sketch_from_drawing
+    ref = sketch_from_drawing(DRAWING)                       # DRAWING is in sketch pixels
+    assert ref is not None and ref.size[0] == SKETCH_WIDTH
+    for canvas_w in (309, 366, 542):                         # drawn on a canvas that wide ...
+        on_canvas = scale_drawing(DRAWING, canvas_w / SKETCH_WIDTH)
+        assert on_canvas["objects"][0]["strokeWidth"] == pytest.approx(6 * canvas_w / SKETCH_WIDTH, abs=1e-3)
+        back = sketch_from_drawing(scale_drawing(on_canvas, SKETCH_WIDTH / canvas_w))   # ... and back
+        diff = np.abs(np.asarray(back, dtype=int) - np.asarray(ref, dtype=int))
+        assert diff.mean() < 0.5, canvas_w
+    assert scale_drawing(None, 2.0) is None
+
+
+def _result(labels, scores, extras=None):
+    import numpy as np
+    from sbir_core import SearchResult
+    n = len(labels)
+    return SearchResult([f"p{i}" for i in range(n)], np.asarray(scores, dtype=float), list(labels),
+                        np.arange(n), extras or {})
+
+
+def test_reading_of_a_classifier_says_when_the_gallery_has_no_such_photos():
+    from sbir_core.app_support import read_sketch
+    r = _result(["toolbox", "coin"], [0.95, 0.95], {"top_classes": [("bicycle", 0.95), ("car", 0.02), ("cup", 0.01)]})
+    reading = read_sketch(r, {"toolbox", "coin", "cup"}, "probability")
+    assert reading.kind == "classes" and reading.recognised == "bicycle" and reading.missing
+    assert reading.text() == "I see: bicycle 95 % · car 2 % · cup 1 %"
+    assert not read_sketch(r, {"bicycle"}, "probability").missing
+
+
+def test_reading_of_an_embedding_backend_names_the_nearest_classes():
+    from sbir_core.app_support import read_sketch
+    r = _result([None, "cup", "cup", "teapot_x", "hat"], [0.9, 0.8, 0.79, 0.5, 0.4])
+    reading = read_sketch(r, {"cup", "teapot_x", "hat"}, "similarity")
+    assert reading.kind == "nearest" and reading.items == [("cup", 0.8), ("teapot_x", 0.5), ("hat", 0.4)]
+    assert reading.text() == "Closest photos: cup (0.80) · teapot x (0.50) · hat (0.40)"
+    assert not reading.missing and read_sketch(r, set(), "rank").kind == "none"
+
+
+def test_card_scores_never_show_one_number_on_every_card():
+    from sbir_core.app_support import card_scores
+    tied = card_scores(_result(["cup"] * 4, [0.998, 0.9981, 0.9979, 0.998]), "similarity")
+    assert tied.texts == ["#1", "#2", "#3", "#4"] and "same similarity" in tied.note
+    cos = card_scores(_result(["cup", "hat"], [0.91, 0.55]), "similarity")
+    assert cos.texts == ["#1 · similarity 0.91", "#2 · similarity 0.55"]
+    prob = card_scores(_result(["cup", "cup", "hat"], [0.339, 0.339, 0.2]), "probability", [0.9, 0.5, 0.8])
+    assert prob.texts == ["#1 · match 31%", "#2 · match 17%", "#3 · match 16%"]
+    assert card_scores(_result(["a", "b"], [0.3, 0.9]), "rank").texts == ["#1", "#2"]
+
+
+def test_card_labels_and_try_chips():
+    from sbir_core.app_support import card_label, try_classes
+    assert card_label("alarm_clock", "An alarm clock.") == "alarm clock"
+    assert card_label(None, "An albino peahen.") == "An albino peahen"
+    assert card_label(None, "x" * 80).endswith("…") and len(card_label(None, "x" * 80)) <= 38
+    assert card_label(None, "") == "photo"
+    labels = ["fish", "apple", "fish", None, "cup", "apple", "fish", "zebra"]
+    assert try_classes(labels) == ["fish", "apple", "cup", "zebra"]
+    assert try_classes(labels, known=["apple", "cup"], n=1) == ["apple"]
+
+
+@needs_gallery
+def test_classifier_cards_are_probability_times_within_class_confidence():
+    from sbir_core import Gallery, load_backend
+    from sbir_core.app_support import card_scores, photo_class_confidence, sketch_from_drawing
+    backend, gallery = load_backend("classifier"), Gallery.bundled()
+    r = backend.search(sketch_from_drawing(DRAWING), gallery, k=12)
+    conf = photo_class_confidence(backend, gallery, r.indices)
+    assert conf.shape == (12,) and ((conf > 0) & (conf <= 1)).all()
+    texts = card_scores(r, "probability", conf).texts
+    assert len(set(t.split("·")[-1] for t in texts)) > 1, texts
+
+
+@needs_gallery
+def test_gallery_is_named_for_people_and_try_chips_show_on_a_blank_canvas():
+    at = app({"objects": []}).run()
+    assert not at.exception
+    assert not any("“bundled”" in c.value for c in at.caption)
+    assert any("Bundled demo gallery" in c.value for c in at.caption)
+    chips = at.button_group if hasattr(at, "button_group") else []
+    from sbir_core import Gallery
+    classes = {c for c in Gallery.bundled().labels if c}
+    assert any(set(getattr(p, "options", [])) & classes for p in chips), "no try-chips naming gallery classes"
