@@ -564,3 +564,36 @@ def try_classes(labels: Sequence[str | None], known: Sequence[str] | None = None
 def first_k(result: SearchResult, k: int) -> SearchResult:
     """The first k of a ranking (the app ranks the whole gallery once and shows the top)."""
     return SearchResult(result.ids[:k], result.scores[:k], result.labels[:k], result.indices[:k], result.extras)
+
+
+# -- compare: one summary row per backend ----------------------------------------------------------
+@dataclass
+class CompareRow:
+    """One backend's line in the Compare page's summary table."""
+    name: str
+    title: str
+    sees: str                      # its top classes, or the classes of its nearest photos
+    hits: int | None               # results of the sketch's class in its top K (None: class unknown)
+    k: int
+    latency_ms: float | None
+    baseline: bool = False
+    quality: float = 0.0           # its mAP@all in the shipped evaluation (orders rows while the class is unknown)
+
+
+def compare_order(rows: Sequence[CompareRow]) -> list[CompareRow]:
+    """Best first, baselines last: by hits in the top K once the class is known (ties: faster first),
+    else by the shipped evaluation's mAP@all."""
+    def key(r: CompareRow):
+        if r.hits is not None:
+            return (r.baseline, -r.hits, -r.quality, r.latency_ms or 0.0)
+        return (r.baseline, -r.quality, r.latency_ms or 0.0)
+    return sorted(rows, key=key)
+
+
+def reading_summary(reading: "Reading | None", n: int = 3) -> str:
+    """A reading in a few words for a table cell: 'bicycle 95 % · car 2 %', or 'cup · hat · fish'."""
+    if reading is None or reading.kind == "none":
+        return "–"
+    if reading.kind == "classes":
+        return " · ".join(f"{display(c)} {p:.0%}" for c, p in reading.items[:n])
+    return " · ".join(display(c) for c, _ in reading.items[:n])

@@ -48,7 +48,7 @@ def test_search_shows_photos_for_a_drawing():
 def test_blank_canvas_is_a_hint_not_an_error():
     at = app({"objects": []}).run()
     assert not at.exception and not at.error
-    assert any("Draw something" in i.value for i in at.info)
+    assert any("Draw something" in m.value for m in at.markdown)
 
 
 @needs_gallery
@@ -65,7 +65,11 @@ def test_compare_marks_correct_results():
     at.switch_page("pages/compare.py").run()
     next(s for s in at.selectbox if s.label == "What is it?").set_value("apple").run()
     assert not at.exception
-    assert any(m.label.startswith("Correct in top") for m in at.metric)
+    table = at.dataframe[0].value
+    assert list(table.columns) == ["backend", "sees", "right in top 8", "latency (ms)"]
+    assert table["backend"].iloc[-1].startswith("Random")                  # baselines last
+    assert all("/" in v for v in table["right in top 8"])
+    assert any(c.value.startswith(("✅", "❌")) for c in at.caption)
 
 
 @needs_gallery

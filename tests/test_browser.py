@@ -1,7 +1,8 @@
 """End-to-end in headless Chromium (Debian's `chromium`, driven by Playwright): draw real strokes on
-the canvas with the mouse, check photos appear, switch backends, open every page. Screenshots go to
-test-artifacts/; the README's come from there (docs/search.png = search-backend-1.png,
-docs/compare.png = page-compare.png)."""
+the canvas with the mouse (and with touch on a phone), check photos appear, switch backends, open
+every page; on every common screen, check the canvas fits and every drawing control is clickable.
+Screenshots go to test-artifacts/; the README's come from there (docs/search.png = search-backend-1.png,
+docs/compare.png = page-compare.png, docs/screen-*.png = screen-*.png)."""
 from __future__ import annotations
 
 import os
@@ -113,7 +114,7 @@ def no_exception(page) -> None:
 
 
 def wait_results(page, timeout=60_000) -> None:
-    page.get_by_text("score", exact=False).first.wait_for(timeout=timeout)
+    page.locator(".card-name").first.wait_for(timeout=timeout)
 
 
 def test_draw_search_switch_backend_and_every_page(server, browser):
@@ -176,4 +177,147 @@ def test_examples_and_presenter_mode(server, browser):
     no_exception(page)
     assert page.locator("[data-testid='stSidebar']").is_hidden()
     page.screenshot(path=str(ART / "presenter.png"))
+    ctx.close()
+ 
+
+# -- every screen a visitor brings ------------------------------------------------------------
+SCREENS = {                       # name: (width, height, touch phone, presenter mode)
+    "1280x800": (1280, 800, False, False),
+    "1440x900": (1440, 900, False, False),
+    "1920x1080": (1920, 1080, False, False),
+    "phone-390x844": (390, 844, True, False),
+    "presenter-1280x720": (1280, 720, False, True),
+    "presenter-1024x768": (1024, 768, False, True),
+}
+CONTROLS = [".st-key-pen_tool button", ".st-key-pen_size button", ".st-key-undo button", ".st-key-clear button"]
+
+
+def gallery_class_names() -> set[str]:
+    """The classes the bundled gallery has, as the app writes them (derived now: the gallery changes)."""
+    from sbir_core import Gallery
+    from sbir_core.data.classes import display
+    return {display(c) for c in Gallery.bundled().labels if c}
+
+
+def settled_canvas(page) -> dict:
+    """The canvas's box once the app has sized it to its column (it may remount once after loading)."""
+    canvas = page.locator("canvas.upper-canvas").first
+    canvas.wait_for(timeout=60_000)
+    last, stable = None, 0
+    for _ in range(60):
+        box = canvas.bounding_box()
+        stable = stable + 1 if box == last and box is not None else 0
+        if stable >= 4:
+            return box
+        last = box
+        page.wait_for_timeout(250)
+    return last
+
+
+def stroke_on(page, box, points, touch=None) -> None:
+    """One stroke through `points` (fractions of the canvas box), with the mouse or by touch (CDP)."""
+    pts = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in points]
+    if touch is None:
+        page.mouse.move(*pts[0])
+        page.mouse.down()
+        for x, y in pts[1:]:
+            page.mouse.move(x, y, steps=6)
+        page.mouse.up()
+        return
+    touch.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": pts[0][0], "y": pts[0][1]}]})
+    for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
+        for t in range(1, 7):
+            touch.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [
+                {"x": x0 + (x1 - x0) * t / 6, "y": y0 + (y1 - y0) * t / 6}]})
+    touch.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+
+
+def ink_at(page, box, fx, fy) -> int:
+    """The darkest red value in a 5x5 patch of the drawn canvas at (fx, fy) of its box: 0 = ink, 255 = paper."""
+    return page.locator("canvas.lower-canvas.dc-canvas").first.evaluate(
+        """(c, p) => { const r = c.width / c.getBoundingClientRect().width;
+             const d = c.getContext('2d').getImageData(Math.round(p.x * r) - 2, Math.round(p.y * r) - 2, 5, 5).data;
+             let m = 255; for (let i = 0; i < d.length; i += 4) m = Math.min(m, d[i]); return m; }""",
+        {"x": fx * box["width"], "y": fy * box["height"]})
+
+
+def click_control(page, selector: str, text: str, touch: bool) -> None:
+    button = page.locator(selector, has_text=text).first
+    button.tap() if touch else button.click()
+
+
+@pytest.mark.parametrize("screen", list(SCREENS))
+def test_canvas_fits_controls_work_and_the_eraser_erases(server, browser, screen):
+    w, h, phone, presenter = SCREENS[screen]
+    ctx = browser.new_context(viewport={"width": w, "height": h}, has_touch=phone, is_mobile=phone,
+                              device_scale_factor=1)
+    page = ctx.new_page()
+    page.goto(f"{server}/" + ("?presenter=1" if presenter else ""))
+    box = settled_canvas(page)
+    no_exception(page)
+
+    # the whole canvas is inside its column and inside the window
+    column = page.evaluate("""() => { const c = document.querySelector('canvas.upper-canvas') ||
+        [...document.querySelectorAll('[data-testid=stBidiComponentIsolated]')].map(h => h.shadowRoot &&
+          h.shadowRoot.querySelector('canvas.upper-canvas')).find(Boolean);
+        let host = c; while (host && !(host.dataset && host.dataset.testid === 'stColumn'))
+          host = host.parentNode instanceof ShadowRoot ? host.parentNode.host : host.parentNode;
+        const r = host.getBoundingClientRect(); return {x: r.x, y: r.y, width: r.width, right: r.right}; }""")
+    assert box["x"] >= column["x"] - 0.5 and box["x"] + box["width"] <= column["right"] + 0.5, (box, column)
+    assert box["x"] >= 0 and box["x"] + box["width"] <= w and box["y"] >= 0 and box["y"] + box["height"] <= h, box
+
+    # the element under the centre of every drawing control is that control (nothing lies on top)
+    n_controls = 0
+    for sel in CONTROLS:
+        for i in range(page.locator(sel).count()):
+            ok = page.locator(sel).nth(i).evaluate("""b => { const r = b.getBoundingClientRect();
+                const e = document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2);
+                return r.width > 0 && (b === e || b.contains(e)); }""")
+            assert ok, f"{sel} #{i} is covered at {screen}"
+            n_controls += 1
+    assert n_controls >= 7, n_controls          # pen, eraser, 3 widths, undo, clear
+
+    # draw with the pen: two strokes; the reading names a class of this gallery
+    touch = ctx.new_cdp_session(page) if phone else None
+    a = [(0.15, 0.3), (0.5, 0.32), (0.85, 0.3)]            # stroke A: across the top
+    b = [(0.5, 0.55), (0.52, 0.75), (0.5, 0.9)]            # stroke B: down the lower middle
+    stroke_on(page, box, a, touch)
+    page.wait_for_timeout(400)
+    stroke_on(page, box, b, touch)
+    wait_results(page)
+    reading = page.locator(".sketch-reading").first
+    reading.wait_for(timeout=30_000)
+    names = gallery_class_names()
+    assert any(n in reading.inner_text() for n in names), reading.inner_text()
+    assert ink_at(page, box, 0.5, 0.32) < 100 and ink_at(page, box, 0.51, 0.75) < 100
+    page.wait_for_timeout(800)
+    page.screenshot(path=str(ART / f"screen-{screen}.png"))
+
+    # the eraser: across stroke A only -> A's ink is gone, B's stays; then B too -> nothing left to search
+    click_control(page, ".st-key-pen_tool button", "Eraser", phone)
+    page.wait_for_timeout(1200)
+    stroke_on(page, box, a, touch)
+    page.wait_for_timeout(1500)
+    assert ink_at(page, box, 0.5, 0.32) > 200, "the eraser left stroke A's ink"
+    assert ink_at(page, box, 0.51, 0.75) < 100, "the eraser took stroke B's ink too"
+    no_exception(page)
+    stroke_on(page, box, b, touch)
+    page.get_by_text("Draw something", exact=False).first.wait_for(timeout=30_000)   # the sketch has no ink left
+    assert page.locator(".card-name").count() == 0
+    no_exception(page)
+
+    if phone:   # no horizontal scrolling, and the results come two or three to a row right under the canvas
+        widths = page.evaluate("""() => { const m = document.querySelector('[data-testid=stMain]');
+            return [document.documentElement.scrollWidth, window.innerWidth, m.scrollWidth, m.clientWidth]; }""")
+        assert widths[0] <= widths[1] and widths[2] <= widths[3], widths
+        click_control(page, ".st-key-pen_tool button", "Pen", phone)
+        page.wait_for_timeout(1200)
+        stroke_on(page, box, a, touch)
+        wait_results(page)
+        cards = page.locator(".card-name")
+        first, second = cards.nth(0).bounding_box(), cards.nth(1).bounding_box()
+        assert abs(first["y"] - second["y"]) < 5 and second["x"] > first["x"], (first, second)
+        widths = page.evaluate("""() => { const m = document.querySelector('[data-testid=stMain]');
+            return [document.documentElement.scrollWidth, window.innerWidth, m.scrollWidth, m.clientWidth]; }""")
+        assert widths[0] <= widths[1] and widths[2] <= widths[3], widths
     ctx.close()
