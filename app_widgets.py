@@ -312,7 +312,7 @@ def draw_panel() -> None:
         tool = st.segmented_control("Tool", TOOLS, default=TOOLS[0], required=True, key="pen_tool",
                                     label_visibility="collapsed")
         size = st.segmented_control("Pen width", list(PEN_SIZES), default="Medium", required=True, key="pen_size",
-                                    format_func=PEN_DOTS.get, label_visibility="collapsed", help="Pen width")
+                                    format_func=PEN_DOTS.get, label_visibility="collapsed")
         st.button(":material/undo:", on_click=_undo, key="undo", help="Undo the last stroke")
         st.button(":material/delete:", on_click=_clear, key="clear", help="Clear the canvas")
     eraser = tool == TOOLS[1]

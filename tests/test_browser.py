@@ -271,8 +271,11 @@ def test_canvas_fits_controls_work_and_the_eraser_erases(server, browser, screen
     for sel in CONTROLS:
         for i in range(page.locator(sel).count()):
             ok = page.locator(sel).nth(i).evaluate("""b => { const r = b.getBoundingClientRect();
+                if (r.width === 0) return null;           // Streamlit's hidden twin of a button with a tooltip
                 const e = document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2);
-                return r.width > 0 && (b === e || b.contains(e)); }""")
+                return b === e || b.contains(e); }""")
+            if ok is None:
+                continue
             assert ok, f"{sel} #{i} is covered at {screen}"
             n_controls += 1
     assert n_controls >= 7, n_controls          # pen, eraser, 3 widths, undo, clear
