@@ -226,6 +226,13 @@ def canvas_room() -> dict[str, float] | None:
     return st.session_state.get("canvas_room")
 
 
+def result_columns() -> int:
+    """Result cards per row: 4, or 3 where the window is narrow (presenter mode at 1024 px; phones
+    get 2-3 from the page's CSS whatever this says)."""
+    vw = (st.session_state.get("canvas_room") or {}).get("vw")
+    return 3 if vw and vw < 1200 else 4
+
+
 def current_canvas_size() -> tuple[int, int]:
     room = st.session_state.get("canvas_room") or {}
     return canvas_size(room.get("w"), room.get("vh"), presenter(), room.get("top"))
@@ -500,8 +507,9 @@ def result_grid(result: SearchResult, thumbs: Thumbnails, columns: int, label: s
                     continue
                 with cols[j].container(border=True):
                     st.image(thumbs(gi), width="stretch")
-                    st.markdown(f"<div class='card-name'>{mark}{html.escape(name)}</div>"
-                                f"<div class='card-score'>{score}</div>", unsafe_allow_html=True)
+                    st.markdown(f"<div class='card-name' title='{html.escape(name, quote=True)}'>{mark}"
+                                f"{html.escape(name)}</div><div class='card-score'>{score}</div>",
+                                unsafe_allow_html=True)
     if scores is not None and not compact:
         st.caption(scores.note)
 
@@ -539,8 +547,11 @@ def page_style() -> None:
     .block-container { padding-top: 2.2rem; }
     @media (min-width: 641px) { .block-container { padding-left: 2.5rem; padding-right: 2.5rem; } }
     .sketch-reading { font-size: 1.2rem; font-weight: 600; line-height: 1.4; }
-    .card-name { font-weight: 600; font-size: 0.95rem; line-height: 1.25; }
+    .card-name, .card-score { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+    .card-name { font-weight: 600; font-size: 0.95rem; line-height: 1.3; }
     .card-score { color: #6b7280; font-size: 0.8rem; }
+    .st-key-resultshead h3 { font-size: 1.3rem; padding: 0.2rem 0; }
+    .st-key-resultshead [data-testid="stMetricValue"] { font-size: 1.5rem; }
     .st-key-tools button p { white-space: nowrap; }
     .st-key-tools button { padding-left: 0.6rem !important; padding-right: 0.6rem !important; min-height: 2.4rem; }
     .st-key-tools { column-gap: 0.4rem !important; }

@@ -34,7 +34,7 @@ with right:
                 st.caption(f"{len(gallery)} photos in “{ui.gallery_title()}”, searched with {ui.backend_label(backend)}.")
         else:
             r = outcome.result
-            head, stat = st.columns([3, 1], vertical_alignment="bottom")
+            head, stat = st.container(key="resultshead").columns([5, 2], vertical_alignment="bottom")
             head.subheader(f"Top {len(r.ids)} in “{ui.gallery_title()}”" if threshold is None else
                            f"{r.extras['within']} photos with similarity ≥ {threshold:.2f}"
                            + (f" (the first {len(r.ids)} shown)" if r.extras["within"] > len(r.ids) else ""))
@@ -42,5 +42,5 @@ with right:
             if not r.ids:
                 st.info("No photo is that similar to the sketch: lower the threshold.")
             s = ui.current_sketch() or {}
-            ui.result_grid(r, thumbs, columns=4, label=s.get("label"), gallery=gallery, backend=model)
+            ui.result_grid(r, thumbs, columns=ui.result_columns(), label=s.get("label"), gallery=gallery, backend=model)
             st.caption(f"{ui.backend_label(backend)} · {len(gallery)} photos")

@@ -528,15 +528,16 @@ def card_scores(result: SearchResult, kind: str, photo_confidence: Sequence[floa
     if kind == "probability":
         conf = np.asarray(photo_confidence if photo_confidence is not None else np.ones(n), dtype=np.float64)
         values, word = s * conf, "match"
-        note = "match = P(the sketch shows the photo's class) × how sure the photo classifier is of that photo's class."
+        note = ("Card scores: P(the sketch shows the photo's class) × how sure the photo classifier is "
+                "of that photo's class.")
         shown = [f"{v:.0%}" for v in values]
     else:
         values, word = s, "similarity"
-        note = "similarity = cosine similarity of sketch and photo in the backend's space (1 = same direction)."
+        note = "Card scores: cosine similarity of sketch and photo in the backend's space (1 = same direction)."
         shown = [f"{v:.2f}" for v in values]
     if n > 1 and len(set(shown)) == 1:
         return CardScores(ranks, f"All {n} shown have the same {word} ({shown[0]}): cards show their rank.")
-    return CardScores([f"#{i + 1} · {word} {v}" for i, v in enumerate(shown)], note)
+    return CardScores([f"#{i + 1} · {v}" for i, v in enumerate(shown)], note)
 
 
 def card_label(label: str | None, caption: str | None = None, max_chars: int = 38) -> str:
@@ -597,3 +598,32 @@ def reading_summary(reading: "Reading | None", n: int = 3) -> str:
     if reading.kind == "classes":
         return " · ".join(f"{display(c)} {p:.0%}" for c, p in reading.items[:n])
     return " · ".join(display(c) for c, _ in reading.items[:n])
+
+
+# -- embedding map ---------------------------------------------------------------------------------
+def map_classes_to_colour(xs: Sequence[float], ys: Sequence[float], classes: Sequence[str],
+                          at: tuple[float, float] | None = None, n: int = 10) -> list[str]:
+    """The classes worth a colour (and a legend entry) on the map: the n whose nearest point lies
+    closest to the sketch's place, or without a sketch the n with the most points; the rest are grey."""
+    xs, ys = np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
+    best: dict[str, float] = {}
+    count: dict[str, int] = {}
+    for i, c in enumerate(classes):
+        if not c:
+            continue
+        count[c] = count.get(c, 0) + 1
+        if at is not None:
+            d = float((xs[i] - at[0]) ** 2 + (ys[i] - at[1]) ** 2)
+            best[c] = min(best.get(c, d), d)
+    if at is not None:
+        return sorted(best, key=lambda c: (best[c], c))[:n]
+    return sorted(count, key=lambda c: (-count[c], c))[:n]
+
+
+def map_label_placement(x: float, y: float, x_range: tuple[float, float], y_range: tuple[float, float]) -> dict[str, Any]:
+    """Where the sketch's label goes so that it stays inside the plot: left of the marker in the
+    right half, right of it in the left half; below it near the top edge, above it otherwise."""
+    right_half = x > (x_range[0] + x_range[1]) / 2
+    near_top = y > y_range[1] - 0.12 * (y_range[1] - y_range[0])
+    return {"align": "right" if right_half else "left", "dx": -16 if right_half else 16,
+            "dy": 22 if near_top else -22}

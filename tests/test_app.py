@@ -239,9 +239,9 @@ def test_card_scores_never_show_one_number_on_every_card():
     tied = card_scores(_result(["cup"] * 4, [0.998, 0.9981, 0.9979, 0.998]), "similarity")
     assert tied.texts == ["#1", "#2", "#3", "#4"] and "same similarity" in tied.note
     cos = card_scores(_result(["cup", "hat"], [0.91, 0.55]), "similarity")
-    assert cos.texts == ["#1 · similarity 0.91", "#2 · similarity 0.55"]
+    assert cos.texts == ["#1 · 0.91", "#2 · 0.55"] and "cosine" in cos.note
     prob = card_scores(_result(["cup", "cup", "hat"], [0.339, 0.339, 0.2]), "probability", [0.9, 0.5, 0.8])
-    assert prob.texts == ["#1 · match 31%", "#2 · match 17%", "#3 · match 16%"]
+    assert prob.texts == ["#1 · 31%", "#2 · 17%", "#3 · 16%"] and "P(the sketch" in prob.note
     assert card_scores(_result(["a", "b"], [0.3, 0.9]), "rank").texts == ["#1", "#2"]
 
 
@@ -278,3 +278,24 @@ def test_gallery_is_named_for_people_and_try_chips_show_on_a_blank_canvas():
     from sbir_core import Gallery
     classes = {c for c in Gallery.bundled().labels if c}
     assert any(set(getattr(p, "options", [])) & classes for p in chips), "no try-chips naming gallery classes"
+
+
+def test_map_colours_the_classes_near_the_sketch_and_keeps_its_label_inside():
+    from sbir_core.app_support import map_classes_to_colour, map_label_placement
+    xs, ys = [0, 1, 2, 10, 11, 12], [0, 0, 0, 0, 0, 0]
+    classes = ["cup", "cup", "hat", "fish", "fish", "fish"]
+    assert map_classes_to_colour(xs, ys, classes, n=2) == ["fish", "cup"]                 # biggest first
+    assert map_classes_to_colour(xs, ys, classes, at=(2.2, 0), n=2) == ["hat", "cup"]      # nearest first
+    right = map_label_placement(9.5, 0, (0, 10), (-1, 1))
+    assert right["align"] == "right" and right["dx"] < 0          # at the right edge the label goes left
+    left = map_label_placement(0.5, 0.95, (0, 10), (-1, 1))
+    assert left["align"] == "left" and left["dy"] > 0              # near the top it goes below
+
+
+@needs_gallery
+def test_galleries_page_names_galleries_for_people_and_never_says_unlabelled():
+    at = app(None).run()
+    at.switch_page("pages/galleries.py").run()
+    assert not at.exception
+    assert at.subheader[0].value.startswith("Bundled demo gallery")
+    assert not any("unlabelled" in c.value for c in at.caption)
