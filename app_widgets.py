@@ -503,7 +503,8 @@ def result_grid(result: SearchResult, thumbs: Thumbnails, columns: int, label: s
                 if compact:
                     with cols[j]:
                         st.image(thumbs(gi), width="stretch")
-                        st.caption(f"{mark}{name}")
+                        st.markdown(f"<div class='card-name compact' title='{html.escape(name, quote=True)}'>{mark}"
+                                    f"{html.escape(name)}</div>", unsafe_allow_html=True)
                     continue
                 with cols[j].container(border=True):
                     st.image(thumbs(gi), width="stretch")
@@ -550,6 +551,7 @@ def page_style() -> None:
     .card-name, .card-score { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
     .card-name { font-weight: 600; font-size: 0.95rem; line-height: 1.3; }
     .card-score { color: #6b7280; font-size: 0.8rem; }
+    .card-name.compact { font-weight: 400; font-size: 0.78rem; color: #4b5563; }
     .st-key-resultshead h3 { font-size: 1.3rem; padding: 0.2rem 0; }
     .st-key-resultshead [data-testid="stMetricValue"] { font-size: 1.5rem; }
     .st-key-tools button p { white-space: nowrap; }

@@ -305,8 +305,8 @@ def test_canvas_fits_controls_work_and_the_eraser_erases(server, browser, screen
     assert ink_at(page, box, 0.51, 0.75) < 100, "the eraser took stroke B's ink too"
     no_exception(page)
     stroke_on(page, box, b, touch)
-    page.get_by_text("Draw something", exact=False).first.wait_for(timeout=30_000)   # the sketch has no ink left
-    assert page.locator(".card-name").count() == 0
+    sync_api.expect(page.locator(".card-name")).to_have_count(0, timeout=30_000)   # the sketch has no ink left
+    page.get_by_text("Draw something", exact=False).first.wait_for(timeout=30_000)
     no_exception(page)
 
     if phone:   # no horizontal scrolling, and the results come two or three to a row right under the canvas
