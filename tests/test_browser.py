@@ -171,7 +171,7 @@ def test_second_session_gets_results_within_a_second(server, browser):
 def test_examples_and_presenter_mode(server, browser):
     ctx, page = new_page(browser, server, "?presenter=1")
     page.get_by_text("Examples").first.click()
-    page.locator("button", has_text="apple").first.click()
+    page.locator("[class*='st-key-example-'] button", has_text="apple").first.click()
     wait_results(page)
     page.wait_for_timeout(1000)
     no_exception(page)
