@@ -70,7 +70,8 @@ if sketch is not None:
             note = ("info", f"Your sketch is not on the map: {e}")
 
 # colour only the classes near the sketch (or the 10 biggest), with a legend; every other class grey
-coloured = map_classes_to_colour(df["x"], df["y"], list(df["class"]), place, n=10)
+coloured = map_classes_to_colour(df["x"], df["y"], list(df["class"]), place, n=10,
+                                 first=list(df["class"].iloc[nn]) if nn is not None else ())
 df = df.assign(shown=[c if c in coloured else "other classes" for c in df["class"]])
 xs = list(df["x"]) + ([place[0]] if place is not None else [])
 ys = list(df["y"]) + ([place[1]] if place is not None else [])
@@ -86,7 +87,7 @@ grey = df[df["shown"] == "other classes"]
 bright = df[df["shown"] != "other classes"]
 enc = dict(x=alt.X("x:Q", axis=None, scale=x_scale), y=alt.Y("y:Q", axis=None, scale=y_scale), color=colour,
            shape=alt.Shape("domain:N", scale=alt.Scale(domain=["photo", "sketch"], range=["circle", "triangle-up"]),
-                           legend=alt.Legend(title=None, orient="top-left")),
+                           legend=alt.Legend(title=None, orient="right")),
            tooltip=["class:N", "domain:N", "id:N", "image:N"])
 layers = [alt.Chart(grey).mark_point(filled=True, size=45, opacity=0.45).encode(**enc),
           alt.Chart(bright).mark_point(filled=True, size=75, opacity=0.85).encode(**enc)]

@@ -602,9 +602,11 @@ def reading_summary(reading: "Reading | None", n: int = 3) -> str:
 
 # -- embedding map ---------------------------------------------------------------------------------
 def map_classes_to_colour(xs: Sequence[float], ys: Sequence[float], classes: Sequence[str],
-                          at: tuple[float, float] | None = None, n: int = 10) -> list[str]:
-    """The classes worth a colour (and a legend entry) on the map: the n whose nearest point lies
-    closest to the sketch's place, or without a sketch the n with the most points; the rest are grey."""
+                          at: tuple[float, float] | None = None, n: int = 10,
+                          first: Sequence[str] = ()) -> list[str]:
+    """The classes worth a colour (and a legend entry) on the map: `first` (the classes of the sketch's
+    nearest neighbours in the backend's space), then those whose nearest point lies closest to the
+    sketch's place, or without a sketch the n with the most points; the rest are grey."""
     xs, ys = np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
     best: dict[str, float] = {}
     count: dict[str, int] = {}
@@ -615,9 +617,9 @@ def map_classes_to_colour(xs: Sequence[float], ys: Sequence[float], classes: Seq
         if at is not None:
             d = float((xs[i] - at[0]) ** 2 + (ys[i] - at[1]) ** 2)
             best[c] = min(best.get(c, d), d)
-    if at is not None:
-        return sorted(best, key=lambda c: (best[c], c))[:n]
-    return sorted(count, key=lambda c: (-count[c], c))[:n]
+    lead = list(dict.fromkeys(c for c in first if c in count))
+    rest = sorted(best, key=lambda c: (best[c], c)) if at is not None else sorted(count, key=lambda c: (-count[c], c))
+    return (lead + [c for c in rest if c not in lead])[:n]
 
 
 def map_label_placement(x: float, y: float, x_range: tuple[float, float], y_range: tuple[float, float]) -> dict[str, Any]:

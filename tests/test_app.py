@@ -286,6 +286,7 @@ def test_map_colours_the_classes_near_the_sketch_and_keeps_its_label_inside():
     classes = ["cup", "cup", "hat", "fish", "fish", "fish"]
     assert map_classes_to_colour(xs, ys, classes, n=2) == ["fish", "cup"]                 # biggest first
     assert map_classes_to_colour(xs, ys, classes, at=(2.2, 0), n=2) == ["hat", "cup"]      # nearest first
+    assert map_classes_to_colour(xs, ys, classes, at=(2.2, 0), n=2, first=["fish"]) == ["fish", "hat"]
     right = map_label_placement(9.5, 0, (0, 10), (-1, 1))
     assert right["align"] == "right" and right["dx"] < 0          # at the right edge the label goes left
     left = map_label_placement(0.5, 0.95, (0, 10), (-1, 1))
@@ -299,3 +300,25 @@ def test_galleries_page_names_galleries_for_people_and_never_says_unlabelled():
     assert not at.exception
     assert at.subheader[0].value.startswith("Bundled demo gallery")
     assert not any("unlabelled" in c.value for c in at.caption)
+
+
+@needs_gallery
+def test_a_class_the_gallery_lacks_gets_an_honest_message_chips_and_a_link(monkeypatch):
+    import app_widgets
+    from sbir_core import Gallery
+    from sbir_core.app_support import Reading
+    from sbir_core.data.classes import VOCABULARY, display
+    here = {c for c in Gallery.bundled().labels if c}
+    absent = next(c for c in VOCABULARY if c not in here)          # derived now: the gallery changes
+    monkeypatch.setattr(app_widgets, "read_sketch", lambda *a, **k: Reading(
+        "classes", [(absent, 0.95), ("cup", 0.02)], absent, missing=True))
+    at = app()
+    at.session_state["backend_picker"] = "classifier"
+    at.run()
+    assert not at.exception
+    assert any(w.value == f"No {display(absent)} photos in this gallery — closest matches:" for w in at.warning)
+    assert any(m.value.startswith("I see: " + display(absent)) or display(absent) in m.value
+               for m in at.markdown if "sketch-reading" in m.value)
+    assert any("card-name" in m.value for m in at.markdown)          # the closest matches are still shown
+    links = at.get("page_link")
+    assert any("galleries" in str(getattr(x, "proto", x)).lower() for x in links), links
