@@ -226,11 +226,18 @@ def canvas_room() -> dict[str, float] | None:
     return st.session_state.get("canvas_room")
 
 
-def result_columns() -> int:
-    """Result cards per row: 4, or 3 where the window is narrow (presenter mode at 1024 px; phones
-    get 2-3 from the page's CSS whatever this says)."""
-    vw = (st.session_state.get("canvas_room") or {}).get("vw")
-    return 3 if vw and vw < 1200 else 4
+def window_width() -> float | None:
+    """The browser window's width as last reported by the canvas helper (None before it has)."""
+    return (st.session_state.get("canvas_room") or {}).get("vw")
+
+
+def result_columns(wide: int = 4) -> int:
+    """Result cards per row: `wide` on a laptop, 3 in a narrow window (presenter mode at 1024 px, a
+    large phone), 2 on a phone (the page's CSS keeps them side by side instead of stacking)."""
+    vw = window_width()
+    if not vw:
+        return wide
+    return 2 if vw < 480 else 3 if vw < 1200 else wide
 
 
 def current_canvas_size() -> tuple[int, int]:
@@ -561,18 +568,16 @@ def page_style() -> None:
       .block-container { padding: 3.2rem 0.75rem 2rem 0.75rem; }
       h1 { font-size: 1.6rem !important; padding-top: 0 !important; }
       div[data-testid="stHorizontalBlock"] { row-gap: 0.75rem !important; }
-      h3 { font-size: 1.25rem !important; }
+      h3 { font-size: 1.1rem !important; }
+      .st-key-subtitle { display: none; }
+      div:has(> .st-key-threshold_row) { order: 99; }
+      .st-key-resultshead div[data-testid="stHorizontalBlock"] { flex-wrap: nowrap !important; }
+      .st-key-resultshead div[data-testid="stColumn"] { min-width: 0 !important; }
+      .st-key-resultshead [data-testid="stMetricLabel"] { display: none; }
       [data-testid="stMetricValue"] { font-size: 1.25rem !important; }
-      [class*="st-key-results"] div[data-testid="stHorizontalBlock"] { flex-wrap: wrap !important; gap: 0.5rem !important; }
-      [class*="st-key-results"] div[data-testid="stColumn"] {
-        min-width: calc(50% - 0.25rem) !important; max-width: calc(50% - 0.25rem) !important;
-        flex: 1 1 calc(50% - 0.25rem) !important; width: calc(50% - 0.25rem) !important; }
+      [class*="st-key-results"] div[data-testid="stHorizontalBlock"] { flex-wrap: nowrap !important; gap: 0.5rem !important; }
+      [class*="st-key-results"] div[data-testid="stColumn"] { flex: 1 1 0 !important; min-width: 0 !important; width: auto !important; }
       [class*="st-key-results"] .stMarkdown p { font-size: 0.85rem; }
-    }
-    @media (min-width: 480px) and (max-width: 640px) {
-      [class*="st-key-results"] div[data-testid="stColumn"] {
-        min-width: calc(33% - 0.4rem) !important; max-width: calc(33% - 0.4rem) !important;
-        flex: 1 1 calc(33% - 0.4rem) !important; width: calc(33% - 0.4rem) !important; }
     }
     """
     if presenter():

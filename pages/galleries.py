@@ -80,7 +80,7 @@ per_page = 32
 pages = max(1, (len(shown) + per_page - 1) // per_page)
 page = c2.number_input(f"Page (of {pages})", 1, pages, 1, key=f"browse_page-{pick}")
 items = shown[(page - 1) * per_page: page * per_page]
-columns = 8
+columns = ui.result_columns(wide=8)
 with st.container(key="results-gallery"):
     for row in range(0, len(items), columns):
         cols = st.columns(columns)

@@ -11,7 +11,7 @@ gallery, thumbs, problem = ui.active_gallery()
 
 if not presenter:
     st.title("🔎 Sketch search")
-    st.caption("Draw an object: the photos update after every stroke. No drawing skills needed.")
+    st.container(key="subtitle").caption("Draw an object: the photos update after every stroke. No drawing skills needed.")
 
 left, right = st.columns([5, 7] if not presenter else [1, 1], gap="large")
 with left:
@@ -25,7 +25,8 @@ with right:
         model, _ = ui.backend_or_message(backend)
         k = 8 if presenter else int(st.session_state.get("k", 12))
         reading_slot = st.container()                     # the reading comes first; the threshold under it
-        threshold = ui.threshold_control(backend) if not presenter else None
+        with st.container(key="threshold_row"):           # on a phone it moves below the results (page_style)
+            threshold = ui.threshold_control(backend) if not presenter else None
         outcome = ui.search(backend, gallery, k if threshold is None else MAX_WITHIN, threshold)
         with reading_slot:
             ui.reading_panel(outcome, gallery, model, ui.reading(backend, gallery, threshold))
