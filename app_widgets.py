@@ -584,7 +584,7 @@ def page_style() -> None:
         css += """
         section[data-testid="stSidebar"], div[data-testid="stSidebarCollapsedControl"] { display: none !important; }
         html, body, .stMarkdown p { font-size: 1.15rem; }
-        .card-name { font-size: 1.05rem; } .card-score { font-size: 0.9rem; }
+        .card-name { font-size: 0.95rem; } .card-score { font-size: 0.85rem; }
         .sketch-reading { font-size: 1.5rem; }
         .block-container { max-width: 100% !important; padding: 3.5rem 2rem 1rem 2rem; }
         """

@@ -282,8 +282,9 @@ def test_canvas_fits_controls_work_and_the_eraser_erases(server, browser, screen
 
     # draw with the pen: two strokes; the reading names a class of this gallery
     touch = ctx.new_cdp_session(page) if phone else None
-    a = [(0.15, 0.3), (0.5, 0.32), (0.85, 0.3)]            # stroke A: across the top
-    b = [(0.5, 0.55), (0.52, 0.75), (0.5, 0.9)]            # stroke B: down the lower middle
+    a = [(0.25, 0.25), (0.27, 0.75), (0.35, 0.85), (0.6, 0.85), (0.68, 0.75), (0.7, 0.25), (0.25, 0.25)]  # a cup
+    b = [(0.7, 0.35), (0.85, 0.4), (0.86, 0.6), (0.69, 0.65)]                                           # its handle
+    on_a, on_b = (0.475, 0.85), (0.855, 0.5)               # points on each stroke, far from the other
     stroke_on(page, box, a, touch)
     page.wait_for_timeout(400)
     stroke_on(page, box, b, touch)
@@ -292,7 +293,7 @@ def test_canvas_fits_controls_work_and_the_eraser_erases(server, browser, screen
     reading.wait_for(timeout=30_000)
     names = gallery_class_names()
     assert any(n in reading.inner_text() for n in names), reading.inner_text()
-    assert ink_at(page, box, 0.5, 0.32) < 100 and ink_at(page, box, 0.51, 0.75) < 100
+    assert ink_at(page, box, *on_a) < 100 and ink_at(page, box, *on_b) < 100
     page.wait_for_timeout(800)
     page.screenshot(path=str(ART / f"screen-{screen}.png"))
 
@@ -301,8 +302,8 @@ def test_canvas_fits_controls_work_and_the_eraser_erases(server, browser, screen
     page.wait_for_timeout(1200)
     stroke_on(page, box, a, touch)
     page.wait_for_timeout(1500)
-    assert ink_at(page, box, 0.5, 0.32) > 200, "the eraser left stroke A's ink"
-    assert ink_at(page, box, 0.51, 0.75) < 100, "the eraser took stroke B's ink too"
+    assert ink_at(page, box, *on_a) > 200, "the eraser left stroke A's ink"
+    assert ink_at(page, box, *on_b) < 100, "the eraser took stroke B's ink too"
     no_exception(page)
     stroke_on(page, box, b, touch)
     sync_api.expect(page.locator(".card-name")).to_have_count(0, timeout=30_000)   # the sketch has no ink left
