@@ -177,7 +177,7 @@ export default function(component) {
     const hide = () => {
       for (const host of document.querySelectorAll('[data-testid="stBidiComponentIsolated"]')) {
         const root = host.shadowRoot;
-        if (root && root.querySelector('.dc-root') && !root.querySelector('style[data-sketchsearch]')) {
+        if (root && !root.querySelector('style[data-sketchsearch]')) {   // before the canvas renders in it, too
           const css = document.createElement('style');
           css.setAttribute('data-sketchsearch', '');
           css.textContent = '.dc-toolbar{display:none !important}.dc-scroll{overflow:hidden !important}';
@@ -189,6 +189,7 @@ export default function(component) {
     new MutationObserver(() => {
       if (!queued) { queued = true; requestAnimationFrame(() => { queued = false; hide(); }); }
     }).observe(document.body, {childList: true, subtree: true});
+    setInterval(hide, 300);            // a shadow root attached after its host was inserted: no mutation to see
     w.__sketchsearchHideToolbar = hide;
   }
   w.__sketchsearchHideToolbar();

@@ -40,7 +40,7 @@ with right:
                 outcomes[info.name] = outcome
                 continue
             correct = hits(outcome.result, label or None)
-            rows.append(CompareRow(info.name, info.title, reading_summary(ui.reading(info.name, gallery)),
+            rows.append(CompareRow(info.name, info.title, reading_summary(ui.reading(info.name, gallery), label or None),
                                    None if correct is None else sum(correct), len(outcome.result.ids),
                                    outcome.latency_ms, info.baseline or info.name == "random",
                                    float(report.get(info.name, {}).get("mAP@all", 0.0))))
@@ -58,7 +58,8 @@ with right:
                 axis=1), hide_index=True, width="stretch")
             st.caption(("Best first: most right in the top K, " if label else
                         "Ordered by mAP@all on held-out Sketchy sketches (pick the class to rank by this sketch); ")
-                       + "baselines last. “sees”: a classifier's top classes, else the classes of the nearest photos.")
+                       + "baselines last. “sees”: a classifier's top classes, else the classes of the nearest photos "
+                       "(✅/❌: the first is the sketch's class, once it is known).")
         for r in rows:
             res = outcomes[r.name].result
             with st.container(border=True, key=f"strip-{r.name}"):

@@ -591,13 +591,18 @@ def compare_order(rows: Sequence[CompareRow]) -> list[CompareRow]:
     return sorted(rows, key=key)
 
 
-def reading_summary(reading: "Reading | None", n: int = 3) -> str:
-    """A reading in a few words for a table cell: 'bicycle 95 % · car 2 %', or 'cup · hat · fish'."""
-    if reading is None or reading.kind == "none":
+def reading_summary(reading: "Reading | None", label: str | None = None, n: int = 3) -> str:
+    """A reading in a few words for a table cell: 'bicycle 95 % · car 2 %', or 'cup · hat · fish';
+    once the sketch's class is known, ✅/❌ says whether the first class is it."""
+    if reading is None or reading.kind == "none" or not reading.items:
         return "–"
     if reading.kind == "classes":
-        return " · ".join(f"{display(c)} {p:.0%}" for c, p in reading.items[:n])
-    return " · ".join(display(c) for c, _ in reading.items[:n])
+        text = " · ".join(f"{display(c)} {p:.0%}" for c, p in reading.items[:n])
+    else:
+        text = " · ".join(display(c) for c, _ in reading.items[:n])
+    if label:
+        text = ("✅ " if reading.items[0][0] == label else "❌ ") + text
+    return text
 
 
 # -- embedding map ---------------------------------------------------------------------------------

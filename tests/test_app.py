@@ -322,3 +322,28 @@ def test_a_class_the_gallery_lacks_gets_an_honest_message_chips_and_a_link(monke
     assert any("card-name" in m.value for m in at.markdown)          # the closest matches are still shown
     links = at.get("page_link")
     assert any("galleries" in str(getattr(x, "proto", x)).lower() for x in links), links
+
+
+def test_reading_summary_marks_the_first_class_once_the_class_is_known():
+    from sbir_core.app_support import Reading, reading_summary
+    r = Reading("classes", [("cup", 0.45), ("bread", 0.09)], "cup")
+    assert reading_summary(r) == "cup 45% · bread 9%"
+    assert reading_summary(r, "cup").startswith("✅ ") and reading_summary(r, "bread").startswith("❌ ")
+    assert reading_summary(Reading("nearest", [("teapot_x", 0.5)]), "teapot_x") == "✅ teapot x"
+    assert reading_summary(None) == reading_summary(Reading("none")) == "–"
+
+
+@needs_gallery
+def test_a_try_chip_sets_the_class_to_draw_and_results_get_marked():
+    at = app({"objects": []}).run()
+    from sbir_core import Gallery
+    from sbir_core.data.classes import display
+    chips = at.button_group(key="try_pick")
+    pick = next(c for c in {x for x in Gallery.bundled().labels if x} if display(c) == chips.options[0])
+    chips.set_value(pick).run()
+    assert not at.exception and at.session_state["target"] == pick
+    at.session_state["canvas_inject"] = DRAWING                      # now draw
+    at.run()
+    assert not at.exception
+    cards = [m.value for m in at.markdown if "card-name" in m.value]
+    assert cards and all(("✅" in c) or ("❌" in c) for c in cards)

@@ -246,6 +246,14 @@ def click_control(page, selector: str, text: str, touch: bool) -> None:
     button.tap() if touch else button.click()
 
 
+def assert_one_set_of_controls(page) -> None:
+    """The canvas component's own floating toolbar (undo, redo, trash, ...) is hidden: the app's row is the one set."""
+    toolbars = page.evaluate("""() => [...document.querySelectorAll('[data-testid=stBidiComponentIsolated]')]
+        .map(h => h.shadowRoot && h.shadowRoot.querySelector('.dc-toolbar')).filter(Boolean)
+        .map(t => getComputedStyle(t).display)""")
+    assert toolbars and set(toolbars) == {"none"}, toolbars
+
+
 @pytest.mark.parametrize("screen", list(SCREENS))
 def test_canvas_fits_controls_work_and_the_eraser_erases(server, browser, screen):
     w, h, phone, presenter = SCREENS[screen]
@@ -279,6 +287,7 @@ def test_canvas_fits_controls_work_and_the_eraser_erases(server, browser, screen
             assert ok, f"{sel} #{i} is covered at {screen}"
             n_controls += 1
     assert n_controls >= 7, n_controls          # pen, eraser, 3 widths, undo, clear
+    assert_one_set_of_controls(page)
 
     # draw with the pen: two strokes; the reading names a class of this gallery
     touch = ctx.new_cdp_session(page) if phone else None
@@ -297,6 +306,18 @@ def test_canvas_fits_controls_work_and_the_eraser_erases(server, browser, screen
     page.wait_for_timeout(800)
     page.screenshot(path=str(ART / f"screen-{screen}.png"))
 
+    if screen == "1440x900":    # a narrower window: the canvas follows its column, the drawing scales with it
+        page.set_viewport_size({"width": 1280, "height": 800})
+        page.wait_for_timeout(1000)
+        small = settled_canvas(page)
+        assert small["width"] < box["width"] - 20, (small, box)
+        assert ink_at(page, small, *on_a) < 100 and ink_at(page, small, *on_b) < 100
+        page.set_viewport_size({"width": w, "height": h})
+        page.wait_for_timeout(1000)
+        box = settled_canvas(page)
+        assert ink_at(page, box, *on_a) < 100 and ink_at(page, box, *on_b) < 100
+        no_exception(page)
+
     # the eraser: across stroke A only -> A's ink is gone, B's stays; then B too -> nothing left to search
     click_control(page, ".st-key-pen_tool button", "Eraser", phone)
     page.wait_for_timeout(1200)
@@ -309,6 +330,7 @@ def test_canvas_fits_controls_work_and_the_eraser_erases(server, browser, screen
     sync_api.expect(page.locator(".card-name")).to_have_count(0, timeout=30_000)   # the sketch has no ink left
     page.get_by_text("Draw something", exact=False).first.wait_for(timeout=30_000)
     no_exception(page)
+    assert_one_set_of_controls(page)
 
     if phone:   # no horizontal scrolling, and the results come two or three to a row right under the canvas
         widths = page.evaluate("""() => { const m = document.querySelector('[data-testid=stMain]');
