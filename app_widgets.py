@@ -216,15 +216,19 @@ _room_component = None
 
 
 def canvas_room() -> dict[str, float] | None:
-    """The canvas column's width and the window's size as the browser last reported them."""
+    """The canvas column's width (and the window's size) on this page, as the browser reported it;
+    None until it has. One probe per page: columns differ between pages."""
     global _room_component
     if _room_component is None:
         _room_component = st.components.v2.component("sketchsearch.canvas_room", js=_ROOM_JS, isolate_styles=False)
-    res = _room_component(key="canvas_room_probe", default={"room": None}, on_room_change=lambda: None)
+    page = st.session_state.get("last_page") or "search"
+    res = _room_component(key=f"canvas_room_probe-{page}", default={"room": None}, on_room_change=lambda: None)
     room = res.get("room") if hasattr(res, "get") else getattr(res, "room", None)
+    rooms = st.session_state.setdefault("canvas_rooms", {})
     if room:
-        st.session_state["canvas_room"] = room          # kept across pages: the next canvas starts right
-    return st.session_state.get("canvas_room")
+        rooms[page] = room
+        st.session_state["canvas_room"] = room          # the latest: the window's width for result grids
+    return rooms.get(page)
 
 
 def window_width() -> float | None:
@@ -241,8 +245,8 @@ def result_columns(wide: int = 4) -> int:
     return 2 if vw < 480 else 3 if vw < 1200 else wide
 
 
-def current_canvas_size() -> tuple[int, int]:
-    room = st.session_state.get("canvas_room") or {}
+def current_canvas_size(room: dict[str, float] | None = None) -> tuple[int, int]:
+    room = room or {}
     return canvas_size(room.get("w"), room.get("vh"), presenter(), room.get("top"))
 
 
@@ -256,9 +260,12 @@ def drawing_canvas(stroke_width: float, eraser: bool) -> dict[str, Any] | None:
     except Exception as e:  # the component is optional: uploads and examples still work
         st.info(f"The drawing canvas is not available ({type(e).__name__}); upload a sketch or pick an example.")
         return None
-    canvas_room()
-    w, h = current_canvas_size()
+    room = canvas_room()
     state = st.session_state
+    if room is None:      # mount the canvas only once its size is known: a stroke on a canvas about to be
+        st.markdown("<div style='height: 280px'></div>", unsafe_allow_html=True)    # replaced would be lost
+        return state.get("drawing")
+    w, h = current_canvas_size(room)
     if state.get("canvas_dims") != (w, h):               # the room changed: remount at the new size, same drawing
         if state.get("canvas_dims") is not None:
             state["canvas_initial"] = state.get("drawing")
@@ -521,18 +528,6 @@ def result_grid(result: SearchResult, thumbs: Thumbnails, columns: int, label: s
                                 unsafe_allow_html=True)
     if scores is not None and not compact:
         st.caption(scores.note)
-
-
-def extras_panel(result: SearchResult, compact: bool = False) -> None:
-    """What a backend shows besides photos: its top classes, its imaginary photo."""
-    top = result.extras.get("top_classes")
-    if top:
-        st.markdown("**Top classes**")
-        for cls, p in list(top)[:5]:
-            st.progress(min(max(float(p), 0.0), 1.0), text=f"{display(str(cls))} · {float(p):.0%}")
-    imaginary = result.extras.get("imaginary")
-    if imaginary is not None:
-        st.image(imaginary, caption="Imaginary photo (cGAN)", width=160 if compact else 256)
 
 
 def latency_text(result: SearchResult) -> str:

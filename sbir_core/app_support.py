@@ -292,10 +292,6 @@ def hits(result: SearchResult, label: str | None) -> list[bool] | None:
     return [lab == label for lab in result.labels]
 
 
-def pretty_label(label: str | None) -> str:
-    return display(label) if label else "unlabelled"
-
-
 # -- evaluation report -----------------------------------------------------------------------
 def load_report(path: Path | None = None) -> dict[str, Any] | None:
     """The evaluation CLI's JSON (models/metrics_sketchy.json), or None when absent or unreadable."""

@@ -6,11 +6,9 @@ docs/compare.png = page-compare.png, docs/screen-*.png = screen-*.png)."""
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
