@@ -399,21 +399,12 @@ def sketch_input() -> None:
     """Draw, upload or pick an example; whichever changed last is the current sketch."""
     mode = st.segmented_control("Sketch", ["✏️ Draw", "📁 Upload", "🖼️ Examples"], default="✏️ Draw",
                                 key="input_mode", label_visibility="collapsed", required=True)
-    if mode == "📁 Upload":
+    if mode == "📁 Upload":            # the query's thumbnail is in the reading, next to this panel
         upload_panel()
-        sketch_preview()
     elif mode == "🖼️ Examples":
-        sketch_preview()
         examples_panel()
     else:
         draw_panel()
-
-
-def sketch_preview(width: int = 160) -> None:
-    s = current_sketch()
-    if s is None:
-        return
-    st.image(s["png"], width=width, caption=f"Query ({s['source']}" + (f": {display(s['label'])})" if s["label"] else ")"))
 
 
 # -- what the backend sees -------------------------------------------------------------------
