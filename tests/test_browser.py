@@ -344,4 +344,14 @@ def test_canvas_fits_controls_work_and_the_eraser_erases(server, browser, screen
         widths = page.evaluate("""() => { const m = document.querySelector('[data-testid=stMain]');
             return [document.documentElement.scrollWidth, window.innerWidth, m.scrollWidth, m.clientWidth]; }""")
         assert widths[0] <= widths[1] and widths[2] <= widths[3], widths
+        for title, path in PAGES.items():      # and no other page is wider than the phone either
+            if not path:
+                continue
+            page.goto(f"{server}/{path}")
+            page.wait_for_selector("[data-testid='stMain'] h1", timeout=60_000)
+            page.wait_for_timeout(2500)
+            no_exception(page)
+            widths = page.evaluate("""() => { const m = document.querySelector('[data-testid=stMain]');
+                return [document.documentElement.scrollWidth, window.innerWidth, m.scrollWidth, m.clientWidth]; }""")
+            assert widths[0] <= widths[1] and widths[2] <= widths[3], (title, widths)
     ctx.close()
