@@ -16,7 +16,7 @@ from sbir_core import Gallery, SearchResult
 from sbir_core.app_support import (CANVAS_ASPECT, ERASER_FACTOR, PEN_SIZES, SKETCH_WIDTH, CardScores, Example,
                                    Reading, SearchOutcome, Thumbnails, backend_infos, canvas_size, card_label,
                                    card_scores, drawing_without_last_stroke, example_sketches, first_k,
-                                   gallery_classes, gallery_sources, hits, photo_class_confidence, png_bytes,
+                                   gallery_classes, gallery_sources, grid_columns, hits, photo_class_confidence, png_bytes,
                                    read_sketch, safe_search, scale_drawing, score_kind, sketch_from_drawing,
                                    supports_threshold, try_classes)
 from sbir_core.backends import Backend, ModelFileError, load_backend
@@ -222,7 +222,7 @@ def canvas_room() -> dict[str, float] | None:
     if _room_component is None:
         _room_component = st.components.v2.component("sketchsearch.canvas_room", js=_ROOM_JS, isolate_styles=False)
     page = st.session_state.get("last_page") or "search"
-    res = _room_component(key=f"canvas_room_probe-{page}", default={"room": None}, on_room_change=lambda: None)
+    res = _room_component(key=_probe_key(), default={"room": None}, on_room_change=lambda: None)
     room = res.get("room") if hasattr(res, "get") else getattr(res, "room", None)
     rooms = st.session_state.setdefault("canvas_rooms", {})
     if room:
@@ -231,18 +231,30 @@ def canvas_room() -> dict[str, float] | None:
     return rooms.get(page)
 
 
+def _probe_key() -> str:
+    return f"canvas_room_probe-{st.session_state.get('last_page') or 'search'}"
+
+
 def window_width() -> float | None:
-    """The browser window's width as last reported by the canvas helper (None before it has)."""
-    return (st.session_state.get("canvas_room") or {}).get("vw")
+    """The browser window's width as last reported by the canvas helper (None before it has). Reads
+    the probe's state directly, so a page can size its columns before the probe is drawn."""
+    fresh = (st.session_state.get(_probe_key()) or {}).get("room") if _probe_key() in st.session_state else None
+    return (fresh or st.session_state.get("canvas_room") or {}).get("vw")
 
 
-def result_columns(wide: int = 4) -> int:
-    """Result cards per row: `wide` on a laptop, 3 in a narrow window (presenter mode at 1024 px, a
-    large phone), 2 on a phone (the page's CSS keeps them side by side instead of stacking)."""
+def result_columns(wide: int = 4, share: float | None = None) -> int:
+    """Result cards per row. With `share` (the results column's width over the canvas column's), from
+    the reported canvas column width: a card needs about 115 px. Else from the window: 2 on a phone,
+    3 on a large phone, 4 on a tablet, `wide` on a laptop. The page's CSS keeps phone rows side by side."""
     vw = window_width()
     if not vw:
         return wide
-    return 2 if vw < 480 else 3 if vw < 1200 else wide
+    if vw < 480:
+        return 2
+    room = (st.session_state.get("canvas_rooms") or {}).get(st.session_state.get("last_page") or "search")
+    if share is not None and room and room.get("w"):
+        return grid_columns(room["w"] * (1.0 if vw < 640 else share), wide)
+    return 3 if vw < 640 else 4 if vw < 1100 else wide
 
 
 def current_canvas_size(room: dict[str, float] | None = None) -> tuple[int, int]:

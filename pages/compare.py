@@ -73,7 +73,7 @@ with right:
                 else:
                     grid = st.container()
                 with grid:
-                    ui.result_grid(res, thumbs, columns=min(k, ui.result_columns(wide=8 if imaginary is not None else 10) * 2),
+                    ui.result_grid(res, thumbs, columns=min(k, ui.result_columns(wide=8 if imaginary is not None else 10)),
                                    label=label or None, compact=True, gallery=gallery, key=f"results-{r.name}")
         for info in broken:
             o = outcomes.get(info.name)

@@ -13,7 +13,8 @@ if not presenter:
     st.title("🔎 Sketch search")
     st.container(key="subtitle").caption("Draw an object: the photos update after every stroke. No drawing skills needed.")
 
-left, right = st.columns([5, 7] if not presenter else [1, 1], gap="large")
+narrow = (ui.window_width() or 1440) < 1100           # a tablet: the canvas and its tools get half the width
+left, right = st.columns([5, 7] if not (presenter or narrow) else [1, 1], gap="large")
 with left:
     ui.sketch_input()
 with right:
@@ -43,5 +44,6 @@ with right:
             if not r.ids:
                 st.info("No photo is that similar to the sketch: lower the threshold.")
             s = ui.current_sketch() or {}
-            ui.result_grid(r, thumbs, columns=ui.result_columns(), label=s.get("label"), gallery=gallery, backend=model)
+            columns = ui.result_columns(share=1.0 if (presenter or narrow) else 7 / 5)
+            ui.result_grid(r, thumbs, columns=columns, label=s.get("label"), gallery=gallery, backend=model)
             st.caption(f"{ui.backend_label(backend)} · {len(gallery)} photos")

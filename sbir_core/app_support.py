@@ -558,6 +558,11 @@ def try_classes(labels: Sequence[str | None], known: Sequence[str] | None = None
     return ranked[:n]
 
 
+def grid_columns(width: float, most: int = 4, card: float = 115.0) -> int:
+    """Cards per row in a column `width` px wide: as many as fit at about `card` px each, 2 to `most`."""
+    return int(max(2, min(most, width // card)))
+
+
 def first_k(result: SearchResult, k: int) -> SearchResult:
     """The first k of a ranking (the app ranks the whole gallery once and shows the top)."""
     return SearchResult(result.ids[:k], result.scores[:k], result.labels[:k], result.indices[:k], result.extras)

@@ -347,3 +347,9 @@ def test_a_try_chip_sets_the_class_to_draw_and_results_get_marked():
     assert not at.exception
     cards = [m.value for m in at.markdown if "card-name" in m.value]
     assert cards and all(("✅" in c) or ("❌" in c) for c in cards)
+
+
+def test_grid_columns_fit_cards_of_about_115_px():
+    from sbir_core.app_support import grid_columns
+    assert grid_columns(312) == 2 and grid_columns(440) == 3 and grid_columns(480) == 4 and grid_columns(900) == 4
+    assert grid_columns(900, most=8) == 7 and grid_columns(100) == 2
