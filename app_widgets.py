@@ -465,8 +465,10 @@ def reading_panel(outcome: SearchOutcome, gallery: Gallery, backend: Backend | N
             line = reading.text() if reading is not None else ""
             if line:
                 st.markdown(f"<div class='sketch-reading'>{line}</div>", unsafe_allow_html=True)
-            else:
+            elif score_kind(backend) == "rank":
                 st.markdown("Random ranking: this baseline does not look at the sketch.")
+            else:
+                st.markdown("This gallery's photos have no classes, so there is no class to name.")
             target = s.get("label")
             if reading is not None and reading.kind == "classes" and target:
                 ok = reading.recognised == target

@@ -309,7 +309,9 @@ def test_a_class_the_gallery_lacks_gets_an_honest_message_chips_and_a_link(monke
     from sbir_core.app_support import Reading
     from sbir_core.data.classes import VOCABULARY, display
     here = {c for c in Gallery.bundled().labels if c}
-    absent = next(c for c in VOCABULARY if c not in here)          # derived now: the gallery changes
+    absent = next((c for c in VOCABULARY if c not in here), None)  # derived now: the gallery changes
+    if absent is None:
+        pytest.skip("the gallery has photos of every class")
     monkeypatch.setattr(app_widgets, "read_sketch", lambda *a, **k: Reading(
         "classes", [(absent, 0.95), ("cup", 0.02)], absent, missing=True))
     at = app()
