@@ -287,7 +287,7 @@ def drawing_canvas(stroke_width: float, eraser: bool) -> dict[str, Any] | None:
     result = st_canvas(stroke_width=round(stroke_width * f, 2), stroke_color="#ffffff" if eraser else "#000000",
                        background_color="#ffffff", height=h, width=w, drawing_mode="freedraw",
                        initial_drawing=scale_drawing(state.get("canvas_initial"), f), update_streamlit=True,
-                       key=f"canvas-{state.get('canvas_nonce', 0)}-{w}x{h}")
+                       key=_canvas_key(w, h))
     raw = result.json_data
     if raw is None or raw == state.get("canvas_raw"):
         return state.get("drawing") if raw is not None else None
@@ -307,8 +307,28 @@ def _remount_canvas(initial: dict[str, Any] | None, edit: bool = True) -> None:
         st.session_state[CANVAS_TEST_KEY] = initial
 
 
+def _canvas_key(w: int, h: int) -> str:
+    key = f"canvas-{st.session_state.get('canvas_nonce', 0)}-{w}x{h}"
+    st.session_state["canvas_key"] = key
+    return key
+
+
+def _latest_drawing() -> dict[str, Any] | None:
+    """The drawing as the canvas last sent it (sketch pixels). Undo and clear read it, not the drawing
+    of the last finished run: a stroke sent together with the click has not been through a run yet."""
+    state = st.session_state
+    key, dims = state.get("canvas_key"), state.get("canvas_dims")
+    try:
+        raw = ((state[key] if key in state else {}).get("drawing") or {}).get("raw")
+    except (AttributeError, KeyError, TypeError):
+        raw = None
+    if raw is None or not dims or raw == state.get("canvas_raw"):
+        return state.get("drawing")
+    return scale_drawing(raw, SKETCH_WIDTH / dims[0])
+
+
 def _undo() -> None:
-    drawing = drawing_without_last_stroke(st.session_state.get("drawing"))
+    drawing = drawing_without_last_stroke(_latest_drawing())
     st.session_state["drawing"] = drawing
     _remount_canvas(drawing)
     _sketch_from_drawing(drawing)

@@ -330,6 +330,24 @@ def test_canvas_fits_controls_work_and_the_eraser_erases(server, browser, screen
     no_exception(page)
     assert_one_set_of_controls(page)
 
+    if screen == "1920x1080":   # undo takes the last stroke away, clear the rest
+        click_control(page, ".st-key-pen_tool button", "Pen", phone)
+        page.wait_for_timeout(1200)
+        stroke_on(page, box, a)
+        page.wait_for_timeout(400)
+        stroke_on(page, box, b)
+        wait_results(page)
+        page.wait_for_timeout(1500)                         # the canvas sends a stroke a moment after it ends
+        page.locator(".st-key-undo button:visible").first.click()
+        page.wait_for_timeout(2500)
+        box = settled_canvas(page)
+        assert ink_at(page, box, *on_a) < 100 and ink_at(page, box, *on_b) > 200, "undo"
+        page.locator(".st-key-clear button:visible").first.click()
+        sync_api.expect(page.locator(".card-name")).to_have_count(0, timeout=30_000)
+        box = settled_canvas(page)
+        assert ink_at(page, box, *on_a) > 200, "clear"
+        no_exception(page)
+
     if phone:   # no horizontal scrolling, and the results come two or three to a row right under the canvas
         widths = page.evaluate("""() => { const m = document.querySelector('[data-testid=stMain]');
             return [document.documentElement.scrollWidth, window.innerWidth, m.scrollWidth, m.clientWidth]; }""")
