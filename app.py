@@ -51,7 +51,7 @@ def settings(where) -> None:
     if options and state.get("gallery_key_picker") not in options:
         state["gallery_key_picker"] = options[0]
     if ui.presenter():
-        c1, c2, c3 = where.columns([3, 3, 1])
+        c1, c2, c3 = where.columns([3, 3, 1.4])
         c1.selectbox("Backend", names, format_func=titles.get, key="backend_picker")
         c2.selectbox("Gallery", options, format_func=gtitles.get, key="gallery_key_picker")
         c3.toggle("Presenter mode", key="presenter")

@@ -7,14 +7,18 @@ outside a running app fails (it registers a component with the runtime at import
 from __future__ import annotations
 
 import hashlib
+import html
 from typing import Any
 
 import streamlit as st
 
 from sbir_core import Gallery, SearchResult
-from sbir_core.app_support import (Example, SearchOutcome, Thumbnails, backend_infos, drawing_without_last_stroke,
-                                   example_sketches, gallery_sources, hits, png_bytes, pretty_label,
-                                   render_drawing, safe_search, supports_threshold)
+from sbir_core.app_support import (CANVAS_ASPECT, ERASER_FACTOR, PEN_SIZES, SKETCH_WIDTH, CardScores, Example,
+                                   Reading, SearchOutcome, Thumbnails, backend_infos, canvas_size, card_label,
+                                   card_scores, drawing_without_last_stroke, example_sketches, first_k,
+                                   gallery_classes, gallery_sources, grid_columns, hits, photo_class_confidence, png_bytes,
+                                   read_sketch, safe_search, scale_drawing, score_kind, sketch_from_drawing,
+                                   supports_threshold, try_classes)
 from sbir_core.backends import Backend, ModelFileError, load_backend
 from sbir_core.data.classes import display
 from sbir_core.data.preprocess import ImageInputError, load_image
@@ -116,8 +120,9 @@ def ensure_indexed(backend: Backend, gallery: Gallery) -> str | None:
     return None
 
 
-def search(backend_name: str, gallery: Gallery, k: int, threshold: float | None = None) -> SearchOutcome:
-    """Search the current sketch (top k, or every photo above `threshold`), remembering the outcome."""
+def ranked(backend_name: str, gallery: Gallery, threshold: float | None = None) -> SearchOutcome:
+    """The current sketch against the whole gallery (or every photo above `threshold`), remembered per
+    sketch, backend and gallery: the reading needs every class's best photo, the grid only the top."""
     sketch = current_sketch()
     if sketch is None:
         return SearchOutcome(backend_name, error="Draw something, upload a sketch, or click an example.", blank=True)
@@ -128,12 +133,40 @@ def search(backend_name: str, gallery: Gallery, k: int, threshold: float | None 
     if err:
         return SearchOutcome(backend_name, error=err)
     memo = st.session_state.setdefault("results", {})
-    key = (sketch["hash"], backend_name, gallery.content_key, k, threshold)     # the photos themselves, not their count
+    key = (sketch["hash"], backend_name, gallery.content_key, threshold)     # the photos themselves, not their count
     if key not in memo:
         if len(memo) > 32:
             memo.clear()
-        memo[key] = safe_search(backend, sketch["png"], gallery, k, threshold)
+        memo[key] = safe_search(backend, sketch["png"], gallery, max(len(gallery), 1), threshold)
     return memo[key]
+
+
+def search(backend_name: str, gallery: Gallery, k: int, threshold: float | None = None) -> SearchOutcome:
+    """The top k of `ranked` (every photo above `threshold`, at most k shown)."""
+    full = ranked(backend_name, gallery, threshold)
+    if full.result is None:
+        return full
+    return SearchOutcome(full.backend, first_k(full.result, k), full.error, full.blank)
+
+
+def reading(backend_name: str, gallery: Gallery, threshold: float | None = None) -> Reading | None:
+    """What the backend makes of the current sketch (see `sbir_core.app_support.read_sketch`)."""
+    full = ranked(backend_name, gallery, threshold)
+    if full.result is None:
+        return None
+    backend, _ = backend_or_message(backend_name)
+    return read_sketch(full.result, gallery_classes(gallery.labels), score_kind(backend))
+
+
+def gallery_title(key: str | None = None) -> str:
+    """The gallery's name for people ("Bundled demo gallery"), never its key."""
+    key = key if key is not None else st.session_state.get("gallery_key")
+    if key == USER_GALLERY:
+        return "My photos"
+    for src in gallery_sources():
+        if src.key == key:
+            return src.title
+    return str(key or "gallery")
 
 
 # -- the current sketch ----------------------------------------------------------------------
@@ -146,25 +179,138 @@ def current_sketch() -> dict[str, Any] | None:
     return st.session_state.get("sketch")
 
 
-def canvas_size() -> tuple[int, int]:
-    return (720, 560) if presenter() else (420, 380)
+# The canvas's helper: a tiny inline component (no iframe) that (1) hides the drawable canvas's own
+# floating toolbar, which lay over the app's tools and duplicated undo/clear, and (2) tells Python how
+# wide the canvas's column is and how tall the window is, so the canvas always fits (laptop to phone).
+_ROOM_JS = r"""
+export default function(component) {
+  const { parentElement, setStateValue } = component;
+  const w = window;
+  if (!w.__sketchsearchHideToolbar) {
+    const hide = () => {
+      for (const host of document.querySelectorAll('[data-testid="stBidiComponentIsolated"]')) {
+        const root = host.shadowRoot;
+        if (root && !root.querySelector('style[data-sketchsearch]')) {   // before the canvas renders in it, too
+          const css = document.createElement('style');
+          css.setAttribute('data-sketchsearch', '');
+          css.textContent = '.dc-toolbar{display:none !important}.dc-scroll{overflow:hidden !important}';
+          root.appendChild(css);
+        }
+      }
+    };
+    let queued = false;
+    new MutationObserver(() => {
+      if (!queued) { queued = true; requestAnimationFrame(() => { queued = false; hide(); }); }
+    }).observe(document.body, {childList: true, subtree: true});
+    setInterval(hide, 300);            // a shadow root attached after its host was inserted: no mutation to see
+    w.__sketchsearchHideToolbar = hide;
+  }
+  w.__sketchsearchHideToolbar();
+  const el = parentElement.host || parentElement;
+  if (el.__sketchsearchRoom) return;
+  let last = null;
+  const report = () => {
+    const width = Math.floor(el.getBoundingClientRect().width);
+    const main = document.querySelector('[data-testid="stMain"]');
+    const top = Math.round(el.getBoundingClientRect().top + (main ? main.scrollTop : 0) + w.scrollY);
+    const room = {w: width, vw: w.innerWidth, vh: w.innerHeight, top: top};
+    if (width <= 0) return;
+    if (last && Math.abs(last.w - room.w) < 6 && Math.abs(last.vh - room.vh) < 40) return;
+    last = room;
+    setStateValue('room', room);
+  };
+  el.__sketchsearchRoom = new ResizeObserver(() => requestAnimationFrame(report));
+  el.__sketchsearchRoom.observe(el);
+  w.addEventListener('resize', () => requestAnimationFrame(report));
+  report();
+}
+"""
+_room_component = None
 
 
-def drawing_canvas(stroke_width: int, eraser: bool) -> dict[str, Any] | None:
-    """The canvas; returns its drawing as Fabric.js JSON (None until something is drawn)."""
+def canvas_room() -> dict[str, float] | None:
+    """The canvas column's width (and the window's size) on this page, as the browser reported it;
+    None until it has. One probe per page: columns differ between pages."""
+    global _room_component
+    if _room_component is None:
+        _room_component = st.components.v2.component("sketchsearch.canvas_room", js=_ROOM_JS, isolate_styles=False)
+    page = st.session_state.get("last_page") or "search"
+    res = _room_component(key=_probe_key(), default={"room": None}, on_room_change=lambda: None)
+    room = res.get("room") if hasattr(res, "get") else getattr(res, "room", None)
+    rooms = st.session_state.setdefault("canvas_rooms", {})
+    if room:
+        rooms[page] = room
+        st.session_state["canvas_room"] = room          # the latest: the window's width for result grids
+    return rooms.get(page)
+
+
+def _probe_key() -> str:
+    return f"canvas_room_probe-{st.session_state.get('last_page') or 'search'}"
+
+
+def window_width() -> float | None:
+    """The browser window's width as last reported by the canvas helper (None before it has). Reads
+    the probe's state directly, so a page can size its columns before the probe is drawn."""
+    fresh = (st.session_state.get(_probe_key()) or {}).get("room") if _probe_key() in st.session_state else None
+    return (fresh or st.session_state.get("canvas_room") or {}).get("vw")
+
+
+def result_columns(wide: int = 4, share: float | None = None) -> int:
+    """Result cards per row. With `share` (the results column's width over the canvas column's), from
+    the reported canvas column width: a card needs about 115 px. Else from the window: 2 on a phone,
+    3 on a large phone, 4 on a tablet, `wide` on a laptop. The page's CSS keeps phone rows side by side."""
+    vw = window_width()
+    if not vw:
+        return wide
+    if vw < 480:
+        return 2
+    room = (st.session_state.get("canvas_rooms") or {}).get(st.session_state.get("last_page") or "search")
+    if share is not None and room and room.get("w"):
+        return grid_columns(room["w"] * (1.0 if vw < 640 else share), wide)
+    return 3 if vw < 640 else 4 if vw < 1100 else wide
+
+
+def current_canvas_size(room: dict[str, float] | None = None) -> tuple[int, int]:
+    room = room or {}
+    return canvas_size(room.get("w"), room.get("vh"), presenter(), room.get("top"))
+
+
+def drawing_canvas(stroke_width: float, eraser: bool) -> dict[str, Any] | None:
+    """The canvas, sized to its column; returns the drawing in sketch pixels (None until something is
+    drawn). Strokes and pen widths scale by one factor between the canvas and the sketch image."""
     if CANVAS_TEST_KEY in st.session_state:
-        return st.session_state[CANVAS_TEST_KEY]
+        return st.session_state[CANVAS_TEST_KEY]         # tests inject drawings in sketch pixels
     try:
         from streamlit_drawable_canvas import st_canvas
     except Exception as e:  # the component is optional: uploads and examples still work
         st.info(f"The drawing canvas is not available ({type(e).__name__}); upload a sketch or pick an example.")
         return None
-    w, h = canvas_size()
-    result = st_canvas(stroke_width=stroke_width, stroke_color="#ffffff" if eraser else "#000000",
+    room = canvas_room()
+    state = st.session_state
+    if room is None:      # mount the canvas only once its size is known: a stroke on a canvas about to be
+        st.markdown("<div style='height: 280px'></div>", unsafe_allow_html=True)    # replaced would be lost
+        return state.get("drawing")
+    w, h = current_canvas_size(room)
+    if state.get("canvas_dims") != (w, h):               # the room changed: remount at the new size, same drawing
+        if state.get("canvas_dims") is not None:
+            state["canvas_initial"] = state.get("drawing")
+            state["canvas_nonce"] = state.get("canvas_nonce", 0) + 1
+        state["canvas_dims"] = (w, h)
+    f = w / SKETCH_WIDTH
+    result = st_canvas(stroke_width=round(stroke_width * f, 2), stroke_color="#ffffff" if eraser else "#000000",
                        background_color="#ffffff", height=h, width=w, drawing_mode="freedraw",
-                       initial_drawing=st.session_state.get("canvas_initial"), update_streamlit=True,
-                       key=f"canvas-{st.session_state.get('canvas_nonce', 0)}")
-    return result.json_data
+                       initial_drawing=scale_drawing(state.get("canvas_initial"), f), update_streamlit=True,
+                       key=_canvas_key(w, h))
+    raw = result.json_data
+    if raw is None or raw == state.get("canvas_raw"):
+        return state.get("drawing") if raw is not None else None
+    state["canvas_raw"] = raw
+    return scale_drawing(raw, 1 / f)
+
+
+def _aspect() -> float:
+    w, h = st.session_state.get("canvas_dims") or (SKETCH_WIDTH, SKETCH_WIDTH * CANVAS_ASPECT)
+    return h / w
 
 
 def _remount_canvas(initial: dict[str, Any] | None, edit: bool = True) -> None:
@@ -174,8 +320,28 @@ def _remount_canvas(initial: dict[str, Any] | None, edit: bool = True) -> None:
         st.session_state[CANVAS_TEST_KEY] = initial
 
 
+def _canvas_key(w: int, h: int) -> str:
+    key = f"canvas-{st.session_state.get('canvas_nonce', 0)}-{w}x{h}"
+    st.session_state["canvas_key"] = key
+    return key
+
+
+def _latest_drawing() -> dict[str, Any] | None:
+    """The drawing as the canvas last sent it (sketch pixels). Undo and clear read it, not the drawing
+    of the last finished run: a stroke sent together with the click has not been through a run yet."""
+    state = st.session_state
+    key, dims = state.get("canvas_key"), state.get("canvas_dims")
+    try:
+        raw = ((state[key] if key in state else {}).get("drawing") or {}).get("raw")
+    except (AttributeError, KeyError, TypeError):
+        raw = None
+    if raw is None or not dims or raw == state.get("canvas_raw"):
+        return state.get("drawing")
+    return scale_drawing(raw, SKETCH_WIDTH / dims[0])
+
+
 def _undo() -> None:
-    drawing = drawing_without_last_stroke(st.session_state.get("drawing"))
+    drawing = drawing_without_last_stroke(_latest_drawing())
     st.session_state["drawing"] = drawing
     _remount_canvas(drawing)
     _sketch_from_drawing(drawing)
@@ -189,13 +355,12 @@ def _clear() -> None:
 
 
 def _sketch_from_drawing(drawing: dict[str, Any] | None) -> None:
-    w, h = canvas_size()
-    im = render_drawing(drawing, w, h)
+    im = sketch_from_drawing(drawing, _aspect())
     if im is None:
         if (current_sketch() or {}).get("source") == "drawing":
             st.session_state["sketch"] = None
     else:
-        set_sketch(png_bytes(im), "drawing")
+        set_sketch(png_bytes(im), "drawing", st.session_state.get("target"))
 
 
 def remount_canvas_with_current_drawing() -> None:
@@ -203,18 +368,38 @@ def remount_canvas_with_current_drawing() -> None:
     _remount_canvas(st.session_state.get("drawing"), edit=False)
 
 
+TOOLS = ["✏️ Pen", "🧽 Eraser"]
+PEN_DOTS = {"Thin": "•", "Medium": "●", "Thick": "⬤"}     # pen widths as dots of growing size
+
+
 def draw_panel() -> None:
-    """Pen width, pen/eraser, the canvas, undo and clear. A changed drawing becomes the sketch."""
-    c1, c2 = st.columns([3, 2])
-    width = c1.slider("Pen width", 1, 30, 6 if not presenter() else 10, key="pen_width")
-    tool = c2.segmented_control("Tool", ["✏️ Pen", "🧽 Eraser"], default="✏️ Pen", key="pen_tool")
-    drawing = drawing_canvas(width, tool == "🧽 Eraser")
+    """One row of tools (pen/eraser, pen width, undo, clear), then the canvas. A changed drawing
+    becomes the sketch."""
+    with st.container(horizontal=True, key="tools", gap="small", vertical_alignment="center"):
+        tool = st.segmented_control("Tool", TOOLS, default=TOOLS[0], required=True, key="pen_tool",
+                                    label_visibility="collapsed")
+        size = st.segmented_control("Pen width", list(PEN_SIZES), default="Medium", required=True, key="pen_size",
+                                    format_func=PEN_DOTS.get, label_visibility="collapsed")
+        st.button(":material/undo:", on_click=_undo, key="undo", help="Undo the last stroke")
+        st.button(":material/delete:", on_click=_clear, key="clear", help="Clear the canvas")
+    eraser = tool == TOOLS[1]
+    width = PEN_SIZES.get(size or "Medium", 7.0) * (ERASER_FACTOR if eraser else 1.0)
+    drawing = drawing_canvas(width, eraser)
     if drawing is not None and drawing != st.session_state.get("drawing"):
         st.session_state["drawing"] = drawing
         _sketch_from_drawing(drawing)
-    b1, b2, _ = st.columns([1, 1, 3])
-    b1.button("↶ Undo", on_click=_undo, width="stretch", key="undo")
-    b2.button("🗑 Clear", on_click=_clear, width="stretch", key="clear")
+    s = current_sketch()
+    if s is not None and s["source"] != "drawing":
+        st.caption(f"Searching {query_name(s)}; draw to search your drawing instead.")
+
+
+def query_name(s: dict[str, Any]) -> str:
+    """The current query in words: 'your drawing', 'the example “apple”', 'your upload'."""
+    if s["source"] == "example":
+        return f"the example “{display(s['label'])}”" if s.get("label") else "an example"
+    if s["source"] == "upload":
+        return "your upload"
+    return "your drawing"
 
 
 def upload_panel() -> None:
@@ -258,59 +443,128 @@ def examples_panel(columns: int = 4) -> None:
 def sketch_input() -> None:
     """Draw, upload or pick an example; whichever changed last is the current sketch."""
     mode = st.segmented_control("Sketch", ["✏️ Draw", "📁 Upload", "🖼️ Examples"], default="✏️ Draw",
-                                key="input_mode", label_visibility="collapsed")
-    if mode == "📁 Upload":
+                                key="input_mode", label_visibility="collapsed", required=True)
+    if mode == "📁 Upload":            # the query's thumbnail is in the reading, next to this panel
         upload_panel()
-        sketch_preview()
     elif mode == "🖼️ Examples":
-        sketch_preview()
         examples_panel()
     else:
         draw_panel()
 
 
-def sketch_preview(width: int = 160) -> None:
+# -- what the backend sees -------------------------------------------------------------------
+def _pick_target() -> None:
+    """A try-chip was clicked: that class becomes the drawing's known class (results get ✓/✗)."""
+    pick = st.session_state.get("try_pick")
+    st.session_state["target"] = pick
     s = current_sketch()
-    if s is None:
+    if s is not None and s["source"] == "drawing":
+        s["label"] = pick
+
+
+def try_chips(gallery: Gallery, backend: Backend | None, label: str = "Try drawing") -> None:
+    """Clickable chips naming classes this gallery has photos of ("try: apple · fish · cup …")."""
+    known = (getattr(backend, "meta", None) or {}).get("classes") if backend is not None else None
+    options = try_classes(gallery.labels, known)
+    if not options:
         return
-    st.image(s["png"], width=width, caption=f"Query ({s['source']}" + (f": {display(s['label'])})" if s["label"] else ")"))
+    target = st.session_state.get("target")
+    if target and target not in options:
+        options = [target] + options[:-1]
+    st.pills(label, options, format_func=display, key="try_pick", on_change=_pick_target,
+             default=target if target in options else None)
+
+
+def reading_panel(outcome: SearchOutcome, gallery: Gallery, backend: Backend | None, reading: Reading | None) -> None:
+    """Next to the canvas, above the results: what the backend sees (its top classes, or the classes
+    of the nearest photos), the cGAN's imaginary photo, and the query when it is not the canvas."""
+    s = current_sketch()
+    r = outcome.result
+    imaginary = r.extras.get("imaginary") if r is not None else None
+    show_query = s is not None and s["source"] != "drawing"
+    with st.container(border=True, key="reading"):
+        if s is None or r is None:
+            st.markdown("**Draw something** – the photos update after every stroke.")
+            if outcome.error and not outcome.blank:
+                st.error(outcome.error)
+            try_chips(gallery, backend)
+            return
+        pics = [x for x in (imaginary is not None and "imaginary", show_query and "query") if x]
+        if pics:
+            text_col, *pic_cols = st.columns([3] + [1] * len(pics), vertical_alignment="center")
+        else:
+            text_col, pic_cols = st.container(), []
+        with text_col:
+            line = reading.text() if reading is not None else ""
+            if line:
+                st.markdown(f"<div class='sketch-reading'>{line}</div>", unsafe_allow_html=True)
+            elif score_kind(backend) == "rank":
+                st.markdown("Random ranking: this baseline does not look at the sketch.")
+            else:
+                st.markdown("This gallery's photos have no classes, so there is no class to name.")
+            target = s.get("label")
+            if reading is not None and reading.kind == "classes" and target:
+                ok = reading.recognised == target
+                st.caption(("✅ Recognised as " if ok else "❌ Not recognised as ") + display(target))
+        for kind, col in zip(pics, pic_cols):
+            with col:
+                if kind == "imaginary":
+                    st.image(imaginary, caption="imagined photo", width="stretch")
+                else:
+                    st.image(s["png"], caption=query_name(s).replace("the example ", "example "), width="stretch")
+        if reading is not None and reading.missing:
+            st.warning(f"No {display(reading.recognised)} photos in this gallery — closest matches:")
+            c1, c2 = st.columns([3, 2], vertical_alignment="center")
+            with c1:
+                try_chips(gallery, backend, "This gallery has")
+            c2.page_link("pages/galleries.py", label="Galleries", icon="🖼️")
 
 
 # -- results ---------------------------------------------------------------------------------
+def card_texts(result: SearchResult, backend: Backend | None, gallery: Gallery) -> CardScores:
+    """Scores that mean something on every card (see `card_scores`)."""
+    kind = score_kind(backend)
+    conf = None
+    if kind == "probability" and len(result.ids):
+        try:
+            conf = photo_class_confidence(backend, gallery, result.indices)
+        except Exception:  # scores are a nicety: without them the cards still show the photos
+            conf = None
+    return card_scores(result, kind, conf)
+
+
 def result_grid(result: SearchResult, thumbs: Thumbnails, columns: int, label: str | None = None,
-                max_items: int | None = None, compact: bool = False) -> None:
-    """Photo cards with label and score; ✓/✗ when the sketch's class is known."""
+                max_items: int | None = None, compact: bool = False, gallery: Gallery | None = None,
+                backend: Backend | None = None, key: str = "results") -> None:
+    """Photo cards with label (class, else caption) and a score that means something; ✓/✗ when the
+    sketch's class is known. On a phone the grid keeps two or three photos per row (see page_style)."""
     correct = hits(result, label)
     n = len(result.ids) if max_items is None else min(max_items, len(result.ids))
-    for row in range(0, n, columns):
-        cols = st.columns(columns)
-        for j in range(columns):
-            i = row + j
-            if i >= n:
-                break
-            mark = "" if correct is None else ("✅ " if correct[i] else "❌ ")
-            if compact:
-                with cols[j]:
-                    st.image(thumbs(int(result.indices[i])), width="stretch")
-                    st.caption(f"{mark}**{pretty_label(result.labels[i])}** · score {float(result.scores[i]):.2f}")
-                continue
-            with cols[j].container(border=True):
-                st.image(thumbs(int(result.indices[i])), width="stretch")
-                st.markdown(f"{mark}**{pretty_label(result.labels[i])}**  \n"
-                            f"<span style='color:#6b7280'>#{i + 1} · score {float(result.scores[i]):.3f}</span>",
-                            unsafe_allow_html=True)
-
-
-def extras_panel(result: SearchResult, compact: bool = False) -> None:
-    """What a backend shows besides photos: its top classes, its imaginary photo."""
-    top = result.extras.get("top_classes")
-    if top:
-        st.markdown("**Top classes**")
-        for cls, p in list(top)[:5]:
-            st.progress(min(max(float(p), 0.0), 1.0), text=f"{display(str(cls))} · {float(p):.0%}")
-    imaginary = result.extras.get("imaginary")
-    if imaginary is not None:
-        st.image(imaginary, caption="Imaginary photo (cGAN)", width=160 if compact else 256)
+    scores = card_texts(result, backend, gallery) if gallery is not None else None
+    with st.container(key=key):
+        for row in range(0, n, columns):
+            cols = st.columns(columns)
+            for j in range(columns):
+                i = row + j
+                if i >= n:
+                    break
+                gi = int(result.indices[i])
+                name = card_label(result.labels[i], gallery.display_label(gi) if gallery is not None else None)
+                mark = "" if correct is None else ("✅ " if correct[i] else "❌ ")
+                score = scores.texts[i] if scores is not None else f"#{i + 1}"
+                if compact:
+                    with cols[j]:
+                        st.image(thumbs(gi), width="stretch")
+                        st.markdown(f"<div class='card-name compact' title='{html.escape(name, quote=True)}'>{mark}"
+                                    f"{html.escape(name)}</div>", unsafe_allow_html=True)
+                    continue
+                with cols[j].container(border=True):
+                    st.image(thumbs(gi), width="stretch")
+                    st.markdown(f"<div class='card-name' title='{html.escape(name, quote=True)}'>{mark}"
+                                f"{html.escape(name)}</div><div class='card-score'>{score}</div>",
+                                unsafe_allow_html=True)
+    if scores is not None and not compact:
+        st.caption(scores.note)
 
 
 def latency_text(result: SearchResult) -> str:
@@ -327,16 +581,45 @@ def backend_label(name: str) -> str:
 
 
 def page_style() -> None:
-    """A little CSS: tighter cards, bigger text in presenter mode, no sidebar there."""
+    """A little CSS: tighter cards, the reading in large type, a 2-3 column result grid on phones
+    (Streamlit stacks columns one per row below 640 px), bigger text and no sidebar in presenter mode."""
     css = """
     div[data-testid="stVerticalBlockBorderWrapper"] img { border-radius: 6px; }
     .block-container { padding-top: 2.2rem; }
+    @media (min-width: 641px) { .block-container { padding-left: 2.5rem; padding-right: 2.5rem; } }
+    .sketch-reading { font-size: 1.2rem; font-weight: 600; line-height: 1.4; }
+    .card-name, .card-score { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+    .card-name { font-weight: 600; font-size: 0.95rem; line-height: 1.3; }
+    .card-score { color: #6b7280; font-size: 0.8rem; }
+    .card-name.compact { font-weight: 400; font-size: 0.78rem; color: #4b5563; }
+    .st-key-resultshead h3 { font-size: 1.3rem; padding: 0.2rem 0; }
+    .st-key-resultshead [data-testid="stMetricValue"] { font-size: 1.5rem; }
+    .st-key-tools button p { white-space: nowrap; }
+    .st-key-tools button { padding-left: 0.6rem !important; padding-right: 0.6rem !important; min-height: 2.4rem; }
+    .st-key-tools { column-gap: 0.4rem !important; }
+    @media (max-width: 640px) {
+      .block-container { padding: 3.2rem 0.75rem 2rem 0.75rem; }
+      h1 { font-size: 1.6rem !important; padding-top: 0 !important; }
+      div[data-testid="stHorizontalBlock"] { row-gap: 0.75rem !important; }
+      h3 { font-size: 1.1rem !important; }
+      .st-key-subtitle { display: none; }
+      div:has(> .st-key-threshold_row) { order: 99; }
+      .st-key-resultshead div[data-testid="stHorizontalBlock"] { flex-wrap: nowrap !important; }
+      .st-key-resultshead div[data-testid="stColumn"] { min-width: 0 !important; }
+      .st-key-resultshead [data-testid="stMetricLabel"] { display: none; }
+      [data-testid="stMetricValue"] { font-size: 1.25rem !important; }
+      [class*="st-key-results"] div[data-testid="stHorizontalBlock"] { flex-wrap: nowrap !important; gap: 0.5rem !important; }
+      [class*="st-key-results"] div[data-testid="stColumn"] { flex: 1 1 0 !important; min-width: 0 !important; width: auto !important; }
+      [class*="st-key-results"] .stMarkdown p { font-size: 0.85rem; }
+    }
     """
     if presenter():
         css += """
         section[data-testid="stSidebar"], div[data-testid="stSidebarCollapsedControl"] { display: none !important; }
         html, body, .stMarkdown p { font-size: 1.15rem; }
-        .block-container { max-width: 100% !important; padding: 4rem 2rem 1rem 2rem; }
+        .card-name { font-size: 0.95rem; } .card-score { font-size: 0.85rem; }
+        .sketch-reading { font-size: 1.5rem; }
+        .block-container { max-width: 100% !important; padding: 3.5rem 2rem 1rem 2rem; }
         """
     st.markdown(f"<style>{css}</style>", unsafe_allow_html=True)
 

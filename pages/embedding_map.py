@@ -1,17 +1,18 @@
 """Embedding map: photos and real sketches in the backend's joint space (t-SNE), with your sketch placed live."""
 import altair as alt
+import numpy as np
 import pandas as pd
 import streamlit as st
 
 import app_widgets as ui
-from sbir_core.app_support import backend_infos
+from sbir_core.app_support import backend_infos, map_classes_to_colour, map_label_placement
 from sbir_core.data.classes import display
 from sbir_core.tsne_map import EmbeddingMap, build_command, map_path, sketch_vector
 
 st.title("🗺️ Embedding map")
 st.caption("Each dot is a gallery photo (●) or a real held-out sketch (▲) in the backend's embedding space, "
-           "laid out by t-SNE and coloured by class. Your sketch (◆) lands near what the backend thinks it resembles. "
-           "Hover a point to see it.")
+           "laid out by t-SNE; the 10 classes nearest your sketch (or the 10 biggest) in colour, the rest grey. "
+           "Your sketch (◆) lands near what the backend thinks it resembles. Hover a point to see it.")
 
 
 @st.cache_resource(show_spinner="Loading the map…")
@@ -53,17 +54,8 @@ except FileNotFoundError as e:
     st.stop()
 df = map_frame(name, mtime)
 
-layers = []
-base = alt.Chart(df).mark_point(filled=True, size=70, opacity=0.75).encode(
-    x=alt.X("x:Q", axis=None), y=alt.Y("y:Q", axis=None),
-    color=alt.Color("class:N", legend=None, scale=alt.Scale(scheme="tableau20")),
-    shape=alt.Shape("domain:N", scale=alt.Scale(domain=["photo", "sketch"], range=["circle", "triangle-up"]),
-                    legend=alt.Legend(title=None, orient="top-left")),
-    tooltip=["class:N", "domain:N", "id:N", "image:N"])
-layers.append(base)
-
 sketch = ui.current_sketch()
-note = None
+note, place, nn = None, None, None
 if sketch is not None:
     backend, err = ui.backend_or_message(name)
     if backend is None:
@@ -73,19 +65,48 @@ if sketch is not None:
     else:
         try:
             (px, py), nn = emb.place(sketch_vector(backend, sketch["png"]))
-            near = df.iloc[nn]
-            here = pd.DataFrame({"x": [px], "y": [py], "class": ["your sketch"], "near": [
-                ", ".join(sorted({c for c in near["class"] if c}))]})
-            layers.append(alt.Chart(near).mark_point(size=260, color="black", strokeWidth=1.5).encode(x="x:Q", y="y:Q"))
-            layers.append(alt.Chart(here).mark_point(shape="diamond", size=700, filled=True, color="black",
-                                                     stroke="white", strokeWidth=2).encode(
-                x="x:Q", y="y:Q", tooltip=["class:N", alt.Tooltip("near:N", title="nearest classes")]))
-            layers.append(alt.Chart(here).mark_text(dy=-24, fontSize=15, fontWeight="bold").encode(
-                x="x:Q", y="y:Q", text="class:N"))
-            note = ("success", "Nearest on the map: " + ", ".join(
-                f"{r['class'] or '?'} ({r['domain']})" for _, r in near.head(5).iterrows()))
+            place = (float(px), float(py))
         except Exception as e:  # a blank sketch, or a backend that does not embed: say so, no traceback
             note = ("info", f"Your sketch is not on the map: {e}")
+
+# colour only the classes near the sketch (or the 10 biggest), with a legend; every other class grey
+coloured = map_classes_to_colour(df["x"], df["y"], list(df["class"]), place, n=10,
+                                 first=list(df["class"].iloc[nn]) if nn is not None else ())
+df = df.assign(shown=[c if c in coloured else "other classes" for c in df["class"]])
+xs = list(df["x"]) + ([place[0]] if place is not None else [])
+ys = list(df["y"]) + ([place[1]] if place is not None else [])
+xr, yr = (float(np.min(xs)), float(np.max(xs))), (float(np.min(ys)), float(np.max(ys)))
+pad_x, pad_y = 0.06 * (xr[1] - xr[0]), 0.08 * (yr[1] - yr[0])
+x_scale = alt.Scale(domain=[xr[0] - pad_x, xr[1] + pad_x], nice=False)
+y_scale = alt.Scale(domain=[yr[0] - pad_y, yr[1] + pad_y], nice=False)
+palette = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#17becf"]
+colour = alt.Color("shown:N", title="class", sort=coloured + ["other classes"],
+                   scale=alt.Scale(domain=coloured + ["other classes"], range=palette[:len(coloured)] + ["#d4d4d8"]),
+                   legend=alt.Legend(orient="right", symbolLimit=12))
+grey = df[df["shown"] == "other classes"]
+bright = df[df["shown"] != "other classes"]
+enc = dict(x=alt.X("x:Q", axis=None, scale=x_scale), y=alt.Y("y:Q", axis=None, scale=y_scale), color=colour,
+           shape=alt.Shape("domain:N", scale=alt.Scale(domain=["photo", "sketch"], range=["circle", "triangle-up"]),
+                           legend=alt.Legend(title=None, orient="right")),
+           tooltip=["class:N", "domain:N", "id:N", "image:N"])
+layers = [alt.Chart(grey).mark_point(filled=True, size=45, opacity=0.45).encode(**enc),
+          alt.Chart(bright).mark_point(filled=True, size=75, opacity=0.85).encode(**enc)]
+
+if place is not None:
+    (px, py) = place
+    near = df.iloc[nn]
+    here = pd.DataFrame({"x": [px], "y": [py], "label": ["your sketch"], "near": [
+        ", ".join(sorted({c for c in near["class"] if c}))]})
+    spot = map_label_placement(px, py, xr, yr)
+    xy = dict(x=alt.X("x:Q", scale=x_scale), y=alt.Y("y:Q", scale=y_scale))
+    layers.append(alt.Chart(near).mark_point(size=260, color="black", strokeWidth=1.5).encode(**xy))
+    layers.append(alt.Chart(here).mark_point(shape="diamond", size=700, filled=True, color="black",
+                                             stroke="white", strokeWidth=2).encode(
+        **xy, tooltip=["label:N", alt.Tooltip("near:N", title="nearest classes")]))
+    layers.append(alt.Chart(here).mark_text(fontSize=15, fontWeight="bold", align=spot["align"], dx=spot["dx"],
+                                            dy=spot["dy"]).encode(**xy, text="label:N"))
+    note = ("success", "Nearest on the map: " + ", ".join(
+        f"{r['class'] or '?'} ({r['domain']})" for _, r in near.head(5).iterrows()))
 
 with right:
     chart = alt.layer(*layers).properties(height=720 if ui.presenter() else 620).interactive()

@@ -3,8 +3,8 @@ import streamlit as st
 
 import app_widgets as ui
 from sbir_core import Gallery
-from sbir_core.app_support import Thumbnails, gallery_sources, missing_gallery_message, pretty_label
-from sbir_core.data.classes import canonical
+from sbir_core.app_support import Thumbnails, card_label, gallery_sources, missing_gallery_message
+from sbir_core.data.classes import canonical, display
 from sbir_core.uploads import MAX_FILES, collect_images
 
 st.title("🖼️ Galleries")
@@ -68,20 +68,25 @@ gallery, thumbs, problem = ui.active_gallery()
 if problem:
     st.info(problem)
     st.stop()
-labels = sorted({pretty_label(label) for label in gallery.labels})
-st.subheader(f"{gallery.name} · {len(gallery)} photos · {len([x for x in labels if x != 'unlabelled'])} classes")
+NO_CLASS = "(no class)"
+labels = sorted({display(label) if label else NO_CLASS for label in gallery.labels})
+n_classes = len([x for x in labels if x != NO_CLASS])
+st.subheader(f"{ui.gallery_title()} · {len(gallery)} photos · {n_classes} classes")
 c1, c2 = st.columns([3, 1])
 pick = c1.selectbox("Class", ["(all)"] + labels, key="browse_class")
-shown = [i for i in range(len(gallery)) if pick == "(all)" or pretty_label(gallery.labels[i]) == pick]
+shown = [i for i in range(len(gallery))
+         if pick == "(all)" or (display(gallery.labels[i]) if gallery.labels[i] else NO_CLASS) == pick]
 per_page = 32
 pages = max(1, (len(shown) + per_page - 1) // per_page)
 page = c2.number_input(f"Page (of {pages})", 1, pages, 1, key=f"browse_page-{pick}")
 items = shown[(page - 1) * per_page: page * per_page]
-columns = 8
-for row in range(0, len(items), columns):
-    cols = st.columns(columns)
-    for col, i in zip(cols, items[row:row + columns]):
-        with col:
-            st.image(thumbs(i), width="stretch")
-            info = gallery.info[i] if gallery.info else {}
-            st.caption(f"**{pretty_label(gallery.labels[i])}**" + (f" · {info['licence']}" if info.get("licence") else ""))
+columns = ui.result_columns(wide=8)
+with st.container(key="results-gallery"):
+    for row in range(0, len(items), columns):
+        cols = st.columns(columns)
+        for col, i in zip(cols, items[row:row + columns]):
+            with col:
+                st.image(thumbs(i), width="stretch")
+                info = gallery.info[i] if gallery.info else {}
+                name = card_label(gallery.labels[i], gallery.display_label(i))
+                st.caption(f"**{name}**" + (f" · {info['licence']}" if info.get("licence") else ""))

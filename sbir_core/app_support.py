@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 EXAMPLES_DIR = REPO_ROOT / "assets" / "examples"
 METRICS_FILE = MODELS_DIR / "metrics_sketchy.json"
-EXAMPLE_CLASSES = ("apple", "airplane", "bicycle", "teapot", "butterfly", "umbrella", "hourglass", "eyeglasses")
+EXAMPLE_CLASSES = ("apple", "airplane", "car_(sedan)", "cat", "butterfly", "fish", "guitar", "tree")   # each has 2+ bundled photos
 GALLERY_BUILD_HINT = "build it with `python -m sbir_core.build_gallery --index` (see the README), or pick another gallery"
 
 
@@ -300,10 +300,6 @@ def hits(result: SearchResult, label: str | None) -> list[bool] | None:
     return [lab == label for lab in result.labels]
 
 
-def pretty_label(label: str | None) -> str:
-    return display(label) if label else "unlabelled"
-
-
 # -- evaluation report -----------------------------------------------------------------------
 def load_report(path: Path | None = None) -> dict[str, Any] | None:
     """The evaluation CLI's JSON (models/metrics_sketchy.json), or None when absent or unreadable."""
@@ -396,3 +392,259 @@ def curve_series(rows: list[dict[str, Any]]) -> tuple[str, list[str], list[str]]
     plotted = [c for c in columns if c not in NOT_PLOTTED]
     quality = [c for c in plotted if any(m in c for m in QUALITY_MARKS)]
     return x, [c for c in plotted if c not in quality], quality
+
+
+# -- the canvas: sizing, scaling, one set of tools ---------------------------------------------
+SKETCH_WIDTH = 480                     # every screen's strokes are scaled into a sketch this wide
+CANVAS_ASPECT = 0.9                    # height / width of the canvas (and of the sketch image)
+PEN_SIZES = {"Thin": 4.0, "Medium": 7.0, "Thick": 12.0}   # pen widths in sketch pixels (of SKETCH_WIDTH)
+ERASER_FACTOR = 3.0                    # the eraser is this much wider than the pen
+DEFAULT_CANVAS_WIDTH = 320             # until the browser has said how much room there is
+
+
+def canvas_size(available_width: float | None, viewport_height: float | None = None,
+                presenter: bool = False, top: float | None = None) -> tuple[int, int]:
+    """(width, height) in CSS pixels of a canvas that fits the column the browser reported.
+
+    The width follows the column (never wider, so no stroke lands outside what is visible). The
+    height keeps the canvas's aspect ratio, but on a short screen (presenter mode at 1280x720) the
+    whole canvas must fit below its `top` in the window: then it gets lower, and narrower too
+    when it would be flatter than 4:3. Never below 200 px either way."""
+    w = float(available_width or DEFAULT_CANVAS_WIDTH)
+    w = max(200.0, min(w, 900.0 if presenter else 640.0))
+    h = w * CANVAS_ASPECT
+    if viewport_height:
+        room = float(viewport_height) - (float(top) if top is not None else 300.0) - 40.0   # gap + margin
+        if presenter or room >= 0.5 * h:        # a laptop scrolls rather than shrink the canvas to a strip
+            h = min(h, max(200.0, room))
+            w = min(w, h / 0.75)
+    return int(w), int(h)
+
+
+def sketch_scale(canvas_width: float) -> float:
+    """Canvas pixels -> sketch pixels: one factor for coordinates and stroke widths alike."""
+    return SKETCH_WIDTH / float(canvas_width)
+
+
+def scale_drawing(drawing: dict[str, Any] | None, factor: float) -> dict[str, Any] | None:
+    """A Fabric.js drawing with every coordinate and stroke width multiplied by `factor`: moves a
+    drawing between a canvas of one size and the sketch's fixed size (or a resized canvas)."""
+    if not isinstance(drawing, dict):
+        return drawing
+    objs = []
+    for o in drawing.get("objects") or []:
+        if not isinstance(o, dict):
+            continue
+        o = dict(o)
+        for k in ("left", "top", "width", "height", "strokeWidth"):
+            if isinstance(o.get(k), (int, float)):
+                o[k] = round(float(o[k]) * factor, 3)
+        if isinstance(o.get("path"), list):
+            o["path"] = [[c[0], *(round(float(v) * factor, 3) for v in c[1:])]
+                         if isinstance(c, (list, tuple)) and c else c for c in o["path"]]
+        if isinstance(o.get("pathOffset"), dict):
+            o["pathOffset"] = {k: round(float(v) * factor, 3) for k, v in o["pathOffset"].items()}
+        objs.append(o)
+    return {**drawing, "objects": objs}
+
+
+def sketch_from_drawing(drawing: dict[str, Any] | None, aspect: float = CANVAS_ASPECT) -> Image.Image | None:
+    """A drawing in sketch pixels (SKETCH_WIDTH wide) -> the grey sketch image that is searched."""
+    return render_drawing(drawing, SKETCH_WIDTH, max(1, int(round(SKETCH_WIDTH * aspect))))
+
+
+# -- what the backend sees: the reading, card scores and labels --------------------------------
+@dataclass
+class Reading:
+    """What a backend makes of the sketch, in words, for the line next to the canvas.
+
+    kind "classes": the backend classifies; `items` are (class, probability), `recognised` its top class.
+    kind "nearest": an embedding backend; `items` are (class, best similarity of a photo of that class).
+    kind "none": nothing to say (random ranking, or no labelled photo among the results)."""
+    kind: str
+    items: list[tuple[str, float]] = field(default_factory=list)
+    recognised: str | None = None
+    missing: bool = False              # the recognised class has no photo in this gallery
+
+    def text(self) -> str:
+        if self.kind == "classes":
+            return "I see: " + " · ".join(f"{display(c)} {p:.0%}".replace("%", " %") for c, p in self.items)
+        if self.kind == "nearest":
+            return "Closest photos: " + " · ".join(f"{display(c)} ({s:.2f})" for c, s in self.items)
+        return ""
+
+
+def gallery_classes(labels: Sequence[str | None]) -> set[str]:
+    return {lab for lab in labels if lab}
+
+
+def read_sketch(result: SearchResult, classes_here: set[str], kind: str = "similarity", n: int = 3) -> Reading:
+    """The reading of one search: a classifier's top classes (and whether the gallery has photos of
+    the first), else the classes of the nearest photos with their best similarity. `result` should
+    rank the whole gallery, so that every class's best photo is in it."""
+    top = result.extras.get("top_classes")
+    if top:
+        items = [(str(c), float(p)) for c, p in list(top)[:n]]
+        first = items[0][0]
+        return Reading("classes", items, first, missing=first not in classes_here)
+    if kind == "rank":
+        return Reading("none")
+    best: dict[str, float] = {}
+    for lab, s in zip(result.labels, np.asarray(result.scores, dtype=float)):
+        if lab and lab not in best:
+            best[lab] = float(s)
+            if len(best) == n:
+                break
+    return Reading("nearest", list(best.items())) if best else Reading("none")
+
+
+def score_kind(backend: Any) -> str:
+    """How a backend's scores read on a card: 'probability' (a classifier: P(sketch's class) x the
+    photo's fit to it), 'similarity' (cosine, embedding backends) or 'rank' (random: scores mean nothing)."""
+    if callable(getattr(backend, "photo_labels", None)):
+        return "probability"
+    if supports_threshold(backend):
+        return "similarity"
+    return "rank"
+
+
+def photo_class_confidence(backend: Any, gallery: Gallery, indices: Sequence[int]) -> np.ndarray:
+    """For a classifier backend: how sure its photo classifier is that each photo shows the class the
+    photo is filed under (its label, else its predicted class) - the within-class part of a card's score."""
+    feats = gallery.features(backend)                                                  # (N, C)
+    lab = backend.photo_labels(feats, gallery.labels)                                  # (N,)
+    idx = np.asarray(indices, dtype=np.int64)
+    return feats[idx, lab[idx]].astype(np.float64)
+
+
+@dataclass
+class CardScores:
+    """The text under each result card, and one line saying what it means."""
+    texts: list[str]
+    note: str
+
+
+def card_scores(result: SearchResult, kind: str, photo_confidence: Sequence[float] | None = None) -> CardScores:
+    """Per-card scores that mean something: cosine similarity (embedding backends), P(class) x the
+    photo's within-class confidence (classifiers), or the rank alone - never one number on every
+    card: when the shown values are all equal, the cards show their rank and the note says why."""
+    n = len(result.ids)
+    ranks = [f"#{i + 1}" for i in range(n)]
+    if kind == "rank" or n == 0:
+        return CardScores(ranks, "Random ranking: the order means nothing, so no score is shown.")
+    s = np.asarray(result.scores, dtype=np.float64)
+    if kind == "probability":
+        conf = np.asarray(photo_confidence if photo_confidence is not None else np.ones(n), dtype=np.float64)
+        values, word = s * conf, "match"
+        note = ("Card scores: P(the sketch shows the photo's class) × how sure the photo classifier is "
+                "of that photo's class.")
+        shown = [f"{v:.0%}" for v in values]
+    else:
+        values, word = s, "similarity"
+        note = "Card scores: cosine similarity of sketch and photo in the backend's space (1 = same direction)."
+        shown = [f"{v:.2f}" for v in values]
+    if n > 1 and len(set(shown)) == 1:
+        return CardScores(ranks, f"All {n} shown have the same {word} ({shown[0]}): cards show their rank.")
+    return CardScores([f"#{i + 1} · {v}" for i, v in enumerate(shown)], note)
+
+
+def card_label(label: str | None, caption: str | None = None, max_chars: int = 38) -> str:
+    """What a result card is called: its class in words, else its display name or caption (shortened,
+    see `Gallery.display_label`), else 'photo'."""
+    if label:
+        return display(label)
+    text = (caption or "").strip().rstrip(".")
+    if not text:
+        return "photo"
+    return text if len(text) <= max_chars else text[: max_chars - 1].rstrip() + "…"
+
+
+def try_classes(labels: Sequence[str | None], known: Sequence[str] | None = None, n: int = 8) -> list[str]:
+    """Classes to suggest drawing ("try: apple · fish …"): the gallery's classes with the most photos
+    (that the backend can recognise, when its vocabulary is known), ties in alphabetical order."""
+    counts: dict[str, int] = {}
+    for lab in labels:
+        if lab:
+            counts[lab] = counts.get(lab, 0) + 1
+    ok = set(known) if known else None
+    ranked = sorted((c for c in counts if ok is None or c in ok), key=lambda c: (-counts[c], c))
+    return ranked[:n]
+
+
+def grid_columns(width: float, most: int = 4, card: float = 115.0) -> int:
+    """Cards per row in a column `width` px wide: as many as fit at about `card` px each, 2 to `most`."""
+    return int(max(2, min(most, width // card)))
+
+
+def first_k(result: SearchResult, k: int) -> SearchResult:
+    """The first k of a ranking (the app ranks the whole gallery once and shows the top)."""
+    return SearchResult(result.ids[:k], result.scores[:k], result.labels[:k], result.indices[:k], result.extras)
+
+
+# -- compare: one summary row per backend ----------------------------------------------------------
+@dataclass
+class CompareRow:
+    """One backend's line in the Compare page's summary table."""
+    name: str
+    title: str
+    sees: str                      # its top classes, or the classes of its nearest photos
+    hits: int | None               # results of the sketch's class in its top K (None: class unknown)
+    k: int
+    latency_ms: float | None
+    baseline: bool = False
+    quality: float = 0.0           # its mAP@all in the shipped evaluation (orders rows while the class is unknown)
+
+
+def compare_order(rows: Sequence[CompareRow]) -> list[CompareRow]:
+    """Best first, baselines last: by hits in the top K once the class is known (ties: faster first),
+    else by the shipped evaluation's mAP@all."""
+    def key(r: CompareRow):
+        if r.hits is not None:
+            return (r.baseline, -r.hits, -r.quality, r.latency_ms or 0.0)
+        return (r.baseline, -r.quality, r.latency_ms or 0.0)
+    return sorted(rows, key=key)
+
+
+def reading_summary(reading: "Reading | None", label: str | None = None, n: int = 3) -> str:
+    """A reading in a few words for a table cell: 'bicycle 95 % · car 2 %', or 'cup · hat · fish';
+    once the sketch's class is known, ✅/❌ says whether the first class is it."""
+    if reading is None or reading.kind == "none" or not reading.items:
+        return "–"
+    if reading.kind == "classes":
+        text = " · ".join(f"{display(c)} {p:.0%}" for c, p in reading.items[:n])
+    else:
+        text = " · ".join(display(c) for c, _ in reading.items[:n])
+    if label:
+        text = ("✅ " if reading.items[0][0] == label else "❌ ") + text
+    return text
+
+
+# -- embedding map ---------------------------------------------------------------------------------
+def map_classes_to_colour(xs: Sequence[float], ys: Sequence[float], classes: Sequence[str],
+                          at: tuple[float, float] | None = None, n: int = 10,
+                          first: Sequence[str] = ()) -> list[str]:
+    """The classes worth a colour (and a legend entry) on the map: `first` (the classes of the sketch's
+    nearest neighbours in the backend's space), then those whose nearest point lies closest to the
+    sketch's place, or without a sketch the n with the most points; the rest are grey."""
+    xs, ys = np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
+    best: dict[str, float] = {}
+    count: dict[str, int] = {}
+    for i, c in enumerate(classes):
+        if not c:
+            continue
+        count[c] = count.get(c, 0) + 1
+        if at is not None:
+            d = float((xs[i] - at[0]) ** 2 + (ys[i] - at[1]) ** 2)
+            best[c] = min(best.get(c, d), d)
+    lead = list(dict.fromkeys(c for c in first if c in count))
+    rest = sorted(best, key=lambda c: (best[c], c)) if at is not None else sorted(count, key=lambda c: (-count[c], c))
+    return (lead + [c for c in rest if c not in lead])[:n]
+
+
+def map_label_placement(x: float, y: float, x_range: tuple[float, float], y_range: tuple[float, float]) -> dict[str, Any]:
+    """Where the sketch's label goes so that it stays inside the plot: left of the marker in the
+    right half, right of it in the left half; below it near the top edge, above it otherwise."""
+    right_half = x > (x_range[0] + x_range[1]) / 2
+    near_top = y > y_range[1] - 0.12 * (y_range[1] - y_range[0])
+    return {"align": "right" if right_half else "left", "dx": -16 if right_half else 16,
+            "dy": 22 if near_top else -22}

@@ -39,7 +39,8 @@ needs_gallery = pytest.mark.skipif(not bundled_gallery_present(), reason="bundle
 def test_search_shows_photos_for_a_drawing():
     at = app().run()
     assert not at.exception
-    assert any("score" in m.value for m in at.markdown), "no result cards"
+    assert any("card-name" in m.value for m in at.markdown), "no result cards"
+    assert not any("unlabelled" in m.value for m in at.markdown)
     assert any(m.label == "Query latency" for m in at.metric)
 
 
@@ -47,7 +48,7 @@ def test_search_shows_photos_for_a_drawing():
 def test_blank_canvas_is_a_hint_not_an_error():
     at = app({"objects": []}).run()
     assert not at.exception and not at.error
-    assert any("Draw something" in i.value for i in at.info)
+    assert any("Draw something" in m.value for m in at.markdown)
 
 
 @needs_gallery
@@ -64,7 +65,11 @@ def test_compare_marks_correct_results():
     at.switch_page("pages/compare.py").run()
     next(s for s in at.selectbox if s.label == "What is it?").set_value("apple").run()
     assert not at.exception
-    assert any(m.label.startswith("Correct in top") for m in at.metric)
+    table = at.dataframe[0].value
+    assert list(table.columns) == ["backend", "sees", "right in top 8", "latency (ms)"]
+    assert table["backend"].iloc[-1].startswith("Random")                  # baselines last
+    assert all("/" in v for v in table["right in top 8"])
+    assert any("✅" in m.value or "❌" in m.value for m in at.markdown if "card-name compact" in m.value)
 
 
 @needs_gallery
@@ -74,7 +79,9 @@ def test_every_backend_searches(name):
     at.session_state["backend_picker"] = name
     at.run()
     assert not at.exception and at.session_state["backend"] == name
-    assert any("score" in m.value for m in at.markdown) or at.error, name
+    assert any("card-name" in m.value for m in at.markdown) or at.error, name
+    reading = [m.value for m in at.markdown if "sketch-reading" in m.value]
+    assert reading or name == "random", name                # what the backend sees, next to the canvas
 
 
 @needs_gallery
@@ -170,3 +177,181 @@ def test_curve_series_splits_losses_from_quality_for_every_trainer():
         assert rows, name
         _, losses, quality = curve_series(rows)
         assert losses and quality, name
+
+
+# -- the canvas, the reading and the cards (sbir_core.app_support, no browser needed) ------------
+def test_canvas_size_fits_the_column_and_the_window():
+    from sbir_core.app_support import CANVAS_ASPECT, canvas_size
+    for column in (309, 343, 376, 409, 640, 1000):
+        w, h = canvas_size(column, 900, top=300)
+        assert w <= column and 300 + h <= 900
+        w, h = canvas_size(column, 2000, top=300)            # a tall window keeps the aspect ratio
+        assert abs(h - w * CANVAS_ASPECT) <= 1
+    w, h = canvas_size(366, 844, top=293)                  # a phone: the column, full width
+    assert w == 366 and h <= 844 - 293
+    w, h = canvas_size(566, 720, presenter=True, top=315)   # presenter mode at 1280x720: all of it on screen
+    assert 315 + h <= 720 and w <= 566 and h / w >= 0.74
+    assert canvas_size(None) == canvas_size(320)            # before the browser reports, a small safe size
+
+
+def test_drawing_scales_into_the_same_sketch_on_every_screen():
+    import numpy as np
+    from sbir_core.app_support import SKETCH_WIDTH, scale_drawing, sketch_from_drawing
+    ref = sketch_from_drawing(DRAWING)                       # DRAWING is in sketch pixels
+    assert ref is not None and ref.size[0] == SKETCH_WIDTH
+    for canvas_w in (309, 366, 542):                         # drawn on a canvas that wide ...
+        on_canvas = scale_drawing(DRAWING, canvas_w / SKETCH_WIDTH)
+        assert on_canvas["objects"][0]["strokeWidth"] == pytest.approx(6 * canvas_w / SKETCH_WIDTH, abs=1e-3)
+        back = sketch_from_drawing(scale_drawing(on_canvas, SKETCH_WIDTH / canvas_w))   # ... and back
+        diff = np.abs(np.asarray(back, dtype=int) - np.asarray(ref, dtype=int))
+        assert diff.mean() < 0.5, canvas_w
+    assert scale_drawing(None, 2.0) is None
+
+
+def _result(labels, scores, extras=None):
+    import numpy as np
+    from sbir_core import SearchResult
+    n = len(labels)
+    return SearchResult([f"p{i}" for i in range(n)], np.asarray(scores, dtype=float), list(labels),
+                        np.arange(n), extras or {})
+
+
+def test_reading_of_a_classifier_says_when_the_gallery_has_no_such_photos():
+    from sbir_core.app_support import read_sketch
+    r = _result(["toolbox", "coin"], [0.95, 0.95], {"top_classes": [("bicycle", 0.95), ("car", 0.02), ("cup", 0.01)]})
+    reading = read_sketch(r, {"toolbox", "coin", "cup"}, "probability")
+    assert reading.kind == "classes" and reading.recognised == "bicycle" and reading.missing
+    assert reading.text() == "I see: bicycle 95 % · car 2 % · cup 1 %"
+    assert not read_sketch(r, {"bicycle"}, "probability").missing
+
+
+def test_reading_of_an_embedding_backend_names_the_nearest_classes():
+    from sbir_core.app_support import read_sketch
+    r = _result([None, "cup", "cup", "teapot_x", "hat"], [0.9, 0.8, 0.79, 0.5, 0.4])
+    reading = read_sketch(r, {"cup", "teapot_x", "hat"}, "similarity")
+    assert reading.kind == "nearest" and reading.items == [("cup", 0.8), ("teapot_x", 0.5), ("hat", 0.4)]
+    assert reading.text() == "Closest photos: cup (0.80) · teapot x (0.50) · hat (0.40)"
+    assert not reading.missing and read_sketch(r, set(), "rank").kind == "none"
+
+
+def test_card_scores_never_show_one_number_on_every_card():
+    from sbir_core.app_support import card_scores
+    tied = card_scores(_result(["cup"] * 4, [0.998, 0.9981, 0.9979, 0.998]), "similarity")
+    assert tied.texts == ["#1", "#2", "#3", "#4"] and "same similarity" in tied.note
+    cos = card_scores(_result(["cup", "hat"], [0.91, 0.55]), "similarity")
+    assert cos.texts == ["#1 · 0.91", "#2 · 0.55"] and "cosine" in cos.note
+    prob = card_scores(_result(["cup", "cup", "hat"], [0.339, 0.339, 0.2]), "probability", [0.9, 0.5, 0.8])
+    assert prob.texts == ["#1 · 31%", "#2 · 17%", "#3 · 16%"] and "P(the sketch" in prob.note
+    assert card_scores(_result(["a", "b"], [0.3, 0.9]), "rank").texts == ["#1", "#2"]
+
+
+def test_card_labels_and_try_chips():
+    from sbir_core.app_support import card_label, try_classes
+    assert card_label("alarm_clock", "An alarm clock.") == "alarm clock"
+    assert card_label(None, "An albino peahen.") == "An albino peahen"
+    assert card_label(None, "x" * 80).endswith("…") and len(card_label(None, "x" * 80)) <= 38
+    assert card_label(None, "") == "photo"
+    labels = ["fish", "apple", "fish", None, "cup", "apple", "fish", "zebra"]
+    assert try_classes(labels) == ["fish", "apple", "cup", "zebra"]
+    assert try_classes(labels, known=["apple", "cup"], n=1) == ["apple"]
+
+
+@needs_gallery
+def test_classifier_cards_are_probability_times_within_class_confidence():
+    from sbir_core import Gallery, load_backend
+    from sbir_core.app_support import card_scores, photo_class_confidence, sketch_from_drawing
+    backend, gallery = load_backend("classifier"), Gallery.bundled()
+    r = backend.search(sketch_from_drawing(DRAWING), gallery, k=12)
+    conf = photo_class_confidence(backend, gallery, r.indices)
+    assert conf.shape == (12,) and ((conf > 0) & (conf <= 1)).all()
+    texts = card_scores(r, "probability", conf).texts
+    assert len(set(t.split("·")[-1] for t in texts)) > 1, texts
+
+
+@needs_gallery
+def test_gallery_is_named_for_people_and_try_chips_show_on_a_blank_canvas():
+    at = app({"objects": []}).run()
+    assert not at.exception
+    assert not any("“bundled”" in c.value for c in at.caption)
+    assert any("Bundled demo gallery" in c.value for c in at.caption)
+    chips = at.button_group if hasattr(at, "button_group") else []
+    from sbir_core import Gallery
+    classes = {c for c in Gallery.bundled().labels if c}
+    assert any(set(getattr(p, "options", [])) & classes for p in chips), "no try-chips naming gallery classes"
+
+
+def test_map_colours_the_classes_near_the_sketch_and_keeps_its_label_inside():
+    from sbir_core.app_support import map_classes_to_colour, map_label_placement
+    xs, ys = [0, 1, 2, 10, 11, 12], [0, 0, 0, 0, 0, 0]
+    classes = ["cup", "cup", "hat", "fish", "fish", "fish"]
+    assert map_classes_to_colour(xs, ys, classes, n=2) == ["fish", "cup"]                 # biggest first
+    assert map_classes_to_colour(xs, ys, classes, at=(2.2, 0), n=2) == ["hat", "cup"]      # nearest first
+    assert map_classes_to_colour(xs, ys, classes, at=(2.2, 0), n=2, first=["fish"]) == ["fish", "hat"]
+    right = map_label_placement(9.5, 0, (0, 10), (-1, 1))
+    assert right["align"] == "right" and right["dx"] < 0          # at the right edge the label goes left
+    left = map_label_placement(0.5, 0.95, (0, 10), (-1, 1))
+    assert left["align"] == "left" and left["dy"] > 0              # near the top it goes below
+
+
+@needs_gallery
+def test_galleries_page_names_galleries_for_people_and_never_says_unlabelled():
+    at = app(None).run()
+    at.switch_page("pages/galleries.py").run()
+    assert not at.exception
+    assert at.subheader[0].value.startswith("Bundled demo gallery")
+    assert not any("unlabelled" in c.value for c in at.caption)
+
+
+@needs_gallery
+def test_a_class_the_gallery_lacks_gets_an_honest_message_chips_and_a_link(monkeypatch):
+    import app_widgets
+    from sbir_core import Gallery
+    from sbir_core.app_support import Reading
+    from sbir_core.data.classes import VOCABULARY, display
+    here = {c for c in Gallery.bundled().labels if c}
+    absent = next((c for c in VOCABULARY if c not in here), None)  # derived now: the gallery changes
+    if absent is None:
+        pytest.skip("the gallery has photos of every class")
+    monkeypatch.setattr(app_widgets, "read_sketch", lambda *a, **k: Reading(
+        "classes", [(absent, 0.95), ("cup", 0.02)], absent, missing=True))
+    at = app()
+    at.session_state["backend_picker"] = "classifier"
+    at.run()
+    assert not at.exception
+    assert any(w.value == f"No {display(absent)} photos in this gallery — closest matches:" for w in at.warning)
+    assert any(m.value.startswith("I see: " + display(absent)) or display(absent) in m.value
+               for m in at.markdown if "sketch-reading" in m.value)
+    assert any("card-name" in m.value for m in at.markdown)          # the closest matches are still shown
+    links = at.get("page_link")
+    assert any("galleries" in str(getattr(x, "proto", x)).lower() for x in links), links
+
+
+def test_reading_summary_marks_the_first_class_once_the_class_is_known():
+    from sbir_core.app_support import Reading, reading_summary
+    r = Reading("classes", [("cup", 0.45), ("bread", 0.09)], "cup")
+    assert reading_summary(r) == "cup 45% · bread 9%"
+    assert reading_summary(r, "cup").startswith("✅ ") and reading_summary(r, "bread").startswith("❌ ")
+    assert reading_summary(Reading("nearest", [("teapot_x", 0.5)]), "teapot_x") == "✅ teapot x"
+    assert reading_summary(None) == reading_summary(Reading("none")) == "–"
+
+
+@needs_gallery
+def test_a_try_chip_sets_the_class_to_draw_and_results_get_marked():
+    at = app({"objects": []}).run()
+    from sbir_core import Gallery
+    from sbir_core.data.classes import display
+    chips = at.button_group(key="try_pick")
+    pick = next(c for c in {x for x in Gallery.bundled().labels if x} if display(c) == chips.options[0])
+    chips.set_value(pick).run()
+    assert not at.exception and at.session_state["target"] == pick
+    at.session_state["canvas_inject"] = DRAWING                      # now draw
+    at.run()
+    assert not at.exception
+    cards = [m.value for m in at.markdown if "card-name" in m.value]
+    assert cards and all(("✅" in c) or ("❌" in c) for c in cards)
+
+
+def test_grid_columns_fit_cards_of_about_115_px():
+    from sbir_core.app_support import grid_columns
+    assert grid_columns(312) == 2 and grid_columns(440) == 3 and grid_columns(480) == 4 and grid_columns(900) == 4
+    assert grid_columns(900, most=8) == 7 and grid_columns(100) == 2

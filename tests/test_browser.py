@@ -1,15 +1,14 @@
 """End-to-end in headless Chromium (Debian's `chromium`, driven by Playwright): draw real strokes on
-the canvas with the mouse, check photos appear, switch backends, open every page. Screenshots go to
-test-artifacts/; the README's come from there (docs/search.png = search-backend-1.png,
-docs/compare.png = page-compare.png)."""
+the canvas with the mouse (and with touch on a phone), check photos appear, switch backends, open
+every page; on every common screen, check the canvas fits and every drawing control is clickable.
+Screenshots go to test-artifacts/; the README's come from there (docs/search.png = search-backend-1.png,
+docs/compare.png = page-compare.png, docs/screen-*.png = screen-*.png)."""
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -113,7 +112,7 @@ def no_exception(page) -> None:
 
 
 def wait_results(page, timeout=60_000) -> None:
-    page.get_by_text("score", exact=False).first.wait_for(timeout=timeout)
+    page.locator(".card-name").first.wait_for(timeout=timeout)
 
 
 def test_draw_search_switch_backend_and_every_page(server, browser):
@@ -170,10 +169,207 @@ def test_second_session_gets_results_within_a_second(server, browser):
 def test_examples_and_presenter_mode(server, browser):
     ctx, page = new_page(browser, server, "?presenter=1")
     page.get_by_text("Examples").first.click()
-    page.locator("button", has_text="apple").first.click()
+    page.locator("[class*='st-key-example-'] button", has_text="apple").first.click()
     wait_results(page)
     page.wait_for_timeout(1000)
     no_exception(page)
     assert page.locator("[data-testid='stSidebar']").is_hidden()
     page.screenshot(path=str(ART / "presenter.png"))
+    ctx.close()
+ 
+
+# -- every screen a visitor brings ------------------------------------------------------------
+SCREENS = {                       # name: (width, height, touch phone, presenter mode)
+    "1280x800": (1280, 800, False, False),
+    "1440x900": (1440, 900, False, False),
+    "1920x1080": (1920, 1080, False, False),
+    "phone-390x844": (390, 844, True, False),
+    "presenter-1280x720": (1280, 720, False, True),
+    "presenter-1024x768": (1024, 768, False, True),
+}
+CONTROLS = [".st-key-pen_tool button", ".st-key-pen_size button", ".st-key-undo button", ".st-key-clear button"]
+
+
+def gallery_class_names() -> set[str]:
+    """The classes the bundled gallery has, as the app writes them (derived now: the gallery changes)."""
+    from sbir_core import Gallery
+    from sbir_core.data.classes import display
+    return {display(c) for c in Gallery.bundled().labels if c}
+
+
+def settled_canvas(page) -> dict:
+    """The canvas's box once the app has sized it to its column (it may remount once after loading)."""
+    canvas = page.locator("canvas.upper-canvas").first
+    canvas.wait_for(timeout=60_000)
+    last, stable = None, 0
+    for _ in range(60):
+        box = canvas.bounding_box()
+        stable = stable + 1 if box == last and box is not None else 0
+        if stable >= 4:
+            return box
+        last = box
+        page.wait_for_timeout(250)
+    return last
+
+
+def stroke_on(page, box, points, touch=None) -> None:
+    """One stroke through `points` (fractions of the canvas box), with the mouse or by touch (CDP)."""
+    pts = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in points]
+    if touch is None:
+        page.mouse.move(*pts[0])
+        page.mouse.down()
+        for x, y in pts[1:]:
+            page.mouse.move(x, y, steps=6)
+        page.mouse.up()
+        return
+    touch.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": pts[0][0], "y": pts[0][1]}]})
+    for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
+        for t in range(1, 7):
+            touch.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [
+                {"x": x0 + (x1 - x0) * t / 6, "y": y0 + (y1 - y0) * t / 6}]})
+    touch.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+
+
+def ink_at(page, box, fx, fy) -> int:
+    """The darkest red value in a 5x5 patch of the drawn canvas at (fx, fy) of its box: 0 = ink, 255 = paper."""
+    return page.locator("canvas.lower-canvas.dc-canvas").first.evaluate(
+        """(c, p) => { const r = c.width / c.getBoundingClientRect().width;
+             const d = c.getContext('2d').getImageData(Math.round(p.x * r) - 2, Math.round(p.y * r) - 2, 5, 5).data;
+             let m = 255; for (let i = 0; i < d.length; i += 4) m = Math.min(m, d[i]); return m; }""",
+        {"x": fx * box["width"], "y": fy * box["height"]})
+
+
+def click_control(page, selector: str, text: str, touch: bool) -> None:
+    button = page.locator(selector, has_text=text).first
+    button.tap() if touch else button.click()
+
+
+def assert_one_set_of_controls(page) -> None:
+    """The canvas component's own floating toolbar (undo, redo, trash, ...) is hidden: the app's row is the one set."""
+    toolbars = page.evaluate("""() => [...document.querySelectorAll('[data-testid=stBidiComponentIsolated]')]
+        .map(h => h.shadowRoot && h.shadowRoot.querySelector('.dc-toolbar')).filter(Boolean)
+        .map(t => getComputedStyle(t).display)""")
+    assert toolbars and set(toolbars) == {"none"}, toolbars
+
+
+@pytest.mark.parametrize("screen", list(SCREENS))
+def test_canvas_fits_controls_work_and_the_eraser_erases(server, browser, screen):
+    w, h, phone, presenter = SCREENS[screen]
+    ctx = browser.new_context(viewport={"width": w, "height": h}, has_touch=phone, is_mobile=phone,
+                              device_scale_factor=1)
+    page = ctx.new_page()
+    page.goto(f"{server}/" + ("?presenter=1" if presenter else ""))
+    box = settled_canvas(page)
+    no_exception(page)
+
+    # the whole canvas is inside its column and inside the window
+    column = page.evaluate("""() => { const c = document.querySelector('canvas.upper-canvas') ||
+        [...document.querySelectorAll('[data-testid=stBidiComponentIsolated]')].map(h => h.shadowRoot &&
+          h.shadowRoot.querySelector('canvas.upper-canvas')).find(Boolean);
+        let host = c; while (host && !(host.dataset && host.dataset.testid === 'stColumn'))
+          host = host.parentNode instanceof ShadowRoot ? host.parentNode.host : host.parentNode;
+        const r = host.getBoundingClientRect(); return {x: r.x, y: r.y, width: r.width, right: r.right}; }""")
+    assert box["x"] >= column["x"] - 0.5 and box["x"] + box["width"] <= column["right"] + 0.5, (box, column)
+    assert box["x"] >= 0 and box["x"] + box["width"] <= w and box["y"] >= 0 and box["y"] + box["height"] <= h, box
+
+    # the element under the centre of every drawing control is that control (nothing lies on top)
+    n_controls = 0
+    for sel in CONTROLS:
+        for i in range(page.locator(sel).count()):
+            ok = page.locator(sel).nth(i).evaluate("""b => { const r = b.getBoundingClientRect();
+                if (r.width === 0) return null;           // Streamlit's hidden twin of a button with a tooltip
+                const e = document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2);
+                return b === e || b.contains(e); }""")
+            if ok is None:
+                continue
+            assert ok, f"{sel} #{i} is covered at {screen}"
+            n_controls += 1
+    assert n_controls >= 7, n_controls          # pen, eraser, 3 widths, undo, clear
+    assert_one_set_of_controls(page)
+
+    # draw with the pen: two strokes; the reading names a class of this gallery
+    touch = ctx.new_cdp_session(page) if phone else None
+    a = [(0.25, 0.25), (0.27, 0.75), (0.35, 0.85), (0.6, 0.85), (0.68, 0.75), (0.7, 0.25), (0.25, 0.25)]  # a cup
+    b = [(0.7, 0.35), (0.85, 0.4), (0.86, 0.6), (0.69, 0.65)]                                           # its handle
+    on_a, on_b = (0.475, 0.85), (0.855, 0.5)               # points on each stroke, far from the other
+    stroke_on(page, box, a, touch)
+    page.wait_for_timeout(400)
+    stroke_on(page, box, b, touch)
+    wait_results(page)
+    reading = page.locator(".sketch-reading").first
+    reading.wait_for(timeout=30_000)
+    names = gallery_class_names()
+    assert any(n in reading.inner_text() for n in names), reading.inner_text()
+    assert ink_at(page, box, *on_a) < 100 and ink_at(page, box, *on_b) < 100
+    page.wait_for_timeout(800)
+    page.screenshot(path=str(ART / f"screen-{screen}.png"))
+
+    if screen == "1440x900":    # a narrower window: the canvas follows its column, the drawing scales with it
+        page.set_viewport_size({"width": 1280, "height": 800})
+        page.wait_for_timeout(1000)
+        small = settled_canvas(page)
+        assert small["width"] < box["width"] - 20, (small, box)
+        assert ink_at(page, small, *on_a) < 100 and ink_at(page, small, *on_b) < 100
+        page.set_viewport_size({"width": w, "height": h})
+        page.wait_for_timeout(1000)
+        box = settled_canvas(page)
+        assert ink_at(page, box, *on_a) < 100 and ink_at(page, box, *on_b) < 100
+        no_exception(page)
+
+    # the eraser: across stroke A only -> A's ink is gone, B's stays; then B too -> nothing left to search
+    click_control(page, ".st-key-pen_tool button", "Eraser", phone)
+    page.wait_for_timeout(1200)
+    stroke_on(page, box, a, touch)
+    page.wait_for_timeout(1500)
+    assert ink_at(page, box, *on_a) > 200, "the eraser left stroke A's ink"
+    assert ink_at(page, box, *on_b) < 100, "the eraser took stroke B's ink too"
+    no_exception(page)
+    stroke_on(page, box, b, touch)
+    sync_api.expect(page.locator(".card-name")).to_have_count(0, timeout=30_000)   # the sketch has no ink left
+    page.get_by_text("Draw something", exact=False).first.wait_for(timeout=30_000)
+    no_exception(page)
+    assert_one_set_of_controls(page)
+
+    if screen == "1920x1080":   # undo takes the last stroke away, clear the rest
+        click_control(page, ".st-key-pen_tool button", "Pen", phone)
+        page.wait_for_timeout(1200)
+        stroke_on(page, box, a)
+        page.wait_for_timeout(400)
+        stroke_on(page, box, b)
+        wait_results(page)
+        page.wait_for_timeout(1500)                         # the canvas sends a stroke a moment after it ends
+        page.locator(".st-key-undo button:visible").first.click()
+        page.wait_for_timeout(2500)
+        box = settled_canvas(page)
+        assert ink_at(page, box, *on_a) < 100 and ink_at(page, box, *on_b) > 200, "undo"
+        page.locator(".st-key-clear button:visible").first.click()
+        sync_api.expect(page.locator(".card-name")).to_have_count(0, timeout=30_000)
+        box = settled_canvas(page)
+        assert ink_at(page, box, *on_a) > 200, "clear"
+        no_exception(page)
+
+    if phone:   # no horizontal scrolling, and the results come two or three to a row right under the canvas
+        widths = page.evaluate("""() => { const m = document.querySelector('[data-testid=stMain]');
+            return [document.documentElement.scrollWidth, window.innerWidth, m.scrollWidth, m.clientWidth]; }""")
+        assert widths[0] <= widths[1] and widths[2] <= widths[3], widths
+        click_control(page, ".st-key-pen_tool button", "Pen", phone)
+        page.wait_for_timeout(1200)
+        stroke_on(page, box, a, touch)
+        wait_results(page)
+        cards = page.locator(".card-name")
+        first, second = cards.nth(0).bounding_box(), cards.nth(1).bounding_box()
+        assert abs(first["y"] - second["y"]) < 5 and second["x"] > first["x"], (first, second)
+        widths = page.evaluate("""() => { const m = document.querySelector('[data-testid=stMain]');
+            return [document.documentElement.scrollWidth, window.innerWidth, m.scrollWidth, m.clientWidth]; }""")
+        assert widths[0] <= widths[1] and widths[2] <= widths[3], widths
+        for title, path in PAGES.items():      # and no other page is wider than the phone either
+            if not path:
+                continue
+            page.goto(f"{server}/{path}")
+            page.wait_for_selector("[data-testid='stMain'] h1", timeout=60_000)
+            page.wait_for_timeout(2500)
+            no_exception(page)
+            widths = page.evaluate("""() => { const m = document.querySelector('[data-testid=stMain]');
+                return [document.documentElement.scrollWidth, window.innerWidth, m.scrollWidth, m.clientWidth]; }""")
+            assert widths[0] <= widths[1] and widths[2] <= widths[3], (title, widths)
     ctx.close()
