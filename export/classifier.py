@@ -12,6 +12,7 @@ from sbir_core.config import MODELS_DIR
 from sbir_core.data.preprocess import Preprocess
 from sbir_core.nets.heads import ClassifierHead, PhotoClassifierHead, Probabilities, SmallSketchCNN
 from sbir_core.train.classifier import curves_name, run_dir
+from sbir_core.data.classes import SKETCHY_CLASSES
 from sbir_core.nets.backbone import TRUNK_BLOCKS
 from sbir_core.train.features import PREPROCESS, sketch_trunk_end
 
@@ -73,7 +74,8 @@ def main() -> None:
               chain_parity(Chain(trunk.trunk(end), head), [MODELS_DIR / trunk.file_name(end), MODELS_DIR / HEAD],
                            PREPROCESS.size),
               chain_parity(Chain(t, photo), [MODELS_DIR / trunk.FILE, MODELS_DIR / PHOTO_HEAD], PREPROCESS.size))
-    common = {"classes": list(ck["classes"]), "photo_model": [trunk.FILE, PHOTO_HEAD],
+    common = {"classes": list(ck["classes"]), "photo_classes": list(SKETCHY_CLASSES),   # what the photo probe knows
+              "photo_model": [trunk.FILE, PHOTO_HEAD],
               "photo_preprocess": PREPROCESS.to_dict()}
     write_meta("classifier", {
         "backend": "classifier", "title": "Classifier + label lookup",

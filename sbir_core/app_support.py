@@ -510,11 +510,18 @@ def score_kind(backend: Any) -> str:
 
 def photo_class_confidence(backend: Any, gallery: Gallery, indices: Sequence[int]) -> np.ndarray:
     """For a classifier backend: how sure its photo classifier is that each photo shows the class the
-    photo is filed under (its label, else its predicted class) - the within-class part of a card's score."""
+    photo is filed under (its label, else its predicted class) - the within-class part of a card's score.
+    1 for a class the photo classifier was not trained on (`photo_classes` in the model's metadata):
+    it has no opinion there, and a 0 would hide a right photo's score."""
     feats = gallery.features(backend)                                                  # (N, C)
     lab = backend.photo_labels(feats, gallery.labels)                                  # (N,)
     idx = np.asarray(indices, dtype=np.int64)
-    return feats[idx, lab[idx]].astype(np.float64)
+    conf = feats[idx, lab[idx]].astype(np.float64)
+    known = backend.meta.get("photo_classes")
+    if known:
+        classes, known = backend.meta["classes"], set(known)
+        conf = np.where([classes[c] in known for c in lab[idx]], conf, 1.0)
+    return conf
 
 
 @dataclass
