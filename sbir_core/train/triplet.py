@@ -59,6 +59,8 @@ class TripletConfig:
     quickdraw_share: float = 0.25  # extra Quick, Draw! sketches per batch, for the class loss only
     photo_hidden: int = 1024       # photo MLP width; 0 = linear (tried, no better on the test split)
     distill_weight: float = 1.0    # KL to the trained classifiers' class distributions (sketch and photo)
+    teacher: str = ""              # classifier checkpoint to init from and distil (default: the classifier
+                                   # backend's); the shipped triplet used the 181-class head-conv-only one
     distill_temperature: float = 2.0
     sketch_from: int = 13          # the sketch branch also trains MBConv blocks[13:16], reading features cached
                                    # after blocks[:13] (16 = head conv only, on the whole trunk's features;
@@ -78,12 +80,14 @@ def run_dir(name: str) -> Path:
     return REPO_ROOT / "runs" / name
 
 
-def classifier_checkpoint() -> dict:
-    """The trained `classifier` backend's checkpoint: its run, or in a fresh clone the one shipped with it."""
+def classifier_checkpoint(path: str = "") -> dict:
+    """The teacher: a classifier checkpoint at `path`, else the trained `classifier` backend's (its
+    run, or in a fresh clone the one shipped with it)."""
     from .classifier import run_dir as classifier_dir
-    path = classifier_dir("lite0") / "ckpt.pt"
-    if not path.is_file():
-        path = MODELS_DIR / "checkpoints" / "classifier.pt"
+    if not path:
+        path = classifier_dir("lite0") / "ckpt.pt"
+        if not path.is_file():
+            path = MODELS_DIR / "checkpoints" / "classifier.pt"
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
@@ -203,7 +207,7 @@ def main(argv: list[str] | None = None) -> None:
     sketch_net = SketchEmbedding(cfg.dim, cfg.dropout, cfg.sketch_from)
     photo_net = PhotoProjection(cfg.dim, cfg.photo_hidden)
     if cfg.init_from_classifier or cfg.distill_weight > 0:
-        ck = classifier_checkpoint()
+        ck = classifier_checkpoint(cfg.teacher)
     if cfg.init_from_classifier:
         missing, unexpected = sketch_net.top.load_state_dict(
             {k[4:]: v for k, v in ck["state_dict"].items() if k.startswith("top.")}, strict=False)
@@ -211,8 +215,11 @@ def main(argv: list[str] | None = None) -> None:
     if cfg.distill_weight > 0:                     # teachers: the classifier backend's sketch and photo heads
         from ..nets.heads import ClassifierHead
         keep_cls = torch.tensor([ck["classes"].index(c) for c in SKETCHY_CLASSES])
-        sketch_teacher = freeze(ClassifierHead(len(ck["classes"])))
-        sketch_teacher.load_state_dict(ck["state_dict"])
+        t_start = ck["config"].get("sketch_from", TRUNK_BLOCKS)          # a teacher may train blocks too
+        assert t_start in (cfg.sketch_from, TRUNK_BLOCKS), "teacher and sketch branch must start alike"
+        sketch_teacher = freeze(ClassifierHead(len(ck["classes"]), start=t_start))
+        sketch_teacher.load_state_dict({k: v.float() for k, v in ck["state_dict"].items()})
+        teacher_input = (lambda f: f) if t_start == cfg.sketch_from else frozen_rest
         photo_fc = torch.nn.Linear(pooled.shape[-1], len(ck["classes"]))
         photo_fc.load_state_dict({k[3:]: v for k, v in ck["photo_state_dict"].items() if k.startswith("fc.")})
         with torch.no_grad():
@@ -286,7 +293,7 @@ def main(argv: list[str] | None = None) -> None:
             cl = class_loss(torch.cat([s, q]), torch.cat([y, y_qd[pick]])) + class_loss(p, y)
             if cfg.distill_weight > 0:
                 with torch.no_grad():
-                    t_sketch = sketch_teacher(frozen_rest(torch.cat([sketch_in, qd_in])))[:, keep_cls]
+                    t_sketch = sketch_teacher(teacher_input(torch.cat([sketch_in, qd_in])))[:, keep_cls]
                 cl = cl + cfg.distill_weight * (distill_loss(torch.cat([s, q]), t_sketch)
                                                 + distill_loss(p, photo_teacher_logits[prow, pview]))
             if cfg.edge:
