@@ -80,3 +80,20 @@ def test_serving_never_imports_torch(small_photo_dir, sketchy_dir):
             "print('torch' in sys.modules, 'streamlit' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False False"
+
+
+def test_classifier_ranks_a_known_photo_above_a_guessed_one():
+    """Label lookup on hand-made features: photos labelled with the sketch's class come first; an
+    unlabelled photo takes the photo classifier's class, weighted by its confidence."""
+    from sbir_core.backends.classifier import ClassifierBackend
+    b = object.__new__(ClassifierBackend)
+    b.meta = {"classes": ["apple", "pear", "cup"]}
+    photos = np.array([[0.1, 0.8, 0.1],      # labelled pear
+                       [0.6, 0.3, 0.1],      # unlabelled, guessed apple (0.6)
+                       [0.2, 0.1, 0.7],      # labelled apple (the photo classifier disagrees)
+                       [0.1, 0.1, 0.8]])     # unlabelled, guessed cup
+    labels = ["pear", None, "apple", None]
+    s = b.score(np.array([[0.7, 0.2, 0.1]]), photos, labels)[0]
+    assert list(np.argsort(-s)) == [2, 1, 0, 3]      # known apple, guessed apple (0.7 x 0.6), pear, cup
+    assert s[1] == pytest.approx(0.7 * 0.6, abs=1e-6)
+    assert b.score(np.array([[0.1, 0.1, 0.8]]), photos, labels)[0].argmax() == 3   # same memo, other query

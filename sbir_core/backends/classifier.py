@@ -16,7 +16,9 @@ WITHIN_CLASS = 1e-9   # weight of the photo classifier's confidence (in float64)
 class ClassifierBackend(OnnxBackend):
     """Score of a photo = P(sketch is of the photo's class) + a tie-break by the photo classifier's
     confidence in that class. So photos of the predicted class come first, then those of the next
-    most probable classes; unlabelled photos take the photo classifier's label."""
+    most probable classes. An unlabelled photo takes the photo classifier's label, and its score is
+    weighted by how sure that classifier is (the chance it is of the class): a photo known to be an
+    apple ranks above one guessed to be an apple."""
 
     def encode_photos(self, x: np.ndarray) -> np.ndarray:
         return self.photo_model(x)[0].astype(np.float32)                               # (B, C) probabilities
@@ -44,9 +46,20 @@ class ClassifierBackend(OnnxBackend):
         return self._class_positions
 
     def score(self, queries: np.ndarray, features: np.ndarray, labels: Sequence[str | None]) -> np.ndarray:
-        lab = self.photo_labels(features, labels)                                        # (N,)
+        lab, weight = self._photo_classes(features, labels)                              # (N,), (N,)
         conf = features[np.arange(len(lab)), lab]                                        # (N,)
-        return queries[:, lab].astype(np.float64) + WITHIN_CLASS * conf[None, :]          # (Q, N)
+        return queries[:, lab].astype(np.float64) * weight + WITHIN_CLASS * conf[None, :]   # (Q, N)
+
+    def _photo_classes(self, features: np.ndarray, labels: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray]:
+        """Each photo's class index and score weight (1 if labelled, else the photo classifier's
+        confidence), kept for the last gallery seen: per query they would cost more than the search."""
+        memo = getattr(self, "_photo_memo", None)
+        if memo is None or memo[0] is not features or memo[1] is not labels:
+            lab = self.photo_labels(features, labels)
+            known = np.asarray([x is not None and x in self.class_positions for x in labels], dtype=bool)
+            weight = np.where(known, 1.0, features[np.arange(len(lab)), lab].astype(np.float64))
+            memo = self._photo_memo = (features, labels, lab, weight)
+        return memo[2], memo[3]
 
 
 @register_backend("classifier_small")
