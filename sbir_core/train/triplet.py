@@ -60,7 +60,7 @@ class TripletConfig:
     photo_hidden: int = 1024       # photo MLP width; 0 = linear (tried, no better on the test split)
     distill_weight: float = 1.0    # KL to the trained classifiers' class distributions (sketch and photo)
     teacher: str = ""              # classifier checkpoint to init from and distil (default: the classifier
-                                   # backend's); the shipped triplet used the 181-class head-conv-only one
+                                   # backend's); the shipped triplet used the 180-class head-conv-only one
     distill_temperature: float = 2.0
     sketch_from: int = 13          # the sketch branch also trains MBConv blocks[13:16], reading features cached
                                    # after blocks[:13] (16 = head conv only, on the whole trunk's features;
