@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 from ..config import REPO_ROOT, data_dir
 from ..data import readers
-from ..data.render import CANVAS_LINE_WIDTH, CANVAS_SIZE, render_strokes
+from ..data.render import CANVAS_LINE_WIDTH, CANVAS_SIZE, render_canvas
 from ..data.splits import QUICKDRAW_EVAL_ROWS
 from ..evaluate import select_queries
 from ..gallery import BUNDLED_DIR, Gallery
@@ -152,7 +152,7 @@ def quickdraw_canvas(gallery: Gallery, per_class: int | None = None, max_classes
         for n, d in enumerate(readers.quickdraw_strokes(files[c], limit=rows[-1] + 1)):
             if n in rows:
                 buf = io.BytesIO()
-                render_strokes(d["strokes"], size=CANVAS_SIZE, line_width=CANVAS_LINE_WIDTH).save(buf, "PNG")
+                render_canvas(d["strokes"]).save(buf, "PNG")
                 queries.append(buf.getvalue())
                 labels.append(c)
     return EvalSet("quickdraw", "Quick, Draw! → demo gallery", gallery, queries, labels, None,

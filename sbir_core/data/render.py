@@ -49,3 +49,9 @@ def render_strokes(strokes: Sequence[tuple[np.ndarray, np.ndarray]], size: int =
         for x, y in (pts[0], pts[-1]):           # round caps, as the canvas draws them
             draw.ellipse((x - r, y - r, x + r, y + r), fill=0)
     return img.resize((size, size), Image.Resampling.BOX)
+
+
+def render_canvas(strokes: Sequence[tuple[np.ndarray, np.ndarray]], line_width: float = CANVAS_LINE_WIDTH) -> Image.Image:
+    """Stroke data drawn as a visitor draws it on the app's canvas: what training and the benchmark's
+    doodles both use, so the two never drift apart."""
+    return render_strokes(strokes, size=CANVAS_SIZE, line_width=line_width)

@@ -20,7 +20,7 @@ from PIL import Image, ImageOps
 from ..config import REPO_ROOT, data_dir
 from ..data import readers
 from ..data.preprocess import Preprocess, prepare_photo, prepare_sketch, to_tensor
-from ..data.render import CANVAS_LINE_WIDTH, CANVAS_SIZE, render_strokes
+from ..data.render import render_canvas
 from ..data.splits import (QUICKDRAW_BITMAP_TRAIN_ROWS, QUICKDRAW_BITMAP_VAL_ROWS, QUICKDRAW_EVAL_ROWS,
                            QUICKDRAW_STROKE_TRAIN_ROWS, split_of, tuberlin_splits)
 from .augment import augment_sketch, augment_strokes
@@ -166,12 +166,7 @@ def record_source(path: str) -> Any:
 def sketch_image(path: str) -> Any:
     """A cached sketch record as something `prepare_sketch` reads (strokes drawn as on the canvas)."""
     src = record_source(path)
-    return canvas_drawing(src) if isinstance(src, list) else src
-
-
-def canvas_drawing(strokes: readers.Strokes, line_width: float = CANVAS_LINE_WIDTH) -> Image.Image:
-    """Stroke data drawn as on the app's canvas (and in the benchmark's doodle set)."""
-    return render_strokes(strokes, size=CANVAS_SIZE, line_width=line_width)
+    return render_canvas(src) if isinstance(src, list) else src
 
 
 def build(views: int = 4, seed: int = 0, end: int | None = None, parts: Iterable[str] = PARTS) -> None:
@@ -239,9 +234,9 @@ def build(views: int = 4, seed: int = 0, end: int | None = None, parts: Iterable
         def stroke_views() -> Iterator[np.ndarray]:
             for r in srecs:
                 strokes = record_source(r.path)
-                yield to_tensor(prepare_sketch(canvas_drawing(strokes), pp.size, pp.margin), pp)
+                yield to_tensor(prepare_sketch(render_canvas(strokes), pp.size, pp.margin), pp)
                 for _ in range(views - 1):
-                    im = canvas_drawing(augment_strokes(strokes, rng), rng.uniform(2.0, 7.0))
+                    im = render_canvas(augment_strokes(strokes, rng), rng.uniform(2.0, 7.0))
                     yield to_tensor(prepare_sketch(im, pp.size, pp.margin), pp)
         cache_views("strokes", srecs, stroke_views(), views)
 
@@ -251,7 +246,7 @@ def build(views: int = 4, seed: int = 0, end: int | None = None, parts: Iterable
 
     if "quickdraw_eval" in parts:                  # the benchmark's held-out doodles, for the trainers' reports
         erecs = stroke_records(root, QUICKDRAW_EVAL_ROWS, "test")
-        cache_views("quickdraw_eval", erecs, (to_tensor(prepare_sketch(canvas_drawing(record_source(r.path)),
+        cache_views("quickdraw_eval", erecs, (to_tensor(prepare_sketch(render_canvas(record_source(r.path)),
                                                                        pp.size, pp.margin), pp) for r in erecs), 1)
 
 
