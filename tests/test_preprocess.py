@@ -116,3 +116,18 @@ def test_photo_is_padded_not_cropped():
     assert (out[32, 32] == (255, 0, 0)).all() and (out[2, 32] == 255).all()
     x = photo_input(im, Preprocess(size=64))
     assert x.shape == (3, 64, 64) and x.min() >= -1.0 and x.max() <= 1.0
+
+
+def test_canvas_rgba_grey_matches_compositing_in_colour():
+    """The fast grey path for canvas RGBA images gives the pixels of laying the colour image on white
+    and then turning it grey (to rounding): training saw the latter."""
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (120, 90, 4), dtype=np.uint8)
+    a[:40, :, 3] = 0                                             # transparent ground
+    a[40:60, :, :3], a[40:60, :, 3] = 0, 255                     # opaque black ink
+    im = Image.fromarray(a, "RGBA")
+    reference = np.asarray(Image.alpha_composite(Image.new("RGBA", im.size, "white"), im).convert("L"), dtype=int)
+    fast = sketch_grey(im).astype(int)
+    assert fast.shape == (120, 90)
+    assert np.abs(fast - reference).max() <= 1
+    assert (fast[:40] == 255).all() and (fast[40:60] == 0).all()
