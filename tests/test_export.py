@@ -70,3 +70,20 @@ def test_ship_checkpoint_keeps_named_entries_in_fp16(tmp_path, monkeypatch):
     back = torch.nn.Linear(3, 2)
     back.load_state_dict(ck["G"])
     assert back.weight.dtype == torch.float32 and torch.allclose(back.weight, net.weight, atol=1e-3)
+
+
+def test_int8_quantization_keeps_features_of_a_conv_net(tmp_path):
+    """export.quantize on a small conv net: a QDQ model that runs in ONNX Runtime, with features close
+    to the float model's on inputs it was not calibrated on (and not identical: it did quantize)."""
+    import onnx
+    from export.quantize import compare, quantize
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.ReLU6(),
+                              torch.nn.Conv2d(16, 8, 3, stride=2, padding=1), torch.nn.ReLU6())
+    export_onnx(net, tmp_path / "f.onnx", 32)
+    rng = np.random.default_rng(0)
+    quantize(tmp_path / "f.onnx", tmp_path / "q.onnx", rng.uniform(-1, 1, (16, 3, 32, 32)).astype(np.float32))
+    ops = {n.op_type for n in onnx.load(str(tmp_path / "q.onnx")).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    c = compare(tmp_path / "f.onnx", tmp_path / "q.onnx", rng.uniform(-1, 1, (8, 3, 32, 32)).astype(np.float32), runs=3)
+    assert 0.97 < c["cosine_min"] < 1.0 - 1e-7
