@@ -180,8 +180,9 @@ def current_sketch() -> dict[str, Any] | None:
 
 
 # The canvas's helper: a tiny inline component (no iframe) that (1) hides the drawable canvas's own
-# floating toolbar, which lay over the app's tools and duplicated undo/clear, and (2) tells Python how
-# wide the canvas's column is and how tall the window is, so the canvas always fits (laptop to phone).
+# floating toolbar, which lay over the app's tools and duplicated undo/clear, (2) tells Python how
+# wide the canvas's column is and how tall the window is, so the canvas always fits (laptop to phone),
+# and (3) sends a stroke the moment the pen lifts.
 _ROOM_JS = r"""
 export default function(component) {
   const { parentElement, setStateValue } = component;
@@ -204,6 +205,24 @@ export default function(component) {
     }).observe(document.body, {childList: true, subtree: true});
     setInterval(hide, 300);            // a shadow root attached after its host was inserted: no mutation to see
     w.__sketchsearchHideToolbar = hide;
+    // (3) The canvas sends a finished stroke only after a 200 ms debounce. On the pen lift, press its own
+    // (hidden) "send" button instead: the stroke leaves at once (the pending debounced send is cancelled).
+    let penRoot = null;
+    document.addEventListener('pointerdown', (e) => {
+      const c = (e.composedPath ? e.composedPath() : []).find(n => n.classList && n.classList.contains('upper-canvas'));
+      penRoot = c ? c.getRootNode() : null;
+    }, true);
+    const lift = () => {
+      const root = penRoot;
+      penRoot = null;
+      if (!root || !root.querySelector) return;
+      setTimeout(() => {               // after the canvas has recorded the stroke (a microtask of its pointerup)
+        const send = root.querySelector('button[aria-label="Update the app with this drawing"]');
+        if (send) send.click();
+      }, 0);
+    };
+    document.addEventListener('pointerup', lift, true);
+    document.addEventListener('pointercancel', lift, true);
   }
   w.__sketchsearchHideToolbar();
   const el = parentElement.host || parentElement;
