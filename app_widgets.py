@@ -556,32 +556,28 @@ def result_grid(result: SearchResult, thumbs: Thumbnails, columns: int, label: s
                 max_items: int | None = None, compact: bool = False, gallery: Gallery | None = None,
                 backend: Backend | None = None, key: str = "results") -> None:
     """Photo cards with label (class, else caption) and a score that means something; ✓/✗ when the
-    sketch's class is known. On a phone the grid keeps two or three photos per row (see page_style)."""
+    sketch's class is known. One piece of HTML (a CSS grid of cards, thumbnails inline as data: URLs
+    encoded once per gallery): a new result is one element for the browser to swap, not dozens of
+    columns, containers and images to fetch. On a phone the grid keeps two or three photos per row."""
     correct = hits(result, label)
     n = len(result.ids) if max_items is None else min(max_items, len(result.ids))
     scores = card_texts(result, backend, gallery) if gallery is not None else None
+    cards = []
+    for i in range(n):
+        gi = int(result.indices[i])
+        name = card_label(result.labels[i], gallery.display_label(gi) if gallery is not None else None)
+        mark = "" if correct is None else ("✅ " if correct[i] else "❌ ")
+        score = scores.texts[i] if scores is not None else f"#{i + 1}"
+        title = html.escape(name, quote=True)
+        text = (f"<div class='card-name compact' title='{title}'>{mark}{html.escape(name)}</div>" if compact else
+                f"<div class='card-name' title='{title}'>{mark}{html.escape(name)}</div>"
+                f"<div class='card-score'>{score}</div>")
+        cards.append(f"<div class='result-card{' compact' if compact else ''}'>"
+                     f"<img src='{thumbs.data_url(gi)}' alt='{title}'>{text}</div>")
     with st.container(key=key):
-        for row in range(0, n, columns):
-            cols = st.columns(columns)
-            for j in range(columns):
-                i = row + j
-                if i >= n:
-                    break
-                gi = int(result.indices[i])
-                name = card_label(result.labels[i], gallery.display_label(gi) if gallery is not None else None)
-                mark = "" if correct is None else ("✅ " if correct[i] else "❌ ")
-                score = scores.texts[i] if scores is not None else f"#{i + 1}"
-                if compact:
-                    with cols[j]:
-                        st.image(thumbs(gi), width="stretch")
-                        st.markdown(f"<div class='card-name compact' title='{html.escape(name, quote=True)}'>{mark}"
-                                    f"{html.escape(name)}</div>", unsafe_allow_html=True)
-                    continue
-                with cols[j].container(border=True):
-                    st.image(thumbs(gi), width="stretch")
-                    st.markdown(f"<div class='card-name' title='{html.escape(name, quote=True)}'>{mark}"
-                                f"{html.escape(name)}</div><div class='card-score'>{score}</div>",
-                                unsafe_allow_html=True)
+        if cards:
+            st.markdown(f"<div class='result-grid' style='--cols: {max(1, columns)}'>{''.join(cards)}</div>",
+                        unsafe_allow_html=True)
     if scores is not None and not compact:
         st.caption(scores.note)
 
@@ -611,6 +607,13 @@ def page_style() -> None:
     .card-name { font-weight: 600; font-size: 0.95rem; line-height: 1.3; }
     .card-score { color: #6b7280; font-size: 0.8rem; }
     .card-name.compact { font-weight: 400; font-size: 0.78rem; color: #4b5563; }
+    .result-grid { display: grid; grid-template-columns: repeat(var(--cols, 4), minmax(0, 1fr)); gap: 1rem; }
+    .result-card { border: 1px solid rgba(49, 51, 63, 0.2); border-radius: 0.5rem; padding: calc(1rem - 1px);
+                   min-width: 0; }
+    .result-card.compact { border: none; padding: 0; }
+    .result-card img { width: 100%; height: auto; aspect-ratio: 1; display: block; border-radius: 6px;
+                       margin-bottom: 1rem; }
+    .result-card.compact img { margin-bottom: 0.25rem; }
     .st-key-resultshead h3 { font-size: 1.3rem; padding: 0.2rem 0; }
     .st-key-resultshead [data-testid="stMetricValue"] { font-size: 1.5rem; }
     .st-key-tools button p { white-space: nowrap; }
@@ -630,6 +633,8 @@ def page_style() -> None:
       [class*="st-key-results"] div[data-testid="stHorizontalBlock"] { flex-wrap: nowrap !important; gap: 0.5rem !important; }
       [class*="st-key-results"] div[data-testid="stColumn"] { flex: 1 1 0 !important; min-width: 0 !important; width: auto !important; }
       [class*="st-key-results"] .stMarkdown p { font-size: 0.85rem; }
+      .result-grid { gap: 0.5rem; }
+      .result-card .card-name { font-size: 0.85rem; }
     }
     """
     if presenter():

@@ -356,10 +356,11 @@ def test_canvas_fits_controls_work_and_the_eraser_erases(server, browser, screen
         page.wait_for_timeout(1200)
         stroke_on(page, box, a, touch)
         wait_results(page)
-        # the first two cards' columns side by side (their tops, not their names: a photo still loading
-        # moves its name but not its column)
+        # the first two cards side by side (their boxes' tops, not their names: a photo still loading
+        # moves its name but not its card)
         first, second = page.evaluate("""() => [...document.querySelectorAll('.card-name')].slice(0, 2).map(
-            e => { const r = e.closest('[data-testid=stColumn]').getBoundingClientRect(); return {x: r.x, y: r.y}; })""")
+            e => { const r = (e.closest('.result-card') || e.closest('[data-testid=stColumn]')).getBoundingClientRect();
+                   return {x: r.x, y: r.y}; })""")
         assert abs(first["y"] - second["y"]) < 5 and second["x"] > first["x"], (first, second)
         widths = page.evaluate("""() => { const m = document.querySelector('[data-testid=stMain]');
             return [document.documentElement.scrollWidth, window.innerWidth, m.scrollWidth, m.clientWidth]; }""")

@@ -42,7 +42,8 @@ from .env import load_average, pinned_env
 LOOPBACK = "127.0.0.1"
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+         "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+         "--renderer-process-limit=10"]   # 20 sessions: two pages to a renderer process (memory: ~0.2 GB each)
 VIEWPORT = {"width": 1280, "height": 800}
 QUIET_MS = 600              # a page with no DOM change or image load for this long has settled
 WAIT_MS = 20_000            # the longest wait for one answer before it counts as a timeout
@@ -339,9 +340,12 @@ async def concurrent(browser: Any, url: str, n: int, drawings: Sequence[str]) ->
             "wall_s": round(wall, 1), "stroke": summary(samples), "samples": samples}
 
 
-async def run_all(url: str, sessions: Sequence[int], rounds: int, deadline: float) -> dict[str, Any]:
+async def run_all(url: str, sessions: Sequence[int], rounds: int, deadline: float,
+                  out: dict[str, Any], save: Any = None) -> dict[str, Any]:
+    """The single visitor, then each concurrent count; `out` filled (and `save`d) part by part."""
     from playwright.async_api import async_playwright
-    out: dict[str, Any] = {"concurrent": {}}
+    out.setdefault("concurrent", {})
+    save = save or (lambda: None)
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
         try:
@@ -349,6 +353,7 @@ async def run_all(url: str, sessions: Sequence[int], rounds: int, deadline: floa
                 out["one"] = await asyncio.wait_for(one_visitor(browser, url, rounds), max(30, deadline - time.time()))
                 print(f"  browser 1 visitor: {_line(out['one']['stroke'])}; lost strokes {out['one']['lost_strokes']['lost']}",
                       file=sys.stderr, flush=True)
+                save()
             for n in sessions:
                 if n == 1:
                     continue
@@ -358,6 +363,7 @@ async def run_all(url: str, sessions: Sequence[int], rounds: int, deadline: floa
                 out["concurrent"][str(n)] = await asyncio.wait_for(
                     concurrent(browser, url, n, list(DRAWINGS)), max(30, deadline - time.time()))
                 print(f"  browser {n} visitors: {_line(out['concurrent'][str(n)]['stroke'])}", file=sys.stderr, flush=True)
+                save()
         finally:
             await browser.close()
     return out
@@ -369,8 +375,9 @@ def _line(s: dict[str, Any]) -> str:
 
 
 def browser_bench(app_dir: Path | None = None, sessions: Sequence[int] = (1, 10, 20), rounds: int = 2,
-                  max_minutes: float = 12.0, log_dir: Path | None = None) -> dict[str, Any]:
-    """The whole browser section: start the app, measure, stop it. Never raises: failures are reported."""
+                  max_minutes: float = 12.0, log_dir: Path | None = None, out: Path | None = None) -> dict[str, Any]:
+    """The whole browser section: start the app, measure, stop it. Never raises: failures are reported.
+    With `out`, the JSON report is written after every part (a run stopped early keeps what it measured)."""
     app_dir = Path(app_dir or REPO_ROOT).resolve()
     if not Path(CHROMIUM).exists():
         return {"error": f"{CHROMIUM} is not installed (apt-get install chromium)"}
@@ -389,16 +396,21 @@ def browser_bench(app_dir: Path | None = None, sessions: Sequence[int] = (1, 10,
                               "viewport": VIEWPORT, "quiet_ms": QUIET_MS, "think_ms": THINK_MS,
                               "drawings": {k: len(v) for k, v in DRAWINGS.items()}, "rounds": rounds,
                               "load_average_at_start": load_average(), "cpus": os.cpu_count()}
+
+    def save() -> None:
+        if out is not None:
+            Path(out).parent.mkdir(parents=True, exist_ok=True)
+            Path(out).write_text(json.dumps({**report, "load_average_now": load_average()}, indent=1) + "\n")
     proc = start_server(app_dir, port, log_dir / "bench-browser-streamlit.log")
     try:
-        report.update(asyncio.run(run_all(f"http://{LOOPBACK}:{port}", sessions, rounds,
-                                          t_start + 60 * max_minutes)))
+        asyncio.run(run_all(f"http://{LOOPBACK}:{port}", sessions, rounds, t_start + 60 * max_minutes, report, save))
     except Exception as e:      # a failed run is a result to report, not a crash of the benchmark
         report["error"] = f"{type(e).__name__}: {e}"
     finally:
         stop_server(proc)
     report["load_average_at_end"] = load_average()
     report["seconds"] = round(time.time() - t_start, 1)
+    save()
     return report
 
 
@@ -446,10 +458,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--before", help="a JSON report of an earlier run, shown as the 'before' columns")
     a = ap.parse_args(argv)
     r = browser_bench(Path(a.app_dir) if a.app_dir else None, [int(x) for x in a.sessions.split(",") if x],
-                      a.rounds, a.max_minutes)
-    if a.out:
-        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.out).write_text(json.dumps(r, indent=1) + "\n")
+                      a.rounds, a.max_minutes, out=Path(a.out) if a.out else None)
     before = json.loads(Path(a.before).read_text()) if a.before else None
     print(markdown(r, before))
     if r.get("error"):
