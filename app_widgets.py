@@ -11,6 +11,7 @@ import html
 from typing import Any
 
 import streamlit as st
+from PIL import Image
 
 from sbir_core import Gallery, SearchResult
 from sbir_core.app_support import (CANVAS_ASPECT, ERASER_FACTOR, PEN_SIZES, SKETCH_WIDTH, CardScores, Example,
@@ -71,9 +72,17 @@ def active_gallery() -> tuple[Gallery | None, Thumbnails | None, str | None]:
         return None, None, f"The gallery could not be opened ({e})."
 
 
+_LOADED: dict[str, Backend] = {}      # the backends get_backend has loaded: a dict lookup per call, not
+                                      # st.cache_resource's argument hashing (~5 calls per rerun)
+
+
 def backend_or_message(name: str) -> tuple[Backend | None, str | None]:
+    """The backend, or why it cannot be loaded (a message for the page, never a traceback)."""
+    if name in _LOADED:
+        return _LOADED[name], None
     try:
-        return get_backend(name), None
+        _LOADED[name] = get_backend(name)
+        return _LOADED[name], None
     except ModelFileError as e:
         return None, str(e)
     except ValueError as e:
@@ -170,9 +179,12 @@ def gallery_title(key: str | None = None) -> str:
 
 
 # -- the current sketch ----------------------------------------------------------------------
-def set_sketch(png: bytes, source: str, label: str | None = None) -> None:
+def set_sketch(png: bytes | Image.Image, source: str, label: str | None = None) -> None:
+    """The current query. `png` is the file's bytes, or for a drawing the rendered grey image itself
+    (searched as it is: no PNG encoding and decoding between the canvas and the model)."""
+    data = png.tobytes() + repr(png.size).encode() if isinstance(png, Image.Image) else png
     st.session_state["sketch"] = {"png": png, "source": source, "label": label,
-                                  "hash": hashlib.sha1(png).hexdigest()[:16]}
+                                  "hash": hashlib.sha1(data).hexdigest()[:16]}
 
 
 def current_sketch() -> dict[str, Any] | None:
@@ -379,7 +391,7 @@ def _sketch_from_drawing(drawing: dict[str, Any] | None) -> None:
         if (current_sketch() or {}).get("source") == "drawing":
             st.session_state["sketch"] = None
     else:
-        set_sketch(png_bytes(im), "drawing", st.session_state.get("target"))
+        set_sketch(im, "drawing", st.session_state.get("target"))
 
 
 def remount_canvas_with_current_drawing() -> None:

@@ -426,9 +426,10 @@ def markdown(r: dict[str, Any], before: dict[str, Any] | None = None) -> str:
                        ("1 visitor: backend switch", lambda x: (x.get("one") or {}).get("backend")),
                        ("1 visitor: Undo", lambda x: (x.get("one") or {}).get("undo")),
                        ("1 visitor: Clear", lambda x: (x.get("one") or {}).get("clear")),
-                       *((f"{n} visitors at once: pen lift", (lambda n: lambda x: (x.get("concurrent", {}).get(str(n))
+                       *((f"{n} visitors at once: pen lift", (lambda n: lambda x: (x.get("concurrent", {}).get(n)
                                                                                   or {}).get("stroke"))(n))
-                         for n in (10, 20))):
+                         for n in sorted({*r.get("concurrent", {}), *((before or {}).get("concurrent") or {})},
+                                         key=int))):
         a, b = get(r), get(before) if before else None
         if a is None and b is None:
             continue
@@ -437,7 +438,7 @@ def markdown(r: dict[str, Any], before: dict[str, Any] | None = None) -> str:
             row += [cell(b, "first"), cell(b, "settled")]
         row += [cell(a, "first"), cell(a, "settled"), f"{(a or {}).get('n', 0)} ({(a or {}).get('timeouts', 0)} timeouts)"]
         rows.append(row)
-    head = ["action"] + (["before: first change p50 / p90 (ms)", "before: settled"] if before is not None else []) + \
+    head = ["action"] + (["before: first change p50 / p90 (ms)", "before: settled p50 / p90"] if before is not None else []) + \
            ["first change p50 / p90 (ms)", "settled p50 / p90 (ms)", "samples"]
     out = "| " + " | ".join(head) + " |\n|" + "---|" * len(head) + "\n"
     out += "".join("| " + " | ".join(row) + " |\n" for row in rows)
@@ -445,6 +446,28 @@ def markdown(r: dict[str, Any], before: dict[str, Any] | None = None) -> str:
     if lost:
         out += (f"\nLost strokes: {lost['lost']} of {lost['drawings']} drawings drawn fast (next stroke "
                 f"{lost['gap_ms']} ms after the pen lifts) ended on other photos than the same strokes drawn slowly.\n")
+    return out
+
+
+def section(r: dict[str, Any], before: dict[str, Any] | None = None) -> str:
+    """The browser section of BENCHMARKS.md: how it was measured, the table, the machine's load."""
+    if r.get("error") and not r.get("one"):
+        return f"The browser benchmark did not run: {r['error']}\n"
+    out = (f"Headless Debian Chromium (Playwright) drives the real app on 127.0.0.1 at {r['viewport']['width']}x"
+           f"{r['viewport']['height']}: mouse strokes on the canvas, the same {sum(r['drawings'].values())} strokes of "
+           f"{len(r['drawings'])} drawings every run, each stroke's answer awaited ({r['think_ms']} ms pause after it). "
+           f"*First change*: pen lift (or click) to the result cards' first different text; *settled*: to the last "
+           f"DOM change or image load before {r['quiet_ms']} ms of quiet. Backend switch: every backend in turn "
+           f"with a drawing on the canvas. N visitors: N browser contexts drawing at once in one Chromium; the "
+           f"browsers, the app server and the model share the machine's {r['cpus']} cores (a real visitor brings "
+           f"their own). App `{r['commit']}`; load average {r['load_average_at_start']} at start, "
+           f"{r.get('load_average_at_end')} at end; {r['seconds']:.0f} s.\n\n")
+    out += markdown(r, before)
+    for n, c in sorted((r.get("concurrent") or {}).items(), key=lambda kv: int(kv[0])):
+        if c.get("skipped") or c.get("n_errors"):
+            out += f"\n{n} visitors: {c.get('skipped') or str(c['n_errors']) + ' sessions failed: ' + '; '.join(c['errors'])}\n"
+    if r.get("error"):
+        out += f"\nStopped early: {r['error']}\n"
     return out
 
 
@@ -460,7 +483,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     r = browser_bench(Path(a.app_dir) if a.app_dir else None, [int(x) for x in a.sessions.split(",") if x],
                       a.rounds, a.max_minutes, out=Path(a.out) if a.out else None)
     before = json.loads(Path(a.before).read_text()) if a.before else None
-    print(markdown(r, before))
+    print(section(r, before))
     if r.get("error"):
         print(r["error"], file=sys.stderr)
     return 0 if not r.get("error") else 1
