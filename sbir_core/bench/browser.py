@@ -48,6 +48,7 @@ VIEWPORT = {"width": 1280, "height": 800}
 QUIET_MS = 600              # a page with no DOM change or image load for this long has settled
 WAIT_MS = 20_000            # the longest wait for one answer before it counts as a timeout
 THINK_MS = 250              # a visitor's pause between seeing an answer and the next stroke
+SERVER_PID: dict[str, int] = {}
 
 # Strokes as (x, y) fractions of the canvas. Recognisable objects, so the answers change stroke by stroke.
 DRAWINGS: dict[str, list[list[tuple[float, float]]]] = {
@@ -143,6 +144,38 @@ def stop_server(proc: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def _proc_table() -> dict[int, tuple[int, float]]:
+    """pid -> (parent pid, CPU seconds incl. reaped children) for every process (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat", encoding="utf-8") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[int(d)] = (int(fields[1]), sum(int(x) for x in fields[11:15]) / tick)
+    return out
+
+
+def cpu_seconds(server_pid: int | None) -> dict[str, float]:
+    """CPU seconds so far of the app server and of this process's browsers (every descendant but the
+    server): where a concurrent run's time goes on a machine they share."""
+    table = _proc_table()
+    kids: dict[int, list[int]] = {}
+    for pid, (ppid, _) in table.items():
+        kids.setdefault(ppid, []).append(pid)
+    todo, browsers = [os.getpid()], 0.0
+    while todo:
+        for c in kids.get(todo.pop(), []):
+            if c != server_pid:
+                browsers += table[c][1]
+                todo.append(c)
+    return {"server": table.get(server_pid, (0, 0.0))[1] if server_pid else 0.0, "browsers": browsers}
 
 
 def pct(values: Sequence[float], q: float) -> float | None:
@@ -330,14 +363,15 @@ async def concurrent(browser: Any, url: str, n: int, drawings: Sequence[str]) ->
         await asyncio.sleep(0.05 * i)          # not all on the same millisecond
         order = list(drawings[i % len(drawings):]) + list(drawings[:i % len(drawings)])
         return await v.draw_all(order)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), cpu_seconds(SERVER_PID.get("pid"))
     results = await asyncio.gather(*(run(i, v) for i, v in enumerate(live)), return_exceptions=True)
-    wall = time.perf_counter() - t0
+    wall, cpu1 = time.perf_counter() - t0, cpu_seconds(SERVER_PID.get("pid"))
     samples = [s for r in results if not isinstance(r, BaseException) for s in r if s["kind"] == "stroke"]
     errors += [f"{type(r).__name__}: {r}" for r in results if isinstance(r, BaseException)]
     await asyncio.gather(*(v.close() for v in visitors), return_exceptions=True)
     return {"sessions": n, "opened": len(live), "errors": errors[:5], "n_errors": len(errors),
-            "wall_s": round(wall, 1), "stroke": summary(samples), "samples": samples}
+            "wall_s": round(wall, 1), "cpu_s": {k: round(cpu1[k] - cpu0[k], 1) for k in cpu0},
+            "stroke": summary(samples), "samples": samples}
 
 
 async def run_all(url: str, sessions: Sequence[int], rounds: int, deadline: float,
@@ -402,6 +436,7 @@ def browser_bench(app_dir: Path | None = None, sessions: Sequence[int] = (1, 10,
             Path(out).parent.mkdir(parents=True, exist_ok=True)
             Path(out).write_text(json.dumps({**report, "load_average_now": load_average()}, indent=1) + "\n")
     proc = start_server(app_dir, port, log_dir / "bench-browser-streamlit.log")
+    SERVER_PID["pid"] = proc.pid
     try:
         asyncio.run(run_all(f"http://{LOOPBACK}:{port}", sessions, rounds, t_start + 60 * max_minutes, report, save))
     except Exception as e:      # a failed run is a result to report, not a crash of the benchmark
@@ -436,16 +471,19 @@ def markdown(r: dict[str, Any], before: dict[str, Any] | None = None) -> str:
         row = [label]
         if before is not None:
             row += [cell(b, "first"), cell(b, "settled")]
-        row += [cell(a, "first"), cell(a, "settled"), f"{(a or {}).get('n', 0)} ({(a or {}).get('timeouts', 0)} timeouts)"]
+        row += [cell(a, "first"), cell(a, "settled"), f"{(a or {}).get('n', 0)} ({(a or {}).get('timeouts', 0)} timeouts"
+                + (f"; before {(b or {}).get('timeouts', 0)})" if before is not None else ")")]
         rows.append(row)
     head = ["action"] + (["before: first change p50 / p90 (ms)", "before: settled p50 / p90"] if before is not None else []) + \
            ["first change p50 / p90 (ms)", "settled p50 / p90 (ms)", "samples"]
     out = "| " + " | ".join(head) + " |\n|" + "---|" * len(head) + "\n"
     out += "".join("| " + " | ".join(row) + " |\n" for row in rows)
     lost = (r.get("one") or {}).get("lost_strokes") or {}
+    lost_before = ((before or {}).get("one") or {}).get("lost_strokes") or {}
     if lost:
         out += (f"\nLost strokes: {lost['lost']} of {lost['drawings']} drawings drawn fast (next stroke "
-                f"{lost['gap_ms']} ms after the pen lifts) ended on other photos than the same strokes drawn slowly.\n")
+                f"{lost['gap_ms']} ms after the pen lifts) ended on other photos than the same strokes drawn slowly"
+                + (f" (before: {lost_before['lost']})" if lost_before else "") + ".\n")
     return out
 
 
@@ -464,6 +502,15 @@ def section(r: dict[str, Any], before: dict[str, Any] | None = None) -> str:
            f"{r.get('load_average_at_end')} at end; {r['seconds']:.0f} s.\n\n")
     out += markdown(r, before)
     for n, c in sorted((r.get("concurrent") or {}).items(), key=lambda kv: int(kv[0])):
+        b = ((before or {}).get("concurrent") or {}).get(n) or {}
+        out += (f"\n{n} visitors drew their {c['stroke']['n']} strokes in {c['wall_s']:.0f} s"
+                + (f" (before: {b['wall_s']:.0f} s)" if b.get("wall_s") else "") + ".")
+        if c.get("cpu_s"):
+            out += (f" CPU seconds meanwhile: app server "
+                    f"{c['cpu_s']['server']:.0f}, Chromium {c['cpu_s']['browsers']:.0f} (of {c['wall_s'] * r['cpus']:.0f} "
+                    f"the {r['cpus']} cores had)" + (f"; before: {b['cpu_s']['server']:.0f} and {b['cpu_s']['browsers']:.0f}"
+                                                  if b.get("cpu_s") else "") + ".")
+        out += "\n"
         if c.get("skipped") or c.get("n_errors"):
             out += f"\n{n} visitors: {c.get('skipped') or str(c['n_errors']) + ' sessions failed: ' + '; '.join(c['errors'])}\n"
     if r.get("error"):
