@@ -621,11 +621,11 @@ def page_style() -> None:
     .card-name.compact { font-weight: 400; font-size: 0.78rem; color: #4b5563; }
     .result-grid { display: grid; grid-template-columns: repeat(var(--cols, 4), minmax(0, 1fr)); gap: 1rem; }
     .result-card { border: 1px solid rgba(49, 51, 63, 0.2); border-radius: 0.5rem; padding: calc(1rem - 1px);
-                   min-width: 0; }
+                   padding-bottom: 0.3rem; min-width: 0; }
     .result-card.compact { border: none; padding: 0; }
     .result-card img { width: 100%; height: auto; aspect-ratio: 1; display: block; border-radius: 6px;
                        margin-bottom: 1rem; }
-    .result-card.compact img { margin-bottom: 0.25rem; }
+    .result-card.compact img { margin-bottom: 0.9rem; }
     .st-key-resultshead h3 { font-size: 1.3rem; padding: 0.2rem 0; }
     .st-key-resultshead [data-testid="stMetricValue"] { font-size: 1.5rem; }
     .st-key-tools button p { white-space: nowrap; }
