@@ -11,6 +11,7 @@ import html
 from typing import Any
 
 import streamlit as st
+from PIL import Image
 
 from sbir_core import Gallery, SearchResult
 from sbir_core.app_support import (CANVAS_ASPECT, ERASER_FACTOR, PEN_SIZES, SKETCH_WIDTH, CardScores, Example,
@@ -71,9 +72,17 @@ def active_gallery() -> tuple[Gallery | None, Thumbnails | None, str | None]:
         return None, None, f"The gallery could not be opened ({e})."
 
 
+_LOADED: dict[str, Backend] = {}      # the backends get_backend has loaded: a dict lookup per call, not
+                                      # st.cache_resource's argument hashing (~5 calls per rerun)
+
+
 def backend_or_message(name: str) -> tuple[Backend | None, str | None]:
+    """The backend, or why it cannot be loaded (a message for the page, never a traceback)."""
+    if name in _LOADED:
+        return _LOADED[name], None
     try:
-        return get_backend(name), None
+        _LOADED[name] = get_backend(name)
+        return _LOADED[name], None
     except ModelFileError as e:
         return None, str(e)
     except ValueError as e:
@@ -170,9 +179,12 @@ def gallery_title(key: str | None = None) -> str:
 
 
 # -- the current sketch ----------------------------------------------------------------------
-def set_sketch(png: bytes, source: str, label: str | None = None) -> None:
+def set_sketch(png: bytes | Image.Image, source: str, label: str | None = None) -> None:
+    """The current query. `png` is the file's bytes, or for a drawing the rendered grey image itself
+    (searched as it is: no PNG encoding and decoding between the canvas and the model)."""
+    data = png.tobytes() + repr(png.size).encode() if isinstance(png, Image.Image) else png
     st.session_state["sketch"] = {"png": png, "source": source, "label": label,
-                                  "hash": hashlib.sha1(png).hexdigest()[:16]}
+                                  "hash": hashlib.sha1(data).hexdigest()[:16]}
 
 
 def current_sketch() -> dict[str, Any] | None:
@@ -180,8 +192,9 @@ def current_sketch() -> dict[str, Any] | None:
 
 
 # The canvas's helper: a tiny inline component (no iframe) that (1) hides the drawable canvas's own
-# floating toolbar, which lay over the app's tools and duplicated undo/clear, and (2) tells Python how
-# wide the canvas's column is and how tall the window is, so the canvas always fits (laptop to phone).
+# floating toolbar, which lay over the app's tools and duplicated undo/clear, (2) tells Python how
+# wide the canvas's column is and how tall the window is, so the canvas always fits (laptop to phone),
+# and (3) sends a stroke the moment the pen lifts.
 _ROOM_JS = r"""
 export default function(component) {
   const { parentElement, setStateValue } = component;
@@ -204,6 +217,24 @@ export default function(component) {
     }).observe(document.body, {childList: true, subtree: true});
     setInterval(hide, 300);            // a shadow root attached after its host was inserted: no mutation to see
     w.__sketchsearchHideToolbar = hide;
+    // (3) The canvas sends a finished stroke only after a 200 ms debounce. On the pen lift, press its own
+    // (hidden) "send" button instead: the stroke leaves at once (the pending debounced send is cancelled).
+    let penRoot = null;
+    document.addEventListener('pointerdown', (e) => {
+      const c = (e.composedPath ? e.composedPath() : []).find(n => n.classList && n.classList.contains('upper-canvas'));
+      penRoot = c ? c.getRootNode() : null;
+    }, true);
+    const lift = () => {
+      const root = penRoot;
+      penRoot = null;
+      if (!root || !root.querySelector) return;
+      setTimeout(() => {               // after the canvas has recorded the stroke (a microtask of its pointerup)
+        const send = root.querySelector('button[aria-label="Update the app with this drawing"]');
+        if (send) send.click();
+      }, 0);
+    };
+    document.addEventListener('pointerup', lift, true);
+    document.addEventListener('pointercancel', lift, true);
   }
   w.__sketchsearchHideToolbar();
   const el = parentElement.host || parentElement;
@@ -360,7 +391,7 @@ def _sketch_from_drawing(drawing: dict[str, Any] | None) -> None:
         if (current_sketch() or {}).get("source") == "drawing":
             st.session_state["sketch"] = None
     else:
-        set_sketch(png_bytes(im), "drawing", st.session_state.get("target"))
+        set_sketch(im, "drawing", st.session_state.get("target"))
 
 
 def remount_canvas_with_current_drawing() -> None:
@@ -537,32 +568,28 @@ def result_grid(result: SearchResult, thumbs: Thumbnails, columns: int, label: s
                 max_items: int | None = None, compact: bool = False, gallery: Gallery | None = None,
                 backend: Backend | None = None, key: str = "results") -> None:
     """Photo cards with label (class, else caption) and a score that means something; ✓/✗ when the
-    sketch's class is known. On a phone the grid keeps two or three photos per row (see page_style)."""
+    sketch's class is known. One piece of HTML (a CSS grid of cards, thumbnails inline as data: URLs
+    encoded once per gallery): a new result is one element for the browser to swap, not dozens of
+    columns, containers and images to fetch. On a phone the grid keeps two or three photos per row."""
     correct = hits(result, label)
     n = len(result.ids) if max_items is None else min(max_items, len(result.ids))
     scores = card_texts(result, backend, gallery) if gallery is not None else None
+    cards = []
+    for i in range(n):
+        gi = int(result.indices[i])
+        name = card_label(result.labels[i], gallery.display_label(gi) if gallery is not None else None)
+        mark = "" if correct is None else ("✅ " if correct[i] else "❌ ")
+        score = scores.texts[i] if scores is not None else f"#{i + 1}"
+        title = html.escape(name, quote=True)
+        text = (f"<div class='card-name compact' title='{title}'>{mark}{html.escape(name)}</div>" if compact else
+                f"<div class='card-name' title='{title}'>{mark}{html.escape(name)}</div>"
+                f"<div class='card-score'>{score}</div>")
+        cards.append(f"<div class='result-card{' compact' if compact else ''}'>"
+                     f"<img src='{thumbs.data_url(gi)}' alt='{title}'>{text}</div>")
     with st.container(key=key):
-        for row in range(0, n, columns):
-            cols = st.columns(columns)
-            for j in range(columns):
-                i = row + j
-                if i >= n:
-                    break
-                gi = int(result.indices[i])
-                name = card_label(result.labels[i], gallery.display_label(gi) if gallery is not None else None)
-                mark = "" if correct is None else ("✅ " if correct[i] else "❌ ")
-                score = scores.texts[i] if scores is not None else f"#{i + 1}"
-                if compact:
-                    with cols[j]:
-                        st.image(thumbs(gi), width="stretch")
-                        st.markdown(f"<div class='card-name compact' title='{html.escape(name, quote=True)}'>{mark}"
-                                    f"{html.escape(name)}</div>", unsafe_allow_html=True)
-                    continue
-                with cols[j].container(border=True):
-                    st.image(thumbs(gi), width="stretch")
-                    st.markdown(f"<div class='card-name' title='{html.escape(name, quote=True)}'>{mark}"
-                                f"{html.escape(name)}</div><div class='card-score'>{score}</div>",
-                                unsafe_allow_html=True)
+        if cards:
+            st.markdown(f"<div class='result-grid' style='--cols: {max(1, columns)}'>{''.join(cards)}</div>",
+                        unsafe_allow_html=True)
     if scores is not None and not compact:
         st.caption(scores.note)
 
@@ -592,6 +619,13 @@ def page_style() -> None:
     .card-name { font-weight: 600; font-size: 0.95rem; line-height: 1.3; }
     .card-score { color: #6b7280; font-size: 0.8rem; }
     .card-name.compact { font-weight: 400; font-size: 0.78rem; color: #4b5563; }
+    .result-grid { display: grid; grid-template-columns: repeat(var(--cols, 4), minmax(0, 1fr)); gap: 1rem; }
+    .result-card { border: 1px solid rgba(49, 51, 63, 0.2); border-radius: 0.5rem; padding: calc(1rem - 1px);
+                   padding-bottom: 0.3rem; min-width: 0; }
+    .result-card.compact { border: none; padding: 0; }
+    .result-card img { width: 100%; height: auto; aspect-ratio: 1; display: block; border-radius: 6px;
+                       margin-bottom: 1rem; }
+    .result-card.compact img { margin-bottom: 0.9rem; }
     .st-key-resultshead h3 { font-size: 1.3rem; padding: 0.2rem 0; }
     .st-key-resultshead [data-testid="stMetricValue"] { font-size: 1.5rem; }
     .st-key-tools button p { white-space: nowrap; }
@@ -611,6 +645,8 @@ def page_style() -> None:
       [class*="st-key-results"] div[data-testid="stHorizontalBlock"] { flex-wrap: nowrap !important; gap: 0.5rem !important; }
       [class*="st-key-results"] div[data-testid="stColumn"] { flex: 1 1 0 !important; min-width: 0 !important; width: auto !important; }
       [class*="st-key-results"] .stMarkdown p { font-size: 0.85rem; }
+      .result-grid { gap: 0.5rem; }
+      .result-card .card-name { font-size: 0.85rem; }
     }
     """
     if presenter():

@@ -5,45 +5,51 @@ import app_widgets as ui
 
 MAX_WITHIN = 48          # photos shown for a similarity threshold
 
-presenter = ui.presenter()
-backend = st.session_state.get("backend")
-gallery, thumbs, problem = ui.active_gallery()
-
-if not presenter:
+if not ui.presenter():
     st.title("🔎 Sketch search")
     st.container(key="subtitle").caption("Draw an object: the photos update after every stroke. No drawing skills needed.")
 
-narrow = (ui.window_width() or 1440) < 1100           # a tablet: the canvas and its tools get half the width
-left, right = st.columns([5, 7] if not (presenter or narrow) else [1, 1], gap="large")
-with left:
-    ui.sketch_input()
-with right:
-    if problem:
-        st.warning(problem)
-    elif not backend:
-        st.error("No backend is available: the models/ folder has no model metadata.")
-    else:
-        model, _ = ui.backend_or_message(backend)
-        k = 8 if presenter else int(st.session_state.get("k", 12))
-        reading_slot = st.container()                     # the reading comes first; the threshold under it
-        with st.container(key="threshold_row"):           # on a phone it moves below the results (page_style)
-            threshold = ui.threshold_control(backend) if not presenter else None
-        outcome = ui.search(backend, gallery, k if threshold is None else MAX_WITHIN, threshold)
-        with reading_slot:
-            ui.reading_panel(outcome, gallery, model, ui.reading(backend, gallery, threshold))
-        if outcome.result is None:
-            if outcome.blank:
-                st.caption(f"{len(gallery)} photos in “{ui.gallery_title()}”, searched with {ui.backend_label(backend)}.")
+
+@st.fragment
+def live_search() -> None:
+    """Canvas, reading and results: a stroke reruns only this, not the sidebar and the page around it."""
+    presenter = ui.presenter()
+    backend = st.session_state.get("backend")
+    gallery, thumbs, problem = ui.active_gallery()
+    narrow = (ui.window_width() or 1440) < 1100           # a tablet: the canvas and its tools get half the width
+    left, right = st.columns([5, 7] if not (presenter or narrow) else [1, 1], gap="large")
+    with left:
+        ui.sketch_input()
+    with right:
+        if problem:
+            st.warning(problem)
+        elif not backend:
+            st.error("No backend is available: the models/ folder has no model metadata.")
         else:
-            r = outcome.result
-            head, stat = st.container(key="resultshead").columns([5, 2], vertical_alignment="bottom")
-            head.subheader(f"Top {len(r.ids)} in “{ui.gallery_title()}”" if threshold is None else
-                           f"{r.extras['within']} photos with similarity ≥ {threshold:.2f}"
-                           + (f" (the first {len(r.ids)} shown)" if r.extras["within"] > len(r.ids) else ""))
-            stat.metric("Query latency", f"{outcome.latency_ms:.0f} ms", help=ui.latency_text(r))
-            if not r.ids:
-                st.info("No photo is that similar to the sketch: lower the threshold.")
-            s = ui.current_sketch() or {}
-            columns = ui.result_columns(share=1.0 if (presenter or narrow) else 7 / 5)
-            ui.result_grid(r, thumbs, columns=columns, label=s.get("label"), gallery=gallery, backend=model)
-            st.caption(f"{ui.backend_label(backend)} · {len(gallery)} photos")
+            model, _ = ui.backend_or_message(backend)
+            k = 8 if presenter else int(st.session_state.get("k", 12))
+            reading_slot = st.container()                     # the reading comes first; the threshold under it
+            with st.container(key="threshold_row"):           # on a phone it moves below the results (page_style)
+                threshold = ui.threshold_control(backend) if not presenter else None
+            outcome = ui.search(backend, gallery, k if threshold is None else MAX_WITHIN, threshold)
+            with reading_slot:
+                ui.reading_panel(outcome, gallery, model, ui.reading(backend, gallery, threshold))
+            if outcome.result is None:
+                if outcome.blank:
+                    st.caption(f"{len(gallery)} photos in “{ui.gallery_title()}”, searched with {ui.backend_label(backend)}.")
+            else:
+                r = outcome.result
+                head, stat = st.container(key="resultshead").columns([5, 2], vertical_alignment="bottom")
+                head.subheader(f"Top {len(r.ids)} in “{ui.gallery_title()}”" if threshold is None else
+                               f"{r.extras['within']} photos with similarity ≥ {threshold:.2f}"
+                               + (f" (the first {len(r.ids)} shown)" if r.extras["within"] > len(r.ids) else ""))
+                stat.metric("Query latency", f"{outcome.latency_ms:.0f} ms", help=ui.latency_text(r))
+                if not r.ids:
+                    st.info("No photo is that similar to the sketch: lower the threshold.")
+                s = ui.current_sketch() or {}
+                columns = ui.result_columns(share=1.0 if (presenter or narrow) else 7 / 5)
+                ui.result_grid(r, thumbs, columns=columns, label=s.get("label"), gallery=gallery, backend=model)
+                st.caption(f"{ui.backend_label(backend)} · {len(gallery)} photos")
+
+
+live_search()

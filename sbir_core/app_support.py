@@ -4,6 +4,7 @@ evaluation report as tables. Kept here (never importing streamlit) so it is test
 """
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
@@ -113,11 +114,24 @@ def missing_gallery_message() -> str:
 
 
 class Thumbnails:
-    """Small JPEG previews of a gallery's photos, made once each (the grid redraws often)."""
+    """Small JPEG previews of a gallery's photos, made once each (the grid redraws often), also as
+    data: URLs, so the result grid is one piece of HTML that needs no further request per photo."""
 
     def __init__(self, gallery: Gallery, size: int = 256, max_items: int = 4000):
         self.gallery, self.size, self.max_items = gallery, size, max_items
         self._cache: dict[int, bytes] = {}
+        self._urls: dict[tuple[int, int], str] = {}
+
+    def data_url(self, i: int) -> str:
+        """Photo i's thumbnail as a `data:image/jpeg;base64,...` URL, encoded once per gallery."""
+        key = (i, len(self.gallery))
+        url = self._urls.get(key)
+        if url is None:
+            if len(self._urls) >= self.max_items:
+                self._urls.pop(next(iter(self._urls)))
+            url = "data:image/jpeg;base64," + base64.b64encode(self(i)).decode("ascii")
+            self._urls[key] = url
+        return url
 
     def __call__(self, i: int) -> bytes:
         key = (i, len(self.gallery))     # positions shift when indexing leaves out an unreadable photo

@@ -356,10 +356,11 @@ def test_canvas_fits_controls_work_and_the_eraser_erases(server, browser, screen
         page.wait_for_timeout(1200)
         stroke_on(page, box, a, touch)
         wait_results(page)
-        # the first two cards' columns side by side (their tops, not their names: a photo still loading
-        # moves its name but not its column)
+        # the first two cards side by side (their boxes' tops, not their names: a photo still loading
+        # moves its name but not its card)
         first, second = page.evaluate("""() => [...document.querySelectorAll('.card-name')].slice(0, 2).map(
-            e => { const r = e.closest('[data-testid=stColumn]').getBoundingClientRect(); return {x: r.x, y: r.y}; })""")
+            e => { const r = (e.closest('.result-card') || e.closest('[data-testid=stColumn]')).getBoundingClientRect();
+                   return {x: r.x, y: r.y}; })""")
         assert abs(first["y"] - second["y"]) < 5 and second["x"] > first["x"], (first, second)
         widths = page.evaluate("""() => { const m = document.querySelector('[data-testid=stMain]');
             return [document.documentElement.scrollWidth, window.innerWidth, m.scrollWidth, m.clientWidth]; }""")
@@ -375,3 +376,49 @@ def test_canvas_fits_controls_work_and_the_eraser_erases(server, browser, screen
                 return [document.documentElement.scrollWidth, window.innerWidth, m.scrollWidth, m.clientWidth]; }""")
             assert widths[0] <= widths[1] and widths[2] <= widths[3], (title, widths)
     ctx.close()
+
+
+def card_texts(page) -> str:
+    """The result cards' names and scores, in order: what a visitor reads."""
+    return page.evaluate("() => [...document.querySelectorAll('.card-name, .card-score')].map(e => e.textContent).join('|')")
+
+
+def settled_cards(page, quiet_ms: int = 1500, limit_ms: int = 30_000) -> str:
+    """The cards once they have stopped changing for `quiet_ms`."""
+    last, since, waited = None, 0, 0
+    while waited < limit_ms:
+        now = card_texts(page)
+        since = since + 250 if now == last else 0
+        if since >= quiet_ms and now:
+            return now
+        last = now
+        page.wait_for_timeout(250)
+        waited += 250
+    return last or ""
+
+
+def test_fast_strokes_are_not_lost(server, browser):
+    """Strokes 60 ms apart (the next one starts long before the previous answer) end on the same photos
+    as the same strokes drawn one answer at a time: the last drawing is what was searched."""
+    strokes = [[(0.25, 0.25), (0.27, 0.75), (0.35, 0.85), (0.6, 0.85), (0.68, 0.75), (0.7, 0.25), (0.25, 0.25)],
+               [(0.7, 0.35), (0.85, 0.4), (0.86, 0.6), (0.69, 0.65)], [(0.35, 0.15), (0.38, 0.05)]]
+    found = []
+    for gap_ms in (60, None):                     # fast, then slow in a fresh session
+        ctx = browser.new_context(viewport={"width": 1280, "height": 800}, device_scale_factor=1)
+        page = ctx.new_page()
+        page.goto(server + "/")
+        box = settled_canvas(page)
+        for s in strokes:
+            stroke_on(page, box, s)
+            if gap_ms is None:
+                wait_results(page)
+                settled_cards(page, quiet_ms=1000)
+            else:
+                page.wait_for_timeout(gap_ms)
+        found.append(settled_cards(page))
+        no_exception(page)
+        assert ink_at(page, box, 0.855, 0.5) < 100 and ink_at(page, box, 0.365, 0.1) < 100   # the canvas kept them
+        if gap_ms is None:
+            page.screenshot(path=str(ART / "fast-strokes-slow.png"))
+        ctx.close()
+    assert found[0] and found[0] == found[1], found

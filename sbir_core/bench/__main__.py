@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 from ..config import REPO_ROOT
 
-SECTIONS = ("quality", "speed", "scaling", "load")
+SECTIONS = ("quality", "speed", "scaling", "load", "browser")
 
 
 @dataclass(frozen=True)
@@ -45,13 +45,16 @@ class BenchConfig:
     load_sessions: int = 20                 # concurrent app sessions in the load test
     load_searches: int = 10                 # searches per session (and 20 for the one-session baseline)
     load_backend: str = "triplet"           # the cold first search on a new 3,125-photo folder gallery
+    browser_sessions: tuple[int, ...] = (1, 10, 20)   # the browser section: visitors in headless Chromium
+    browser_rounds: int = 2                 # single visitor: times through the drawings
+    browser_minutes: float = 15.0           # the browser section's time limit
 
 
 FULL = BenchConfig()
 QUICK = BenchConfig(quick=True, max_classes=3, max_queries=12, quickdraw_per_class=3, latency_queries=10,
                     warmup=2, eager_runs=3, cold_runs=1, index_photos=8, scaling_sizes=(2_000, 10_000),
                     uniform_hnsw_sizes=(2_000,), exact_queries=10, ann_queries=20, ef_search=(16, 64, 256),
-                    load_sessions=4, load_searches=3)
+                    load_sessions=4, load_searches=3, browser_sessions=(1, 4), browser_rounds=1, browser_minutes=5.0)
 
 
 def run(cfg: BenchConfig, names: Sequence[str], sections: Sequence[str]) -> dict[str, Any]:
@@ -100,6 +103,11 @@ def run(cfg: BenchConfig, names: Sequence[str], sections: Sequence[str]) -> dict
         t0 = time.perf_counter()
         report["load"] = _load(cfg, data)
         report["load"]["seconds"] = round(time.perf_counter() - t0, 1)
+
+    if "browser" in sections:        # before torch too: the app server and Chromium are their own processes
+        from .browser import browser_bench
+        report["browser"] = browser_bench(sessions=cfg.browser_sessions, rounds=cfg.browser_rounds,
+                                          max_minutes=cfg.browser_minutes)
 
     if "speed" in sections:          # last: it imports torch, which must not share the process earlier
         t0 = time.perf_counter()

@@ -149,7 +149,14 @@ class Session:
             elif name == "alert" and sub.format == 1:      # st.error
                 page.errors.append(f"error: {sub.body}"[:300])
             elif name == "markdown" and "score" in sub.body:
-                page.cards.append(sub.body)
+                page.cards.extend(_cards(sub.body))
+
+
+def _cards(body: str) -> list[str]:
+    """The result cards in one markdown element: a card each, or every card of the grid (the Search
+    page sends its whole result grid as one block of HTML, `app_widgets.result_grid`)."""
+    marker = "<div class='result-card"
+    return [marker + part for part in body.split(marker)[1:]] if marker in body else [body]
 
 
 def _option(control: Any, text: str) -> str | None:

@@ -288,4 +288,7 @@ def markdown(r: dict[str, Any]) -> str:
         parts.append("## Search time against gallery size\n\n" + scaling(r))
     if "load" in r:
         parts.append("## Many visitors at once, and a new gallery's first search\n\n" + load(r))
+    if "browser" in r:
+        from .browser import section
+        parts.append("## The Search page in a browser: pen lift to new photos\n\n" + section(r["browser"]))
     return "\n".join(parts)
