@@ -26,7 +26,7 @@ def branches(ck: dict) -> tuple[torch.nn.Module, torch.nn.Module]:
     from sbir_core.nets.instance import CellProjection, FrozenBlocksThen, InstanceBranch, Projected
     c = ck["config"]
     kw = dict(mode=c["mode"], mid=c["mid"], cell=c["cell"], gdim=c["gdim"], global_share=c["global_share"],
-              in_channels=c["pca"])
+              in_channels=c["pca"], residual=c.get("residual", False))
     s, p = InstanceBranch(**kw), InstanceBranch(**kw)
     s.load_state_dict({k: v.float() for k, v in ck["sketch_state_dict"].items()})
     p.load_state_dict({k: v.float() for k, v in ck["photo_state_dict"].items()})

@@ -21,11 +21,14 @@ class InstanceBranch(nn.Module):
     """(B, 320, h, w) trunk features -> (B, D) unit vectors.
 
     mode `spatial`: D = cell * h * w (each grid cell's code, L2-normalised per cell so every part of
-    the picture counts alike); `pooled`: D = gdim (global average pool, the ablation); `both`: the two
+    the picture counts alike; with `residual`, D = C * h * w: the centred input grid itself plus a
+    learnt correction that starts at zero, so training starts from the frozen features' own spatial
+    match and cannot forget it on a few hundred pairs); `pooled`: D = gdim (global average pool, the ablation); `both`: the two
     unit vectors concatenated with weights sqrt(1 - g) and sqrt(g), so the result is a unit vector too."""
 
     def __init__(self, mode: str = "both", mid: int = 128, cell: int = 32, gdim: int = 128,
-                 global_share: float = 0.3, in_channels: int = TRUNK_CHANNELS):
+                 global_share: float = 0.3, in_channels: int = TRUNK_CHANNELS, residual: bool = False,
+                 grid: int = 6):
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -35,11 +38,22 @@ class InstanceBranch(nn.Module):
                                   nn.BatchNorm2d(mid), nn.ReLU())
         self.cell = nn.Conv2d(mid, cell, 1) if mode != "pooled" else None
         self.pool = nn.Linear(mid, gdim) if mode != "spatial" else None
+        self.residual = residual
+        if residual:                 # the grid itself (centred), plus a learnt correction that starts at zero
+            self.center = nn.Parameter(torch.zeros(in_channels, grid, grid))
+            self.cell = nn.Conv2d(mid, in_channels, 1) if mode != "pooled" else None
+            if self.cell is not None:
+                nn.init.zeros_(self.cell.weight)
+                nn.init.zeros_(self.cell.bias)
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
+        if self.residual:
+            f = f - self.center
         h = self.body(f)                                                         # (B, mid, h, w)
         parts = []
-        if self.cell is not None:
+        if self.cell is not None and self.residual:                              # (B, C, h, w): centred grid + correction
+            parts.append(F.normalize((f + self.cell(h)).flatten(1), dim=-1))
+        elif self.cell is not None:
             c = F.normalize(self.cell(h), dim=1)                                 # (B, cell, h, w), unit per cell
             parts.append(F.normalize(c.flatten(1), dim=-1))
         if self.pool is not None:

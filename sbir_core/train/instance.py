@@ -48,12 +48,15 @@ class InstanceConfig:
     cell: int = 32
     gdim: int = 128
     global_share: float = 0.3
+    residual: bool = True          # spatial part = centred projected grid + a learnt correction (zero at start)
     steps: int = 3000
     groups: int = 12               # groups (one class, or shoes) per batch
     per_group: int = 8             # photos per group: the same-class hard negatives
     lr: float = 1e-3
     weight_decay: float = 1e-4
     margin: float = 0.2
+    nce_weight: float = 0.0        # + InfoNCE over every allowed negative in the batch (0 = triplet loss alone)
+    temperature: float = 0.1
     same_class: bool = True        # False: same-class photos are never negatives (ablation)
     edges: bool = True             # photo edge maps as extra anchors through the sketch branch
     mirror: bool = True            # mirrored pairs
@@ -135,6 +138,15 @@ def triplet(anchor: torch.Tensor, positive: torch.Tensor, negative_ok: torch.Ten
     d_neg_a = torch.where(negative_ok, d, far).min(dim=1).values
     d_neg_p = torch.where(negative_ok, d, far).min(dim=0).values
     return 0.5 * (F.relu(d_pos - d_neg_a + margin).mean() + F.relu(d_pos - d_neg_p + margin).mean())
+
+
+def info_nce(anchor: torch.Tensor, positive: torch.Tensor, negative_ok: torch.Tensor, t: float) -> torch.Tensor:
+    """Softmax over each anchor's own positive and every positive it may take as a negative, both ways."""
+    logits = (anchor @ positive.T) / t
+    keep = negative_ok | torch.eye(len(anchor), dtype=torch.bool)
+    logits = logits.masked_fill(~keep, -1e4)
+    target = torch.arange(len(anchor))
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
 
 
 class Sampler:
@@ -308,8 +320,14 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"cell PCA 320 -> {cfg.pca} fitted and applied in {time.time() - t_start:.0f}s", flush=True)
     sampler = Sampler(domains, cfg, rng)
     branch = dict(mode=cfg.mode, mid=cfg.mid, cell=cfg.cell, gdim=cfg.gdim, global_share=cfg.global_share,
-                  in_channels=cfg.pca)
+                  in_channels=cfg.pca, residual=cfg.residual)
     sketch_net, photo_net = InstanceBranch(**branch), InstanceBranch(**branch)
+    if cfg.residual:                               # centres start at each domain's mean training grid
+        with torch.no_grad():
+            for net, attr in ((sketch_net, "sketches"), (photo_net, "photos")):
+                rows = [(getattr(d, attr), d.sketch_rows("train") if attr == "sketches" else
+                         np.unique(d.own[d.sketch_rows("train")])) for d in domains.values()]
+                net.center.copy_(torch.from_numpy(np.concatenate([a[r, 0] for a, r in rows]).mean(0)))
     params = list(sketch_net.parameters()) + list(photo_net.parameters())
     opt = torch.optim.AdamW(params, cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.steps, pct_start=0.1)
@@ -327,10 +345,10 @@ def main(argv: list[str] | None = None) -> dict:
             ok = torch.from_numpy(ph[:, None] != ph[None, :])
             if not cfg.same_class:
                 ok = ok & torch.from_numpy(labels[:, None] != labels[None, :])
-            loss_s = loss_s + triplet(s, p, ok, cfg.margin)
+            loss_s = loss_s + triplet(s, p, ok, cfg.margin) + cfg.nce_weight * info_nce(s, p, ok, cfg.temperature)
             if cfg.edges:
                 e = sketch_net(gather(d.edges, ph, pv))
-                loss_e = loss_e + triplet(e, p, ok, cfg.margin)
+                loss_e = loss_e + triplet(e, p, ok, cfg.margin) + cfg.nce_weight * info_nce(e, p, ok, cfg.temperature)
         loss = loss_s + cfg.edge_weight * loss_e
         opt.zero_grad()
         loss.backward()
