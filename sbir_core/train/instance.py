@@ -37,12 +37,12 @@ from . import cached
 # the fusion weights tried on the validation split (score = log P(photo's class) + w * cosine)
 FUSION_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 MAP_TOLERANCE = 0.005          # a weight may cost at most this much val mAP@all against w = 0 (class order)
-THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.3, 0.96, 0.05))
+THRESHOLDS = tuple(round(float(t), 3) for t in np.arange(0.0, 0.401, 0.025))   # the instance cosines' range
 
 
 @dataclass
 class InstanceConfig:
-    mode: str = "both"             # spatial | pooled | both (see nets.instance.InstanceBranch)
+    mode: str = "spatial"          # spatial | pooled | both (see nets.instance.InstanceBranch)
     pca: int = 96                  # trunk channels per cell kept by the fixed PCA projection (of 320)
     mid: int = 128
     cell: int = 32
