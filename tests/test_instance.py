@@ -115,3 +115,27 @@ def test_retrieval_by_threshold_counts_every_photo_within(held_out, small_photo_
     assert backend.search_within(sketch, gallery, 1.01).ids == []
     with pytest.raises(ValueError, match="threshold"):
         backend.search_within(sketch, gallery, float("nan"))
+
+
+def test_residual_branch_starts_as_the_centred_grid():
+    """Before training, the residual branch is exactly the frozen grid's own spatial match (centred,
+    flattened, unit length): training can only add to it."""
+    torch.manual_seed(0)
+    net = InstanceBranch("spatial", in_channels=96, residual=True).eval()
+    with torch.no_grad():
+        net.center.copy_(torch.randn(96, 6, 6))
+        f = torch.randn(4, 96, 6, 6)
+        e = net(f)
+    want = torch.nn.functional.normalize((f - net.center).flatten(1), dim=-1)
+    assert e.shape == (4, 96 * 36) and torch.allclose(e, want, atol=1e-6)
+
+
+def test_cell_projection_is_the_fitted_whitening():
+    from sbir_core.nets.instance import CellProjection, fit_cell_pca
+    rng = np.random.default_rng(0)
+    cells = rng.standard_normal((500, 20)) @ rng.standard_normal((20, 20)) + 3.0       # (M, C) correlated, offset
+    mean, comps = fit_cell_pca(cells, 8)
+    proj = CellProjection(mean, comps)
+    x = torch.from_numpy(cells.astype(np.float32).reshape(500, 20, 1, 1))
+    y = proj(x).reshape(500, 8).numpy()
+    assert np.allclose(y.mean(0), 0, atol=1e-3) and np.allclose(np.cov(y.T), np.eye(8), atol=1e-2)
