@@ -12,7 +12,7 @@ the drawn photo, the negative the hardest photo in the batch. Batches are built 
 photos of one class (or of shoes), so most negatives are photos of the same kind: the hard
 negatives instance retrieval has to tell apart. Augmentation: mirrored pairs (a mirrored sketch
 with the mirrored photo; the cache keeps orientation), augmented sketches, and the photos' edge
-maps as extra sketch-like anchors (also for photos nobody sketched).
+maps as extra sketch-like anchors.
 
 Served in two stages (`sbir_core.backends.instance`): the `classifier` backend's class posterior
 puts the right kind of object first, the instance similarity orders photos within it. The fusion
