@@ -91,12 +91,13 @@ def per_class(scores: np.ndarray, query_labels: Sequence, gallery_labels: Sequen
 
 
 def classification_accuracy(backend, sketches: Sequence, labels: Sequence[str], batch: int = 64) -> dict[str, float]:
-    """Sketch classification top-1/top-5, for backends that classify (their meta lists `classes`)."""
+    """Sketch classification top-1/top-5, for backends that classify (their meta lists `classes`; their
+    sketch representation starts with the class probabilities)."""
     from .data.preprocess import sketch_input
     classes = np.asarray(backend.meta["classes"])
     probs = np.concatenate([backend.encode_sketches(np.stack([sketch_input(s, backend.preprocess)
                                                               for s in sketches[i:i + batch]]))[0]
-                            for i in range(0, len(sketches), batch)])                # (Q, C)
+                            for i in range(0, len(sketches), batch)])[:, :len(classes)]   # (Q, C)
     top5 = classes[np.argsort(-probs, axis=1)[:, :5]]
     truth = np.asarray(labels, dtype=object)[:, None]
     return {"top1": float((top5[:, :1] == truth).mean()), "top5": float((top5 == truth).any(axis=1).mean())}

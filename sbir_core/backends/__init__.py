@@ -5,6 +5,7 @@ from ..config import MODELS_DIR
 from .base import Backend, SearchResult, register_backend, registered
 from .onnx_model import ModelFileError
 from . import cgan, classifier, embedding, random_baseline  # noqa: F401  (registers the backends)
+from . import instance  # noqa: F401,E402  (registers `instance`)
 
 BASELINES = ("random",)
 

@@ -79,6 +79,7 @@ def read_meta(name: str, models_dir: Path | None = None) -> dict[str, Any]:
 
 # Fields a backend needs beyond the common ones (checked here, so a bad file fails on load, not mid-search).
 REQUIRED_BY_BACKEND = {"classifier": ("classes",), "classifier_small": ("classes",), "cgan": ("photo_preprocess",)}
+REQUIRED_BY_BACKEND["instance"] = ("class_sketch_model", "class_photo_model")   # and `classes`: checked by the backend
 OPTIONAL_TEXT = ("title", "description", "curves", "backend", "checkpoint")
 
 

@@ -5,7 +5,7 @@ Every set is real data from `../shared/data` that no backend trains on (see `hel
   all 3,125 Sketchy photos;
 - `sketchy10`: sketches of the 200 `test` photos of the complete 10-class set (its `split.tsv`)
   against all 1,000 photos of that set;
-- `shoes`: every sketch of the fine-grained shoe set against its 304 photos (instance-level);
+- `shoes`: the sketches of the held-out `test` shoes against all 304 shoe photos (instance-level);
 - `quickdraw`: held-out Quick, Draw! drawings, rendered like the browser canvas, against the demo
   gallery, for the classes that gallery has (cross-dataset: other people, other drawing tool).
 """
@@ -129,15 +129,22 @@ def tuberlin_heldout(max_classes: int | None = None, max_queries: int | None = N
 
 
 def shoes(max_photos: int | None = None, max_queries: int | None = None) -> EvalSet:
+    """The sketches of the held-out `test` shoes (`sbir_core.data.splits.shoe_splits`: the `instance`
+    backend trains on the others) against all 304 shoe photos."""
+    from ..data.splits import shoe_splits
     photos, sketches = readers.shoes(data_dir() / "shoes")
+    split = shoe_splits([p.photo_id for p in photos], {s.photo_id for s in sketches})
+    sketches = [s for s in sketches if split.get(s.photo_id) == "test"]
     if max_photos is not None:
-        photos = photos[:max_photos]
+        photos = [p for p in photos if split[p.photo_id] == "test"][:max_photos // 2] + \
+            [p for p in photos if split[p.photo_id] != "test"][:max_photos - max_photos // 2]
         ids = {p.photo_id for p in photos}
         sketches = [s for s in sketches if s.photo_id in ids]
     sketches = _cap(sketches, max_queries)
     return EvalSet("shoes", "Shoes (fine-grained)", _cached_gallery("shoes", photos),
                    [s.path for s in sketches], [s.label for s in sketches], [s.photo_id for s in sketches],
-                   ["every photo is a shoe, so only instance-level acc@K means anything here"])
+                   ["every photo is a shoe, so only instance-level acc@K means anything here; queries: the sketches "
+                    "of the held-out `test` shoes (sbir_core.data.splits.shoe_splits, 20 % of the sketched shoes)"])
 
 
 def quickdraw_canvas(gallery: Gallery, per_class: int | None = None, max_classes: int | None = None) -> EvalSet:
@@ -191,7 +198,7 @@ def quickdraw_rows_disjoint_from_training() -> bool:
 
 
 # What each backend's trainer reads, checked by reading sbir_core/train/{features,classifier,
-# triplet,cgan}.py (2026-11-30). None reads the shoe set, Quick, Draw! rows QUICKDRAW_EVAL_ROWS,
+# triplet,cgan,instance}.py (2026-11-30). None but `instance` reads the shoe set (its `train` and `val` shoes only), Quick, Draw! rows QUICKDRAW_EVAL_ROWS,
 # TU-Berlin `test` sketches, or any Sketchy `test` photo or its sketches. Update this when a trainer changes.
 SKETCHY_TRAIN = "Sketchy + sketchy_10class `train` photos and their sketches (`val` only to monitor)"
 TRAINING_DATA = {
@@ -204,6 +211,9 @@ TRAINING_DATA = {
     "triplet": f"{SKETCHY_TRAIN}, and edge maps of those photos",
     "triplet_noedge": SKETCHY_TRAIN,
     "cgan": f"{SKETCHY_TRAIN} as sketch-photo pairs; E2 is ImageNet-only",
+    "instance": (f"{SKETCHY_TRAIN} as sketch-photo pairs, and edge maps of those photos; the `train` shoes of the "
+                 "shoe set (sbir_core.data.splits.shoe_splits; `val` to choose) with their sketches and edge maps; "
+                 "stage 1 is the `classifier` backend's model"),
 }
 
 

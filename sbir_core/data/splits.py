@@ -87,6 +87,22 @@ def tuberlin_splits(items: "list[readers.Item]") -> list[str]:
     return out
 
 
+# Shoe set (instance level): of the shoes that have sketches, by a hash of the shoe id (fixed, not by
+# id order), 20 % go to `test` and 10 % to `val` with all their sketches; the rest, and every shoe
+# without a sketch (gallery only), are `train`. Evaluation ranks the test sketches against all 304 photos.
+SHOE_TEST, SHOE_VAL = 0.2, 0.1
+
+
+def shoe_splits(photo_ids: "list[str]", sketched: "set[str]") -> dict[str, str]:
+    """{shoe id: 'train' | 'val' | 'test'} for the shoe set (see SHOE_TEST)."""
+    ids = sorted((i for i in set(photo_ids) if i in sketched), key=lambda i: _key(f"shoes/{i}"))
+    n_test, n_val = round(SHOE_TEST * len(ids)), round(SHOE_VAL * len(ids))
+    out = {i: "train" for i in photo_ids}
+    out.update({i: "test" for i in ids[:n_test]})
+    out.update({i: "val" for i in ids[n_test:n_test + n_val]})
+    return out
+
+
 def split_of(photo_id: str) -> str | None:
     """The split of a Sketchy photo id (and of its sketches), or None when it is not in the table."""
     return sketchy_split().get(photo_id)

@@ -9,10 +9,11 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 
-def augment_sketch(im: Image.Image, rng: np.random.Generator) -> Image.Image:
-    """A prepared grey sketch (ink on white, square) -> a random variant of the same size."""
+def augment_sketch(im: Image.Image, rng: np.random.Generator, flip: bool = True) -> Image.Image:
+    """A prepared grey sketch (ink on white, square) -> a random variant of the same size. `flip=False`
+    keeps its orientation (instance-level pairs: a mirrored sketch must meet the mirrored photo)."""
     s = im.size[0]
-    if rng.random() < 0.5:
+    if rng.random() < 0.5 and flip:
         im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     if rng.random() < 0.35:                                   # thicker strokes
         im = im.filter(ImageFilter.MinFilter(3))

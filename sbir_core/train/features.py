@@ -123,7 +123,16 @@ def photo_records(root: Path) -> list[Record]:
     return recs
 
 
-PARTS = ("sketches", "photos", "edges", "quickdraw", "strokes", "tuberlin", "quickdraw_eval")
+PARTS = ("sketches", "photos", "edges", "quickdraw", "strokes", "tuberlin", "quickdraw_eval", "shoes", "oriented")
+
+
+def shoe_records(root: Path) -> tuple[list[Record], list[Record]]:
+    """The shoe set's photos and sketches, split by shoe (`sbir_core.data.splits.shoe_splits`)."""
+    from ..data.splits import shoe_splits
+    photos, sketches = readers.shoes(root / "shoes")
+    split = shoe_splits([p.photo_id for p in photos], {s.photo_id for s in sketches})
+    return ([Record(str(p.path), "shoe", p.photo_id, split[p.photo_id], "shoes") for p in photos],
+            [Record(str(s.path), "shoe", s.photo_id, split.get(s.photo_id, "train"), "shoes") for s in sketches])
 
 
 def quickdraw_records(root: Path) -> list[Record]:
@@ -243,6 +252,32 @@ def build(views: int = 4, seed: int = 0, end: int | None = None, parts: Iterable
     if "tuberlin" in parts:
         trecs = tuberlin_records(root)
         cache_views("tuberlin", trecs, image_views(trecs, views), views)
+
+    def oriented_views(recs: list[Record], augmented: bool) -> Iterator[np.ndarray]:
+        """Instance-level pairs keep orientation: clean, mirrored, and (`augmented`) an augmented
+        sketch that is never flipped, and that mirrored; even views pair with a photo's view 0,
+        odd views with its mirrored view 1."""
+        for r in recs:
+            base = prepare_sketch(sketch_image(r.path), pp.size, pp.margin)
+            ims = [base, ImageOps.mirror(base)]
+            if augmented:
+                aug = augment_sketch(base, rng, flip=False)
+                ims += [aug, ImageOps.mirror(aug)]
+            for im in ims:
+                yield to_tensor(im, pp)
+
+    if "shoes" in parts:                           # the instance backend's shoe pairs: shoe_{sketches,photos,edges}
+        shoe_photos, shoe_sketches = shoe_records(root)
+        cache_views("shoe_sketches", shoe_sketches, oriented_views(shoe_sketches, True), 4)
+        if not suffix:
+            cache_views("shoe_photos", shoe_photos, (to_tensor(prepare_photo(v, pp.size), pp)
+                                                     for r in shoe_photos for v in mirrored(r)), 2)
+        cache_views("shoe_edges", shoe_photos, (to_tensor(prepare_sketch(edge_map(v), pp.size, pp.margin), pp)
+                                                for r in shoe_photos for v in mirrored(r)), 2)
+
+    if "oriented" in parts:                        # Sketchy sketches for the instance backend: clean and mirrored
+        recs = sketch_records(root)
+        cache_views("sketches_oriented", recs, oriented_views(recs, False), 2)
 
     if "quickdraw_eval" in parts:                  # the benchmark's held-out doodles, for the trainers' reports
         erecs = stroke_records(root, QUICKDRAW_EVAL_ROWS, "test")

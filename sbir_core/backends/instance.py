@@ -1,0 +1,133 @@
+"""The `instance` backend: the right kind of object first, then the very photo that was drawn.
+
+Two stages in one score. Stage 1 is the shipped `classifier` backend's class posterior (its ONNX
+heads, shared, not copied): P(the sketch shows the photo's class), with an unlabelled photo's class
+guessed by the photo classifier and weighted by its confidence, exactly as `classifier` ranks.
+Stage 2 orders photos by an instance embedding that keeps the spatial layout of the picture
+(`sbir_core.nets.instance`): cosine similarity of sketch and photo. The score is
+log P(class) + w * cosine, with w chosen on the validation split (`fusion_weight` in the metadata;
+small: a photo of a less likely class overtakes only on a clearly closer match). One run of the
+block-13 trunk feeds both the classifier's sketch head and the instance sketch head.
+Retrieval by distance (`search_within`) keeps every photo whose instance cosine reaches the
+threshold, in the two-stage order; cards show that cosine.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+from ..config import MODELS_DIR
+from ..index import l2_normalise
+from .base import SearchResult, check_gallery, register_backend
+from .embedding import OnnxBackend
+from .onnx_model import REBUILD_HINT, ModelFileError, OnnxModel, file_fingerprint
+
+if TYPE_CHECKING:
+    from ..gallery import Gallery
+
+LOG_FLOOR = 1e-12      # log P(class) of a class the classifier rules out entirely
+
+
+@register_backend("instance")
+class InstanceBackend(OnnxBackend):
+    """Features per photo: [class probabilities (C) | instance embedding (D)]; per sketch the same."""
+
+    def __init__(self, threads: int | None = None, models_dir: Path | None = None):
+        super().__init__(threads, models_dir)
+        models_dir = models_dir or MODELS_DIR
+        for f in ("class_sketch_model", "class_photo_model"):
+            v = self.meta[f]
+            if not (isinstance(v, str) and v and Path(v).name == v and v not in (".", "..")):
+                raise ModelFileError(f"model metadata {self.name}.json: field '{f}' must be a model file name in the "
+                                     f"models folder, got {v!r:.80}; {REBUILD_HINT}")
+        if "classes" not in self.meta:
+            raise ModelFileError(f"model metadata {self.name}.json: field 'classes' is missing; {REBUILD_HINT}")
+        self.class_sketch_head = OnnxModel.load(models_dir / self.meta["class_sketch_model"], threads)
+        self.class_photo_head = OnnxModel.load(models_dir / self.meta["class_photo_model"], threads)
+        self.n_classes = len(self.meta["classes"])
+        for head in (self.class_sketch_head, self.class_photo_head):
+            n_out = head.session.get_outputs()[0].shape[-1]
+            if isinstance(n_out, int) and n_out != self.n_classes:
+                raise ModelFileError(f"model metadata {self.name}.json: field 'classes' lists {self.n_classes} "
+                                     f"classes but {head.path.name} scores {n_out}; {REBUILD_HINT}")
+        self.fusion_weight = float(self.meta.get("fusion_weight", 0.0))
+        self._key += "-" + file_fingerprint(self.class_photo_head.path)[:8]
+        self.class_positions = {c: i for i, c in enumerate(self.meta["classes"])}
+
+    # -- encoders: one trunk run, two heads ----------------------------------------------------
+    def encode_photos(self, x: np.ndarray) -> np.ndarray:
+        trunk, head = self.photo_model.models
+        f = trunk(x)[0]
+        probs = self.class_photo_head(f)[0].astype(np.float32)
+        return np.concatenate([probs, l2_normalise(head(f)[0]).astype(np.float32)], axis=1)      # (B, C + D)
+
+    def encode_sketches(self, x: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+        trunk, head = self.sketch_model.models
+        f = trunk(x)[0]
+        p = self.class_sketch_head(f)[0].astype(np.float32)
+        q = np.concatenate([p, l2_normalise(head(f)[0]).astype(np.float32)], axis=1)             # (B, C + D)
+        classes = self.meta["classes"]
+        top = np.argsort(-p[0])[:5]
+        return q, {"top_classes": [(classes[i], float(p[0, i])) for i in top], "query": q[:1]}
+
+    # -- scores --------------------------------------------------------------------------------
+    def split(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, C + D) -> class probabilities (N, C), instance embedding (N, D)."""
+        return features[:, :self.n_classes], features[:, self.n_classes:]
+
+    def photo_classes(self, features: np.ndarray, labels: Sequence[str | None]) -> np.ndarray:
+        """(N,) class index per photo: its own label when the classifier knows that class, else the
+        photo classifier's guess (as `classifier` does). Not named `photo_labels`: the app would
+        then read this backend's card scores as probabilities; they are cosine similarities."""
+        idx = self.split(features)[0].argmax(axis=1)
+        for n, lab in enumerate(labels):
+            if lab is not None and lab in self.class_positions:
+                idx[n] = self.class_positions[lab]
+        return idx
+
+    def similarity(self, queries: np.ndarray, features: np.ndarray) -> np.ndarray:
+        """(Q, N) instance cosine similarity of sketches and photos."""
+        return self.split(queries)[1] @ self.split(features)[1].T
+
+    def score(self, queries: np.ndarray, features: np.ndarray, labels: Sequence[str | None]) -> np.ndarray:
+        lab, weight = self._photo_classes(features, labels)                              # (N,), (N,)
+        p_class = queries[:, lab].astype(np.float64) * weight                            # (Q, N) stage 1
+        w = max(self.fusion_weight, 1e-6)              # 0 would be class order alone; a tiny w breaks its ties
+        return np.log(np.maximum(p_class, LOG_FLOOR)) + w * self.similarity(queries, features)
+
+    def _photo_classes(self, features: np.ndarray, labels: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray]:
+        memo = getattr(self, "_instance_memo", None)
+        if memo is None or memo[0] is not features or memo[1] is not labels:
+            lab = self.photo_classes(features, labels)
+            probs = self.split(features)[0]
+            known = np.asarray([x is not None and x in self.class_positions for x in labels], dtype=bool)
+            weight = np.where(known, 1.0, probs[np.arange(len(lab)), lab].astype(np.float64))
+            memo = self._instance_memo = (features, labels, lab, weight)
+        return memo[2], memo[3]
+
+    # -- search: two-stage order, cards show the instance cosine --------------------------------
+    def search(self, sketch: Any, gallery: "Gallery", k: int = 20) -> SearchResult:
+        r = super().search(sketch, gallery, k)
+        return self._with_cosine(r, sketch, gallery)
+
+    def _with_cosine(self, r: SearchResult, sketch: Any, gallery: "Gallery") -> SearchResult:
+        q = r.extras.pop("query")
+        cos = self.similarity(q, gallery.features(self))[0]                              # (N,)
+        r.extras["rank_scores"] = r.scores
+        return SearchResult(r.ids, cos[r.indices].astype(np.float32), r.labels, r.indices, r.extras)
+
+    def search_within(self, sketch: Any, gallery: "Gallery", threshold: float) -> SearchResult:
+        """Retrieval by distance: every photo whose instance cosine similarity is at least
+        `threshold`, in the two-stage order; how many there are is the result's length."""
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.floating, np.integer)) \
+                or not np.isfinite(threshold):
+            raise ValueError(f"threshold must be a cosine similarity (a number, at most 1 to find anything), "
+                             f"got {threshold!r:.40}")
+        check_gallery(gallery)
+        r = self.search(sketch, gallery, k=len(gallery))
+        keep = r.scores >= threshold
+        r.extras["rank_scores"] = r.extras["rank_scores"][keep]
+        return SearchResult([i for i, k in zip(r.ids, keep) if k], r.scores[keep],
+                            [lab for lab, k in zip(r.labels, keep) if k], r.indices[keep], r.extras)

@@ -1,0 +1,141 @@
+"""The `instance` backend: its training pieces on toy tensors, its split of the shoe set, and the
+served two-stage ranking on real held-out sketches (the right kind first, then the drawn photo)."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sbir_core import Gallery, load_backend
+from sbir_core.config import MODELS_DIR
+from sbir_core.data.preprocess import sketch_input
+from sbir_core.data.readers import shoes, sketchy
+from sbir_core.data.splits import shoe_splits, split_of
+from sbir_core.nets.instance import InstanceBranch
+from sbir_core.train.instance import instance_report, threshold_curve, triplet
+
+from .conftest import need_data
+
+
+def need_model() -> None:
+    if not (MODELS_DIR / "instance.json").is_file():
+        pytest.skip("instance is not exported")
+
+
+def test_triplet_loss_uses_the_hardest_allowed_negative():
+    a = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), dim=-1)
+    p = a.clone()
+    ok = torch.tensor([[False, True], [True, False]])
+    assert triplet(a, p, ok, 0.2).item() == pytest.approx(0.0)          # own photo 1 closer than the other
+    swapped = p.flip(0)                                                  # each sketch nearest the wrong photo
+    assert triplet(a, swapped, ok, 0.2).item() == pytest.approx(1.2)
+    none_allowed = torch.zeros(2, 2, dtype=torch.bool)                   # masked negatives never count
+    assert triplet(a, swapped, none_allowed, 0.2).item() == pytest.approx(0.0)
+
+
+def test_instance_ranks_and_threshold_curve():
+    sim = np.array([[0.9, 0.5, 0.9], [0.1, 0.8, 0.3]])
+    r = instance_report(sim, np.array([0, 1]))
+    assert r["acc@1"] == 0.5 and r["acc@3"] == 1.0                      # a tie is not in the sketch's favour
+    curve = {c["threshold"]: c for c in threshold_curve(sim, np.array([0, 1]), (0.5, 0.85))}
+    assert curve[0.5] == {"threshold": 0.5, "recall": 1.0, "mean_returned": 2.0}
+    assert curve[0.85] == {"threshold": 0.85, "recall": 0.5, "mean_returned": 1.0}
+
+
+@pytest.mark.parametrize("mode,dim", [("spatial", 32 * 36), ("pooled", 128), ("both", 32 * 36 + 128)])
+def test_instance_branch_gives_unit_vectors_that_keep_the_layout(mode, dim):
+    torch.manual_seed(0)
+    net = InstanceBranch(mode).eval()
+    f = torch.randn(3, 320, 6, 6)
+    with torch.no_grad():
+        e = net(f)
+        moved = net(torch.roll(f, shifts=3, dims=3))                    # the same parts, elsewhere in the picture
+    assert e.shape == (3, dim) and torch.allclose(e.norm(dim=-1), torch.ones(3), atol=1e-5)
+    if mode == "spatial":                                               # where things are changes the embedding
+        assert (e * moved).sum(-1).max() < 0.9
+
+
+def test_shoe_split_holds_out_whole_shoes():
+    root = need_data("shoes")
+    photos, sketches = shoes(root)
+    split = shoe_splits([p.photo_id for p in photos], {s.photo_id for s in sketches})
+    assert split == shoe_splits([p.photo_id for p in reversed(photos)], {s.photo_id for s in sketches})   # fixed
+    sketched = {s.photo_id for s in sketches}
+    test = {i for i, s in split.items() if s == "test"}
+    assert len(test) == round(0.2 * len(sketched)) and test <= sketched
+    assert all(split[s.photo_id] == "test" for s in sketches if s.photo_id in test)
+    from sbir_core.bench.data import shoes as bench_shoes
+    ev = bench_shoes()
+    assert len(ev.gallery) == len(photos) and set(ev.query_photo_ids) == test
+
+
+@pytest.fixture(scope="module")
+def held_out(sketchy_dir):
+    _, sk = sketchy(sketchy_dir)
+    out = {}
+    for s in sk:
+        if split_of(s.photo_id) == "test" and s.label in ("airplane", "cat", "shoe", "teapot") and s.label not in out:
+            out[s.label] = s
+    return out
+
+
+def test_two_stage_order_right_kind_first_then_by_similarity(held_out, small_photo_dir):
+    """With the fusion weight at 0 the classes come in the classifier's order and, inside each class,
+    the photos by instance cosine; cards show that cosine; the reading is the classifier's."""
+    need_model()
+    backend = load_backend("instance")
+    classifier = load_backend("classifier")
+    gallery = Gallery.from_folder(small_photo_dir)
+    sketch = Image.open(held_out["cat"].path)
+    backend.fusion_weight = 0.0
+    r = backend.search(sketch, gallery, k=len(gallery))
+    c = classifier.search(sketch, gallery, k=len(gallery))
+    assert [x for x, _ in r.extras["top_classes"]] == [x for x, _ in c.extras["top_classes"]]
+    blocks = [lab for i, lab in enumerate(r.labels) if i == 0 or r.labels[i - 1] != lab]
+    assert len(blocks) == len(set(blocks)) == 4                         # classes never interleave
+    assert blocks == [lab for i, lab in enumerate(c.labels) if i == 0 or c.labels[i - 1] != lab]
+    for lab in blocks:                                                  # inside a class: closest first
+        s = r.scores[np.asarray(r.labels) == lab]
+        assert np.all(np.diff(s) <= 1e-6)
+    feats = gallery.features(backend)
+    q, _ = backend.encode_sketches(sketch_input(sketch, backend.preprocess)[None])
+    assert np.allclose(r.scores, backend.similarity(q, feats)[0][r.indices], atol=1e-5)
+    assert np.all(np.abs(r.scores) <= 1 + 1e-5)
+
+
+def test_retrieval_by_threshold_counts_every_photo_within(held_out, small_photo_dir):
+    need_model()
+    backend = load_backend("instance")
+    gallery = Gallery.from_folder(small_photo_dir)
+    sketch = Image.open(held_out["airplane"].path)
+    full = backend.search(sketch, gallery, k=len(gallery))
+    t = float(np.sort(full.scores)[-7])
+    within = backend.search_within(sketch, gallery, t)
+    assert len(within.ids) == int((full.scores >= t).sum()) >= 7
+    assert np.all(within.scores >= t) and within.ids == [i for i, s in zip(full.ids, full.scores) if s >= t]
+    assert backend.search_within(sketch, gallery, 1.01).ids == []
+    with pytest.raises(ValueError, match="threshold"):
+        backend.search_within(sketch, gallery, float("nan"))
+
+
+def test_residual_branch_starts_as_the_centred_grid():
+    """Before training, the residual branch is exactly the frozen grid's own spatial match (centred,
+    flattened, unit length): training can only add to it."""
+    torch.manual_seed(0)
+    net = InstanceBranch("spatial", in_channels=96, residual=True).eval()
+    with torch.no_grad():
+        net.center.copy_(torch.randn(96, 6, 6))
+        f = torch.randn(4, 96, 6, 6)
+        e = net(f)
+    want = torch.nn.functional.normalize((f - net.center).flatten(1), dim=-1)
+    assert e.shape == (4, 96 * 36) and torch.allclose(e, want, atol=1e-6)
+
+
+def test_cell_projection_is_the_fitted_whitening():
+    from sbir_core.nets.instance import CellProjection, fit_cell_pca
+    rng = np.random.default_rng(0)
+    cells = rng.standard_normal((500, 20)) @ rng.standard_normal((20, 20)) + 3.0       # (M, C) correlated, offset
+    mean, comps = fit_cell_pca(cells, 8)
+    proj = CellProjection(mean, comps)
+    x = torch.from_numpy(cells.astype(np.float32).reshape(500, 20, 1, 1))
+    y = proj(x).reshape(500, 8).numpy()
+    assert np.allclose(y.mean(0), 0, atol=1e-3) and np.allclose(np.cov(y.T), np.eye(8), atol=1e-2)
