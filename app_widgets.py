@@ -99,7 +99,8 @@ def threshold_control(backend_name: str) -> float | None:
                      help="Every photo whose cosine similarity to the sketch is at least the threshold, "
                           "instead of a fixed number of results."):
         return None
-    return float(value.slider("Similarity at least", 0.0, 1.0, 0.5, 0.05, key="threshold",
+    start = float(getattr(backend, "default_threshold", 0.5))      # cosines mean different things per backend
+    return float(value.slider("Similarity at least", 0.0, 1.0, start, 0.05, key=f"threshold_{backend_name}",
                               label_visibility="collapsed"))
 
 

@@ -92,10 +92,15 @@ def test_search_by_similarity_threshold():
     next(t for t in at.toggle if t.label == "By similarity").set_value(True).run()
     heading = lambda: next(h.value for h in at.subheader if "similarity" in h.value or "Top" in h.value)
     assert not at.exception and "similarity ≥ 0.50" in heading()
-    at.slider(key="threshold").set_value(1.0).run()         # nothing is that similar: a hint, not an error
+    at.slider(key="threshold_triplet").set_value(1.0).run()         # nothing is that similar: a hint, not an error
     assert not at.exception and heading().startswith("0 photos") and any("lower the threshold" in i.value for i in at.info)
-    at.slider(key="threshold").set_value(0.0).run()         # everything qualifies: capped, and it says so
+    at.slider(key="threshold_triplet").set_value(0.0).run()         # everything qualifies: capped, and it says so
     assert not at.exception and "shown" in heading()
+    at = app()                                               # instance cosines are lower: it starts lower
+    at.session_state["backend_picker"] = "instance"
+    at.run()
+    next(t for t in at.toggle if t.label == "By similarity").set_value(True).run()
+    assert not at.exception and "similarity ≥ 0.20" in heading() and not heading().startswith("0 photos")
     at = app()                                               # no threshold for a classifier
     at.session_state["backend_picker"] = "classifier"
     at.run()

@@ -34,6 +34,11 @@ LOG_FLOOR = 1e-12      # log P(class) of a class the classifier rules out entire
 class InstanceBackend(OnnxBackend):
     """Features per photo: [class probabilities (C) | instance embedding (D)]; per sketch the same."""
 
+    # Where retrieval by distance starts in the app: instance cosines are low (the drawn photo's is
+    # mostly 0.15-0.3); at 0.2 the drawn photo is among the photos returned for 45 % of held-out
+    # Sketchy sketches, ~3 % of the photos (docs/instance.md). At 0.5 nothing came back.
+    default_threshold = 0.2
+
     def __init__(self, threads: int | None = None, models_dir: Path | None = None):
         super().__init__(threads, models_dir)
         models_dir = models_dir or MODELS_DIR
