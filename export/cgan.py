@@ -162,9 +162,9 @@ def export_v2(cfg, ck: dict | None, models_dir: Path, pretrained: bool = True, c
         "preprocess": cfg.sketch_preprocess().to_dict(), "photo_preprocess": cfg.photo_preprocess().to_dict(),
         "embedding_dim": FEATURE_DIM, "curves": "cgan_curves.json", "train_config": train_config,
         "train_steps": (ck or {}).get("step", 0), "train_minutes": round((ck or {}).get("minutes", 0.0), 1),
-        "checkpoint": ckpt.resolve().relative_to(REPO_ROOT).as_posix() if ckpt else None,
         "val_mAP": (ck or {}).get("best_val_mAP"), "onnx_parity_max_abs": max(errs.values()),
         "class_mix": old.get("class_mix", 0.0),
+        **({"checkpoint": ckpt.resolve().relative_to(REPO_ROOT).as_posix()} if ckpt else {}),
     }, models_dir)
     return errs
 

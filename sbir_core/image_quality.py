@@ -156,18 +156,21 @@ def evaluate_models(models_dirs: Sequence[Any], out: Any, grid: Any = None, n_gr
     report: dict[str, Any] = {"queries": len(queries), "classes": len(classes), "real_photos": len(real),
                               "features": "EfficientNet-Lite0 ImageNet, pooled 1280-d, 224 px (models/backbone_lite0.onnx)",
                               "kid": "cubic polynomial kernel, 50 subsets of 200", "models": {}}
-    imag_by_dir = {}
+    imag_by_dir, low_by_res = {}, {}
     for d in models_dirs:
         backend = CGANBackend(threads=1, models_dir=Path(d))
         imag = imaginary_photos(backend, [q.path for q in queries])
         imag_by_dir[str(d)] = imag
         res = imag.shape[-1]
         f_imag = feats([shown(a) for a in imag])
-        f_low = feats([at_resolution(p, res) for p in real[::2]])          # every other photo: half the cost
+        if res not in low_by_res:                                          # every other photo: half the cost
+            low_by_res[res] = feats([at_resolution(p, res) for p in real[::2]])
+        f_low = low_by_res[res]
         kid, kid_sd = kernel_inception_distance(f_imag, f_real)
         kid_low, kid_low_sd = kernel_inception_distance(f_imag, f_low)
         report["models"][str(d)] = {
             "version": backend.version, "resolution": res, "checkerboard_ratio": checkerboard_ratio(imag),
+            "class_mix": backend.class_mix,
             "checkerboard_ratio_real_at_res": checkerboard_ratio(np.stack(
                 [np.asarray(prepare_photo(p, res), np.float32).transpose(2, 0, 1) / 255.0 for p in real[::4]])),
             "FD": frechet_distance(f_imag, f_real), "KID": kid, "KID_sd": kid_sd,

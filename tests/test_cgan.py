@@ -187,12 +187,12 @@ def test_v2_training_runs_and_resumes_on_tiny_real_data(tmp_path, sketchy_dir):
     assert "test" not in set(data["photo_split"])                          # and test photos are never read
 
 
-def test_v2_backend_mixes_the_class_reading_into_the_score(small_photo_dir, sketchy_dir):
-    """Version 2 serving: classifier posterior -> G -> E2; with class_mix a labelled photo's score is
-    the cosine plus class_mix x P(its class), an unlabelled photo's the cosine alone."""
+def test_backend_mixes_the_class_reading_into_the_score(small_photo_dir, sketchy_dir):
+    """Serving with the classifier's chain: with class_mix a labelled photo's score is the cosine plus
+    class_mix x P(its class), an unlabelled photo's the cosine alone; a threshold still means a cosine."""
     meta = json.loads((MODELS_DIR / "cgan.json").read_text()) if (MODELS_DIR / "cgan.json").is_file() else {}
-    if meta.get("version") != 2:
-        pytest.skip("the shipped cgan model is not version 2")
+    if "class_model" not in meta:
+        pytest.skip("the shipped cgan model does not read the sketch classifier")
     from sbir_core import Gallery, load_backend
     from sbir_core.data.preprocess import sketch_input
     backend = load_backend("cgan")
@@ -213,6 +213,15 @@ def test_v2_backend_mixes_the_class_reading_into_the_score(small_photo_dir, sket
     assert np.allclose(mixed, cos + 0.5 * probs[:, cls], atol=1e-6)
     unlabelled = [None] * len(labels)
     assert np.allclose(backend.score(q, feats, unlabelled), cos, atol=1e-6)
+    backend.class_mix = 100.0
+    r = backend.search(sketch, gallery, k=len(gallery))
+    best = max(set(labels), key=lambda lab: probs[0, backend.classes.index(lab)])
+    assert r.labels[:5] == [best] * 5                                     # the class reading orders classes
+    within = backend.search_within(sketch, gallery, 0.3)
+    cos_of = dict(zip(range(len(labels)), cos[0]))
+    assert all(cos_of[i] >= 0.3 for i in within.indices)
+    assert len(within.ids) == sum(c >= 0.3 for c in cos[0])
+    backend.class_mix = float(meta.get("class_mix", 0.0))                 # load_backend may share this instance
 
 
 def test_area_resize_shrinks_a_sketch_as_prepare_sketch_does(sketchy_dir):
@@ -227,3 +236,11 @@ def test_area_resize_shrinks_a_sketch_as_prepare_sketch_does(sketchy_dir):
     assert y.shape == (1, 3, 128, 128) and y.dtype == np.float32
     assert np.abs(y - x128).mean() < 0.06 and np.array_equal(y[:, 0], y[:, 2])
     assert area_resize(x128, 128) is x128
+
+
+def test_mixed_card_scores_say_what_they_are():
+    from sbir_core.app_support import card_scores
+    from sbir_core.backends.base import SearchResult
+    r = SearchResult(["a", "b"], np.asarray([87.31, 0.42]), ["cat", None], np.asarray([0, 1]))
+    cs = card_scores(r, "mixed")
+    assert "P(the sketch shows the photo's class)" in cs.note and cs.texts[0].endswith("87.31")

@@ -20,7 +20,7 @@ from PIL import Image, ImageFilter
 
 from ..data.preprocess import Preprocess, photo_input
 from ..index import l2_normalise
-from .base import register_backend
+from .base import SearchResult, check_gallery, register_backend
 from .embedding import EmbeddingBackend
 from .onnx_model import ModelFileError, OnnxChain
 
@@ -93,6 +93,25 @@ class CGANBackend(EmbeddingBackend):
         probs = queries[:, d:]
         cls = np.where(idx >= 0, probs[:, np.maximum(idx, 0)], 0.0)                      # (Q, N)
         return s + self.class_mix * cls
+
+    def search_within(self, sketch: Any, gallery: Any, threshold: float) -> SearchResult:
+        """Every photo whose cosine similarity to the imaginary photo is >= threshold, in the order
+        of the (mixed) score: the threshold keeps meaning a cosine when the class reading is mixed in."""
+        if self.class_mix <= 0 or self.class_model is None:
+            return super().search_within(sketch, gallery, threshold)
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.floating, np.integer)) \
+                or not np.isfinite(threshold):
+            raise ValueError(f"threshold must be a cosine similarity (a number, at most 1 to find anything), "
+                             f"got {threshold!r:.40}")
+        from ..data.preprocess import sketch_input
+        check_gallery(gallery)
+        result = self.search(sketch, gallery, k=len(gallery))
+        feats = gallery.features(self)
+        q, _ = self.encode_sketches(sketch_input(sketch, self.preprocess)[None])
+        cos = (q[:, :feats.shape[1]] @ feats.T)[0][result.indices]                      # (N,) in ranking order
+        keep = cos >= threshold
+        return SearchResult([i for i, k in zip(result.ids, keep) if k], result.scores[keep],
+                            [l for l, k in zip(result.labels, keep) if k], result.indices[keep], result.extras)
 
     def _label_index(self, labels: Sequence[str | None]) -> np.ndarray:
         """Each photo's class index in the classifier's list (-1 when unlabelled or unknown); kept for

@@ -5,7 +5,8 @@ class) from the sketch classifier (labelled photos). class_mix = 0 is retrieval 
 photo alone. The weight with the best val mAP@all is written into `models/cgan.json` with the
 figures of every weight tried, so the served setting says where it came from.
 
-    python -m sbir_core.train.cgan_mix [--write]
+    python -m sbir_core.train.cgan_mix [--models-dir DIR] [--attach-classifier] [--write]   # choose on val
+    python -m sbir_core.train.cgan_mix --split test --weights 0,0.3        # report the chosen one on test
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-WEIGHTS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0)
+WEIGHTS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0, 10.0, 100.0)
 
 
 def sweep(split: str = "val", weights=WEIGHTS, models_dir: Path | None = None) -> dict[str, dict[str, float]]:
@@ -64,10 +65,24 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m sbir_core.train.cgan_mix", description=__doc__.split("\n\n")[0])
     ap.add_argument("--write", action="store_true", help="store the best weight in models/cgan.json")
     ap.add_argument("--models-dir", type=Path, help="a models folder with cgan.json (default: models/)")
+    ap.add_argument("--split", default="val", choices=["val", "test"], help="choose on val; test only reports")
+    ap.add_argument("--weights", help="comma-separated class_mix values (default: a sweep)")
+    ap.add_argument("--out", type=Path, help="also write the figures here (JSON)")
+    ap.add_argument("--attach-classifier", action="store_true",
+                    help="first name the sketch classifier's files in a version-1 cgan.json (see attach_classifier)")
     a = ap.parse_args(argv)
-    res = sweep(models_dir=a.models_dir)
+    if a.attach_classifier:
+        from ..config import MODELS_DIR
+        path = (a.models_dir or MODELS_DIR) / "cgan.json"
+        path.write_text(json.dumps(attach_classifier(json.loads(path.read_text())), indent=1) + "\n")
+    weights = tuple(float(w) for w in a.weights.split(",")) if a.weights else WEIGHTS
+    res = sweep(a.split, weights, models_dir=a.models_dir)
+    if a.out:
+        a.out.write_text(json.dumps({"split": a.split, "models_dir": str(a.models_dir or "models"), "by_weight": res}, indent=1) + "\n")
     best = max(res, key=lambda w: res[w]["mAP@all"])
-    print(f"best class_mix on val: {best} ({res[best]})")
+    print(f"best class_mix on {a.split}: {best} ({res[best]})")
+    if a.write and a.split != "val":
+        raise SystemExit("--write chooses on val only")
     if a.write:
         from ..config import MODELS_DIR
         path = (a.models_dir or MODELS_DIR) / "cgan.json"
