@@ -517,6 +517,8 @@ def score_kind(backend: Any) -> str:
     photo's fit to it), 'similarity' (cosine, embedding backends) or 'rank' (random: scores mean nothing)."""
     if callable(getattr(backend, "photo_labels", None)):
         return "probability"
+    if getattr(backend, "class_mix", 0) > 0:    # cgan with the class reading mixed in (docs/cgan.md)
+        return "mixed"
     if supports_threshold(backend):
         return "similarity"
     return "rank"
@@ -560,6 +562,11 @@ def card_scores(result: SearchResult, kind: str, photo_confidence: Sequence[floa
         note = ("Card scores: P(the sketch shows the photo's class) × how sure the photo classifier is "
                 "of that photo's class.")
         shown = [f"{v:.0%}" for v in values]
+    elif kind == "mixed":
+        values, word = s, "score"
+        note = ("Card scores: cosine similarity of the imagined photo and the photo, plus a weight × "
+                "P(the sketch shows the photo's class) for photos with a class.")
+        shown = [f"{v:.2f}" for v in values]
     else:
         values, word = s, "similarity"
         note = "Card scores: cosine similarity of sketch and photo in the backend's space (1 = same direction)."

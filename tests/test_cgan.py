@@ -111,3 +111,136 @@ def test_backend_search_returns_imaginary_photo(small_photo_dir, sketchy_dir):
     # deterministic: the same sketch gives the same imaginary photo and ranking
     r2 = backend.search(Image.open(sketch), gallery, k=5)
     assert r2.ids == r.ids and np.array_equal(np.asarray(r2.extras["imaginary"]), np.asarray(im))
+
+
+# -- version 2 (sbir_core.train.cgan_v2): resize-convolution G, class conditioning, edge-map pairs --
+V2_TINY = dict(res=32, sketch_res=96, feat_res=64, ngf=8, max_mult=4, ndf=8, batch=4, cond_emb=8)
+
+
+def test_resize_upsampling_has_no_checkerboard_and_conditioning_matters():
+    """A stride-2 transposed conv with random weights prints a period-2 grid on a flat input; resize-then-
+    convolve cannot (every output pixel sees the same taps). The class posterior changes the photo."""
+    from sbir_core.image_quality import checkerboard_ratio
+    from sbir_core.nets.pix2pix import ResizeUp, Up
+    torch.manual_seed(0)
+    flat = torch.ones(4, 16, 8, 8)
+    with torch.no_grad():
+        t = Up(16, 3, 0.0)(flat).numpy()
+        r = ResizeUp(16, 3, 0.0, norm=False)(flat).numpy()
+    assert t.std(axis=(2, 3)).mean() > 1e-3                              # transposed: a pattern from nothing
+    assert r[..., 1:-1, 1:-1].std(axis=(2, 3)).max() < 1e-5                # resize: flat stays flat inside
+    G = UNetGenerator(32, ngf=8, upsample="resize", cond_dim=5, cond_emb=4).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        a, b = G(x, torch.eye(5)[[0, 0]]), G(x, torch.eye(5)[[3, 3]])
+    assert a.shape == (2, 3, 32, 32) and not torch.allclose(a, b)
+    with pytest.raises(ValueError):
+        G(x)                                                               # conditioned G needs the posterior
+    assert checkerboard_ratio(a.numpy()) < 100
+
+
+def test_edge_share_moves_from_edges_to_sketches():
+    from sbir_core.train.cgan_v2 import CGANv2Config, edge_share
+    cfg = CGANv2Config(edge_start=0.8, edge_end=0.2)
+    assert edge_share(cfg, 0.0) == pytest.approx(0.8) and edge_share(cfg, 1.0) == pytest.approx(0.2)
+    assert edge_share(cfg, 0.5) == pytest.approx(0.5) and edge_share(cfg, 7.0) == pytest.approx(0.2)
+
+
+@pytest.mark.slow
+def test_v2_generator_export_parity_two_inputs(tmp_path):
+    from export.cgan import GEN_FILE, export_generator, generator_module
+    from sbir_core.train.cgan_v2 import N_CLASSES, CGANv2Config
+    torch.manual_seed(0)
+    cfg = CGANv2Config(**V2_TINY)
+    err = export_generator(cfg, None, tmp_path / GEN_FILE)
+    assert err < 1e-3
+    sess = ort.InferenceSession(str(tmp_path / GEN_FILE), providers=["CPUExecutionProvider"])
+    assert [i.name for i in sess.get_inputs()] == ["input", "class_probs"]
+    x = np.random.default_rng(0).standard_normal((3, 3, 96, 96)).astype(np.float32)
+    c = np.full((3, N_CLASSES), 1 / N_CLASSES, np.float32)
+    img, e2in = sess.run(None, {"input": x, "class_probs": c})
+    assert img.shape == (3, 3, 32, 32) and e2in.shape == (3, 3, 64, 64)
+    assert 0 <= img.min() and img.max() <= 1 and np.array_equal(img, sess.run(None, {"input": x, "class_probs": c})[0])
+    import onnx
+    m = onnx.load(str(tmp_path / GEN_FILE))
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in m.graph.initializer)   # weights in fp16
+
+
+@pytest.mark.slow
+def test_v2_training_runs_and_resumes_on_tiny_real_data(tmp_path, sketchy_dir):
+    from sbir_core.data.splits import split_of
+    from sbir_core.train.cgan_v2 import CGANv2Config, build_cache, train as train_v2
+    cfg = CGANv2Config(**V2_TINY, steps=2, limit_photos=6, eval_every=2, val_queries=8, max_minutes=0,
+                       out_dir=str(tmp_path / "run"), cache_dir=str(tmp_path / "cache"),
+                       curves_path=str(tmp_path / "curves.json"), data=str(sketchy_dir.parent))
+    ck = torch.load(train_v2(cfg), weights_only=False)
+    assert ck["step"] == 2 and ck["config"]["version"] == 2
+    curves = json.loads((tmp_path / "curves.json").read_text())
+    assert {"d", "gan", "fm", "l1", "feat", "val_l1", "val_mAP", "edge_share"} <= set(curves[-1])
+    assert all(np.isfinite(curves[-1][k]) for k in ("d", "fm", "l1", "feat"))
+    again = torch.load(train_v2(replace(cfg, steps=3), resume=True), weights_only=False)   # resumes, not restarts
+    assert again["step"] == 3 and len(again["curves"]) == 2
+    data = build_cache(cfg)
+    assert data["sketch_post"].shape == (len(data["sketches"]), 365)
+    assert np.allclose(data["sketch_post"].astype(np.float32).sum(1), 1, atol=1e-2)
+    assert "val" not in set(data["photo_split"][data["edge_photo"]])      # val photos stay unseen
+    assert "test" not in set(data["photo_split"])                          # and test photos are never read
+
+
+def test_backend_mixes_the_class_reading_into_the_score(small_photo_dir, sketchy_dir):
+    """Serving with the classifier's chain: with class_mix a labelled photo's score is the cosine plus
+    class_mix x P(its class), an unlabelled photo's the cosine alone; a threshold still means a cosine."""
+    meta = json.loads((MODELS_DIR / "cgan.json").read_text()) if (MODELS_DIR / "cgan.json").is_file() else {}
+    if "class_model" not in meta:
+        pytest.skip("the shipped cgan model does not read the sketch classifier")
+    from sbir_core import Gallery, load_backend
+    from sbir_core.data.preprocess import sketch_input
+    backend = load_backend("cgan")
+    sketch = sorted((sketchy_dir / "sketch" / "cat").iterdir())[0]
+    x = sketch_input(sketch, backend.preprocess)[None]
+    imag, emb, probs = backend.imagine(x)
+    assert imag.shape[:2] == (1, 3) and emb.shape == (1, 1280) and probs.shape == (1, 365)
+    assert 0 <= imag.min() and imag.max() <= 1 and abs(float(probs.sum()) - 1) < 1e-3
+    gallery = Gallery.from_folder(small_photo_dir)
+    feats = gallery.features(backend)
+    backend.class_mix = 0.5
+    q, extras = backend.encode_sketches(x)
+    assert q.shape == (1, 1280 + 365) and extras["top_classes"][0][1] == pytest.approx(float(probs.max()))
+    labels = list(gallery.labels)
+    cos = q[:, :1280] @ feats.T
+    mixed = backend.score(q, feats, labels)
+    cls = [backend.classes.index(lab) for lab in labels]
+    assert np.allclose(mixed, cos + 0.5 * probs[:, cls], atol=1e-6)
+    unlabelled = [None] * len(labels)
+    assert np.allclose(backend.score(q, feats, unlabelled), cos, atol=1e-6)
+    backend.class_mix = 100.0
+    r = backend.search(sketch, gallery, k=len(gallery))
+    best = max(set(labels), key=lambda lab: probs[0, backend.classes.index(lab)])
+    assert r.labels[:5] == [best] * 5                                     # the class reading orders classes
+    within = backend.search_within(sketch, gallery, 0.3)
+    cos_of = dict(zip(range(len(labels)), cos[0]))
+    assert all(cos_of[i] >= 0.3 for i in within.indices)
+    assert len(within.ids) == sum(c >= 0.3 for c in cos[0])
+    backend.class_mix = float(meta.get("class_mix", 0.0))                 # load_backend may share this instance
+
+
+def test_area_resize_shrinks_a_sketch_as_prepare_sketch_does(sketchy_dir):
+    """A version-1 G behind the classifier's 192 px input: the sketch, prepared at 192 and area-resized
+    to 128, is within ~5 grey levels (on average) of the sketch prepared at 128 directly."""
+    from sbir_core.backends.cgan import area_resize
+    from sbir_core.data.preprocess import Preprocess, sketch_input
+    sketch = sorted((sketchy_dir / "sketch" / "teapot").iterdir())[0]
+    x192 = sketch_input(sketch, Preprocess(size=192))[None]
+    x128 = sketch_input(sketch, Preprocess(size=128))[None]
+    y = area_resize(x192, 128)
+    assert y.shape == (1, 3, 128, 128) and y.dtype == np.float32
+    assert np.abs(y - x128).mean() < 0.06 and np.array_equal(y[:, 0], y[:, 2])
+    assert area_resize(x128, 128) is x128
+
+
+def test_mixed_card_scores_say_what_they_are():
+    from sbir_core.app_support import card_scores
+    from sbir_core.backends.base import SearchResult
+    r = SearchResult(["a", "b"], np.asarray([87.31, 0.42]), ["cat", None], np.asarray([0, 1]))
+    cs = card_scores(r, "mixed")
+    assert "P(the sketch shows the photo's class)" in cs.note and cs.texts[0].endswith("87.31")

@@ -49,6 +49,24 @@ class Up(nn.Module):
         return self.drop(self.norm(self.conv(self.act(x))))
 
 
+class ResizeUp(nn.Module):
+    """ReLU, nearest-neighbour 2x upsampling then a 3x3 conv, InstanceNorm, optional dropout.
+
+    Resize-then-convolve (Odena et al., Distill 2016): every output pixel sees the same number of
+    kernel taps, so there is no checkerboard pattern as with stride-2 transposed convolutions."""
+
+    def __init__(self, c_in: int, c_out: int, dropout: float, norm: bool = True):
+        super().__init__()
+        self.act = nn.ReLU()
+        self.up = nn.Upsample(scale_factor=2, mode="nearest")
+        self.conv = nn.Conv2d(c_in, c_out, 3, 1, 1, bias=not norm, padding_mode="replicate")
+        self.norm = nn.InstanceNorm2d(c_out, affine=True) if norm else nn.Identity()
+        self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.norm(self.conv(self.up(self.act(x)))))
+
+
 class UNetGenerator(nn.Module):
     """Sketch (B, 3, R, R) in [-1, 1] -> imaginary photo (B, 3, R, R) in [-1, 1] (Tanh).
 
@@ -57,8 +75,12 @@ class UNetGenerator(nn.Module):
     """
 
     def __init__(self, resolution: int = 64, ngf: int = 32, max_mult: int = 8, n_dropout: int = 2,
-                 dropout: float = 0.5, in_ch: int = 3, out_ch: int = 3):
+                 dropout: float = 0.5, in_ch: int = 3, out_ch: int = 3, upsample: str = "transpose",
+                 cond_dim: int = 0, cond_emb: int = 64):
         super().__init__()
+        if upsample not in ("transpose", "resize"):
+            raise ValueError(f"upsample must be 'transpose' or 'resize', got {upsample!r}")
+        self.cond_dim = cond_dim
         depth = unet_depth(resolution)
         chans = [min(ngf * 2 ** i, ngf * max_mult) for i in range(depth)]    # encoder outputs
         self.downs = nn.ModuleList()
@@ -66,18 +88,28 @@ class UNetGenerator(nn.Module):
             c_in = in_ch if i == 0 else chans[i - 1]
             # outermost: no act before, no norm; innermost (1x1): no norm (InstanceNorm of 1 pixel is 0)
             self.downs.append(Down(c_in, c, norm=0 < i < depth - 1, act=i > 0))
+        # class conditioning: a class posterior (B, cond_dim) -> an embedding joined to the bottleneck
+        self.cond = nn.Linear(cond_dim, cond_emb) if cond_dim else None
+        up = Up if upsample == "transpose" else ResizeUp
         self.ups = nn.ModuleList()
         for j, i in enumerate(reversed(range(1, depth))):                     # decoder to level i-1
-            c_in = chans[i] if j == 0 else 2 * chans[i]
-            self.ups.append(Up(c_in, chans[i - 1], dropout if j < n_dropout else 0.0))
-        self.out = nn.Sequential(nn.ReLU(), nn.ConvTranspose2d(2 * chans[0], out_ch, 4, 2, 1), nn.Tanh())
+            c_in = (chans[i] + (cond_emb if cond_dim else 0)) if j == 0 else 2 * chans[i]
+            self.ups.append(up(c_in, chans[i - 1], dropout if j < n_dropout else 0.0))
+        last = (nn.ConvTranspose2d(2 * chans[0], out_ch, 4, 2, 1) if upsample == "transpose" else
+                nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
+                              nn.Conv2d(2 * chans[0], out_ch, 3, 1, 1, padding_mode="replicate")))
+        self.out = nn.Sequential(nn.ReLU(), last, nn.Tanh())
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         skips = []
         for d in self.downs:
             x = d(x)
             skips.append(x)                                   # (B, chans[i], R/2^(i+1), ...)
         x = skips.pop()                                       # (B, C, 1, 1) bottleneck
+        if self.cond is not None:
+            if cond is None:
+                raise ValueError("this generator is class-conditioned: pass the class posterior `cond`")
+            x = torch.cat([x, self.cond(cond)[:, :, None, None]], dim=1)   # (B, C + cond_emb, 1, 1)
         for u in self.ups:
             x = torch.cat([u(x), skips.pop()], dim=1)         # (B, 2*C_i, ...)
         return self.out(x)                                    # (B, 3, R, R)
@@ -105,10 +137,40 @@ class PatchDiscriminator(nn.Module):
     def forward(self, sketch: torch.Tensor, photo: torch.Tensor) -> torch.Tensor:
         return self.net(torch.cat([sketch, photo], dim=1))   # (B, 1, h, w)
 
+    def features(self, sketch: torch.Tensor, photo: torch.Tensor) -> list[torch.Tensor]:
+        """Every activation after a LeakyReLU, then the logits: for feature matching (pix2pixHD)."""
+        x, out = torch.cat([sketch, photo], dim=1), []
+        for layer in self.net:
+            x = layer(x)
+            if isinstance(layer, nn.LeakyReLU):
+                out.append(x)
+        return out + [x]
+
+
+class MultiScaleDiscriminator(nn.Module):
+    """PatchGANs on the pair at full, 1/2, ... resolution (pix2pixHD): the coarse one judges the
+    whole object and its ground, the fine one texture. `features` gives each scale's activations."""
+
+    def __init__(self, ndf: int = 64, n_layers: int = 2, n_scales: int = 2, in_ch: int = 6):
+        super().__init__()
+        self.ds = nn.ModuleList(PatchDiscriminator(ndf, n_layers, in_ch) for _ in range(n_scales))
+
+    def features(self, sketch: torch.Tensor, photo: torch.Tensor) -> list[list[torch.Tensor]]:
+        out = []
+        for i, d in enumerate(self.ds):
+            if i:
+                sketch = nn.functional.avg_pool2d(sketch, 3, 2, 1, count_include_pad=False)
+                photo = nn.functional.avg_pool2d(photo, 3, 2, 1, count_include_pad=False)
+            out.append(d.features(sketch, photo))
+        return out
+
+    def forward(self, sketch: torch.Tensor, photo: torch.Tensor) -> list[torch.Tensor]:
+        return [f[-1] for f in self.features(sketch, photo)]   # logits per scale
+
 
 def init_weights(m: nn.Module) -> None:
     """pix2pix init: conv weights N(0, 0.02), norm scales N(1, 0.02)."""
-    if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+    if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
         nn.init.normal_(m.weight, 0.0, 0.02)
         if m.bias is not None:
             nn.init.zeros_(m.bias)
