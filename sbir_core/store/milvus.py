@@ -75,7 +75,10 @@ class MilvusStore(VectorStore):
                 raise StoreError(f"a local .db store needs the milvus-lite package, which is not installed: "
                                  f"{INSTALL_HINT}") from None
         try:
-            client = pm.MilvusClient(uri=self.uri, timeout=self.timeout, **({"token": self._token} if self._token else {}))
+            extra: dict[str, Any] = {"token": self._token} if self._token else {}
+            if self.lite:        # its in-process server allows a ping every 5 min, not pymilvus's 10 s
+                extra["grpc_options"] = {"grpc.keepalive_time_ms": 600_000, "grpc.keepalive_permit_without_calls": 0}
+            client = pm.MilvusClient(uri=self.uri, timeout=self.timeout, **extra)
             client.list_collections()                          # fails here when nothing answers
         except Exception as e:
             if self.lite:
