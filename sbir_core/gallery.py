@@ -210,7 +210,12 @@ class Gallery:
             return idx, s[idx]
         key, q = backend.feature_key, backend.store_query(queries)
         k = min(k, STORE_MAX_K)
-        ids, s = self.store.search(key, q, k) if threshold is None else self.store.within(key, q, threshold, k)
+        from .store import StoreError
+        try:
+            ids, s = self.store.search(key, q, k) if threshold is None else self.store.within(key, q, threshold, k)
+        except StoreError:
+            self.check_store(backend)            # says how to index a backend the store lacks
+            raise
         if self._position is None:
             self._position = {pid: i for i, pid in enumerate(self.ids)}
         hits = [(self._position[pid], sc) for pid, sc in zip(ids, s) if pid in self._position]  # added since: left out

@@ -15,9 +15,10 @@ from typing import Iterator, Sequence
 import numpy as np
 
 
-class StoreError(RuntimeError):
+class StoreError(OSError):
     """A store that cannot be opened or used (bad URI, unreachable server, missing package,
-    a key it does not hold): one message for the user, never a traceback."""
+    a key it does not hold): one message for the user, never a traceback. An OSError, so code
+    that already turns I/O failures into messages (the app, the command lines) covers it."""
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,10 @@ at build, ef at search, as in BENCHMARKS.md), FLAT for exact search, or IVF_FLAT
 from __future__ import annotations
 
 import logging
+import os
 import re
+import threading
+from collections import Counter
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -25,6 +28,8 @@ ID_LEN, LABEL_LEN, FILE_LEN, STAMP_LEN = 1024, 512, 4096, 64
 INSERT_ROWS = 2_000            # rows per insert call: gRPC messages stay far below Milvus's 64 MB limit
 GET_ROWS = 1_000               # ids per get/delete call
 INDEX_TYPES = ("HNSW", "FLAT", "IVF_FLAT")
+_lite_users: Counter = Counter()    # open MilvusStores per Lite file: its server stops with the last
+_lite_guard = threading.Lock()
 INSTALL_HINT = "pip install -r requirements-milvus.txt (pymilvus; milvus-lite for a local .db file)"
 
 
@@ -36,7 +41,16 @@ def _pymilvus():
     # Milvus Lite reports no read timestamp: pymilvus then warns on every listing and uses its own
     # clock, which is right for a store that nobody writes to while it is listed
     logging.getLogger("pymilvus.client.iterator.query_iterator").setLevel(logging.ERROR)
+    logging.getLogger("grpc._server").addFilter(_quiet_alloc_timestamp)
     return pymilvus
+
+
+def _quiet_alloc_timestamp(record: logging.LogRecord) -> bool:
+    """Drop the in-process Milvus Lite server's traceback for AllocTimestamp, a call it does not
+    implement and pymilvus's listing asks for first (then falls back, see above)."""
+    exc = record.exc_info[1] if record.exc_info else None
+    return not (isinstance(exc, NotImplementedError) and "AllocTimestamp" in "".join(
+        __import__("traceback").format_tb(record.exc_info[2])))
 
 
 class MilvusStore(VectorStore):
@@ -60,7 +74,11 @@ class MilvusStore(VectorStore):
         self.lite = uri.endswith(".db")
         self._names: dict[str, str] = {}           # feature key -> collection name, once seen
         self._dims: dict[str, int] = {}
+        self._closed = False
         self.client = self._connect()
+        if self.lite:
+            with _lite_guard:
+                _lite_users[os.path.abspath(os.path.expanduser(self.uri))] += 1
 
     # -- connection ------------------------------------------------------------------------
     def _connect(self) -> Any:
@@ -92,12 +110,18 @@ class MilvusStore(VectorStore):
             self.client.close()
         except Exception:       # closing twice, or a server already gone: nothing left to release
             pass
-        if self.lite:
-            try:
-                from milvus_lite.server_manager import server_manager_instance
-                server_manager_instance.release_server(str(Path(self.uri).expanduser()))
-            except Exception:
-                pass
+        if self.lite and not self._closed:
+            self._closed = True
+            path = os.path.abspath(os.path.expanduser(self.uri))
+            with _lite_guard:
+                _lite_users[path] -= 1
+                last = _lite_users[path] == 0
+            if last:              # the in-process server holds the file's lock: free it for other processes
+                try:
+                    from milvus_lite.server_manager import server_manager_instance
+                    server_manager_instance.release_server(path)
+                except Exception:
+                    pass
 
     # -- collections -----------------------------------------------------------------------
     def _name(self, key: str) -> str:

@@ -1,0 +1,293 @@
+"""Vector stores side by side: the in-process store (FAISS flat scan), in-process FAISS HNSW and
+Milvus Lite (HNSW), at 100k and 1M vectors: insert throughput, p50/p90 query latency (one query at a
+time, top 20), recall@20 against exact search, with the index parameters used.
+
+    python -m sbir_core.bench.stores                         # 100k and 1M; writes bench_stores.json and
+                                                             # the section in BENCHMARKS.md
+    python -m sbir_core.bench.stores --sizes 20000 --out-dir runs/bench-stores   # a smoke run
+
+The vectors are synthetic, of `triplet`'s dimension (125): unit vectors near a random 32-dimensional
+subspace plus 10 % noise energy (`scaling.lowrank_vectors`: learned embeddings use few directions;
+i.i.d. vectors would be the worst case for every approximate index). Queries come from the same
+distribution, not from the stored set. Each store gets the same vectors in the same batches of 2,000
+(what `build_gallery` writes per call is smaller). Bounded: one copy of the vectors (0.5 GB at 1M)
+plus the store under test; each store is dropped before the next is built.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..config import REPO_ROOT
+from ..index import ExactIndex
+from ..store.base import PhotoRecord
+from .scaling import LOWRANK_RANK, exact_top_k, lowrank_vectors, recall_at_k
+from .speed import percentiles
+
+D = 125                      # triplet's embedding size
+K = 20
+BATCH = 2_000
+HNSW = {"M": 16, "efConstruction": 100, "ef": 128}     # the same for FAISS in-process and Milvus Lite
+LARGE = 500_000              # from this size on, Milvus Lite is searched at `ef_large` only (its queries are slow)
+BEGIN = "<!-- stores:begin (python -m sbir_core.bench.stores) -->"
+END = "<!-- stores:end -->"
+
+
+def rss_mib() -> float | None:
+    """This process's resident memory now (Milvus Lite runs inside it)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 0)
+    except OSError:
+        pass
+    return None
+
+
+def _records(start: int, n: int) -> list[PhotoRecord]:
+    return [PhotoRecord(f"p{i:08d}", f"/photos/p{i:08d}.jpg", "", "0:0") for i in range(start, start + n)]
+
+
+def _timed_queries(search: Any, queries: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
+    """One query at a time: per-query ms and the (Q, K) row numbers found (-1 = none)."""
+    found = np.full((len(queries), K), -1, np.int64)
+    ms = []
+    for i, q in enumerate(queries):
+        t0 = time.perf_counter()
+        rows = search(q)
+        ms.append(1e3 * (time.perf_counter() - t0))
+        found[i, :len(rows)] = rows[:K]
+    return percentiles(ms), found
+
+
+def _store_rows(ids: Sequence[str]) -> np.ndarray:
+    return np.asarray([int(i[1:]) for i in ids], np.int64)
+
+
+def bench_memory(vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
+    from ..store import MemoryStore
+    st = MemoryStore()
+    t0 = time.perf_counter()
+    for i in range(0, len(vectors), BATCH):
+        st.add("bench", vectors[i:i + BATCH], _records(i, min(BATCH, len(vectors) - i)))
+    insert_s = time.perf_counter() - t0
+    st.search("bench", queries[0], K)                     # builds the flat index once (timed apart)
+    first_s = time.perf_counter() - t0 - insert_s
+    ms, found = _timed_queries(lambda q: _store_rows(st.search("bench", q, K)[0]), queries)
+    out = {"store": "memory (in-process, FAISS IndexFlatIP: exact)", "index": "exact flat scan",
+           "insert_per_s": round(len(vectors) / insert_s), "insert_s": round(insert_s, 1),
+           "ready_s": round(first_s, 2), "ms": ms, "recall": round(recall_at_k(found, truth), 4), "rss_mib": rss_mib()}
+    del st
+    gc.collect()
+    return out
+
+
+def bench_faiss_hnsw(vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray, threads: int) -> dict[str, Any]:
+    import faiss
+    faiss.omp_set_num_threads(threads)
+    index = faiss.IndexHNSWFlat(vectors.shape[1], HNSW["M"], faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = HNSW["efConstruction"]
+    t0 = time.perf_counter()
+    for i in range(0, len(vectors), BATCH):
+        index.add(vectors[i:i + BATCH])
+    insert_s = time.perf_counter() - t0
+    faiss.omp_set_num_threads(1)
+    index.hnsw.efSearch = HNSW["ef"]
+    ms, found = _timed_queries(lambda q: index.search(q.reshape(1, -1), K)[1][0], queries)
+    out = {"store": "FAISS HNSW in-process (IndexHNSWFlat)", "index": f"HNSW M={HNSW['M']}, "
+           f"efConstruction={HNSW['efConstruction']}, ef={HNSW['ef']}", "insert_per_s": round(len(vectors) / insert_s),
+           "insert_s": round(insert_s, 1), "ready_s": 0.0, "ms": ms, "recall": round(recall_at_k(found, truth), 4),
+           "build_threads": threads, "rss_mib": rss_mib()}
+    del index
+    gc.collect()
+    return out
+
+
+def bench_milvus_lite(vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray, folder: Path,
+                      ef_values: Sequence[int]) -> dict[str, Any]:
+    from ..store.milvus import MilvusStore
+    path = folder / f"bench-{len(vectors)}.db"
+    shutil.rmtree(path, ignore_errors=True)
+    st = MilvusStore(str(path), index="HNSW", m=HNSW["M"], ef_construction=HNSW["efConstruction"], ef=HNSW["ef"])
+    try:
+        t0 = time.perf_counter()
+        for i in range(0, len(vectors), BATCH):
+            st.add("bench", vectors[i:i + BATCH], _records(i, min(BATCH, len(vectors) - i)))
+        insert_s = time.perf_counter() - t0
+        name = st._need("bench")
+        st.client.flush(name)                                # seals the last segment: its HNSW is built here
+        flush_s = time.perf_counter() - t0 - insert_s
+        st.search("bench", queries[0], K)
+        ready_s = time.perf_counter() - t0 - insert_s
+        sweep = []
+        for ef in ef_values:
+            st.ef = ef
+            ms, found = _timed_queries(lambda q: _store_rows(st.search("bench", q, K)[0]), queries)
+            sweep.append({"ef": ef, "ms": ms, "recall": round(recall_at_k(found, truth), 4)})
+            print(f"    milvus lite n={len(vectors)} ef={ef}: {sweep[-1]}", file=sys.stderr, flush=True)
+        best = sweep[[s["ef"] for s in sweep].index(HNSW["ef"])] if HNSW["ef"] in ef_values else sweep[0]
+        count = st.count("bench")
+        disk = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+        return {"store": "Milvus Lite (pymilvus -> in-process gRPC server, local .db)", "index":
+                f"HNSW M={HNSW['M']}, efConstruction={HNSW['efConstruction']}, ef={best['ef']} (metric IP)",
+                "insert_per_s": round(len(vectors) / insert_s), "insert_s": round(insert_s, 1),
+                "flush_s": round(flush_s, 1), "ready_s": round(ready_s, 2), "ms": best["ms"], "recall": best["recall"],
+                "ef_sweep": sweep, "count": count, "disk_mib": round(disk / 2**20), "rss_mib": rss_mib()}
+    finally:
+        st.close()
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def run_stores(sizes: Sequence[int], queries_per_size: dict[int, int], ef_values: Sequence[int] = (64, 128, 256),
+               ef_large: Sequence[int] = (128,), threads: int = 2, seed: int = 0, folder: Path | None = None,
+               save: Any = None) -> dict[str, Any]:
+    """Every store at every size; `save(partial_report)` after each step, so a run cut short keeps
+    what it measured."""
+    from .env import describe, load_average
+    rng = np.random.default_rng(seed)
+    basis = np.linalg.qr(rng.standard_normal((D, LOWRANK_RANK)))[0].astype(np.float32)   # (D, r)
+    tmp = Path(folder or tempfile.mkdtemp(prefix="sbir-stores-"))
+    tmp.mkdir(parents=True, exist_ok=True)
+    out: dict[str, Any] = {"d": D, "k": K, "batch": BATCH, "hnsw": HNSW, "vectors": "lowrank (synthetic)",
+                           "environment": describe(), "load_average_at_start": load_average(), "rows": []}
+    t_all = time.perf_counter()
+    for n in sizes:
+        nq = queries_per_size.get(n, 50)
+        vectors = lowrank_vectors(n, D, rng, basis)                               # (n, D)
+        queries = lowrank_vectors(nq, D, rng, basis)                              # (Q, D)
+        exact = ExactIndex(vectors)
+        truth = exact_top_k(exact, queries, K)
+        del exact
+        gc.collect()
+        row: dict[str, Any] = {"n": n, "queries": nq, "load_average_before": load_average(), "results": []}
+        out["rows"].append(row)
+        for step in ("memory", "milvus_lite", "faiss_hnsw"):
+            t0 = time.perf_counter()
+            if step == "memory":
+                res = bench_memory(vectors, queries, truth)
+            elif step == "faiss_hnsw":
+                res = bench_faiss_hnsw(vectors, queries, truth, threads)
+            else:
+                res = bench_milvus_lite(vectors, queries, truth, tmp, ef_large if n >= LARGE else ef_values)
+            res["seconds"] = round(time.perf_counter() - t0, 1)
+            res["load_average_after"] = load_average()
+            row["results"].append(res)
+            print(f"  stores n={n} {step}: {json.dumps(res)}", file=sys.stderr, flush=True)
+            if save:
+                save(out)
+        del vectors
+        gc.collect()
+    out["seconds"] = round(time.perf_counter() - t_all, 1)
+    out["load_average_at_end"] = load_average()
+    if folder is None:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def markdown_section(r: dict[str, Any]) -> str:
+    """The BENCHMARKS.md section, between markers so the full benchmark keeps it (see `keep_section`)."""
+    lines = [BEGIN, "## Vector stores: in-process vs Milvus Lite", "",
+             "| vectors | store | index | insert vectors/s | ready after insert s | query ms p50 / p90 | recall@20 | RSS MiB |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in r["rows"]:
+        for s in sorted(row["results"], key=lambda s: ("memory" not in s["store"], "Milvus" in s["store"])):
+            ready = s.get("ready_s", 0.0)
+            lines.append(f"| {row['n']:,} | {s['store']} | {s['index']} | {s['insert_per_s']:,} | {ready} | "
+                         f"{s['ms']['p50']:.2f} / {s['ms']['p90']:.2f} | {s['recall']:.3f} | {s.get('rss_mib')} |")
+    sweeps = [(row["n"], s) for row in r["rows"] for s in row["results"] if "ef_sweep" in s]
+    if sweeps:
+        lines += ["", "Milvus Lite, ef swept at search time (same index):", "",
+                  "| vectors | ef | query ms p50 / p90 | recall@20 |", "|---|---|---|---|"]
+        for n, s in sweeps:
+            for e in s["ef_sweep"]:
+                lines.append(f"| {n:,} | {e['ef']} | {e['ms']['p50']:.1f} / {e['ms']['p90']:.1f} | {e['recall']:.3f} |")
+    env = r["environment"]
+    lines += ["", f"*How measured:* `python -m sbir_core.bench.stores` ({r['seconds'] / 60:.0f} min, {r.get('generated', '')}); "
+              f"synthetic unit vectors of `triplet`'s dimension (d = {r['d']}) near a random {LOWRANK_RANK}-dimensional "
+              f"subspace plus 10 % noise energy (the `lowrank` vectors of the scaling section), queries from the same "
+              f"distribution, top {r['k']}, one query at a time on one thread; inserted in batches of {r['batch']:,} "
+              f"through each store's `add` (Milvus: `upsert` over gRPC to Milvus Lite's in-process server). Recall@20 = "
+              f"share of the exact top 20 (FAISS flat scan) returned. HNSW parameters are the same in FAISS and Milvus "
+              f"Lite (M={r['hnsw']['M']}, efConstruction={r['hnsw']['efConstruction']}); FAISS builds with "
+              f"{next((s.get('build_threads') for row in r['rows'] for s in row['results'] if 'build_threads' in s), '?')} threads; Milvus Lite {r.get('milvus_lite_version', '')} "
+              f"builds one HNSW per sealed segment of at most 100,000 rows and merges the segments' results. "
+              f"'Ready after insert' = flush (the last segment's index) + first query. RSS = the benchmark process after "
+              f"the step (Milvus Lite runs inside it). Machine: {env.get('cpu', '?')}, {env.get('cpus', '?')} CPUs, shared "
+              f"with other jobs: load average {r.get('load_average_at_start')} at the start, "
+              f"{r.get('load_average_at_end')} at the end.",
+              END]
+    return "\n".join(lines) + "\n"
+
+
+def keep_section(old: str, new: str) -> str:
+    """`new` BENCHMARKS.md text with the stores section of `old` carried over (the full benchmark
+    rewrites the file; this section comes from its own, longer run)."""
+    if BEGIN not in old or END not in old or BEGIN in new:
+        return new
+    section = BEGIN + old.split(BEGIN, 1)[1].split(END, 1)[0] + END + "\n"
+    return new.rstrip("\n") + "\n\n" + section
+
+
+def write_section(md_path: Path, section: str) -> None:
+    old = md_path.read_text(encoding="utf-8") if md_path.is_file() else ""
+    if BEGIN in old and END in old:
+        head, rest = old.split(BEGIN, 1)
+        text = head + section.rstrip("\n") + rest.split(END, 1)[1]
+    else:
+        text = old.rstrip("\n") + ("\n\n" if old.strip() else "") + section
+    md_path.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from .env import THREAD_ENV, threads_pinned
+    ap = argparse.ArgumentParser(prog="python -m sbir_core.bench.stores", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", default="100000,1000000", help="comma-separated numbers of vectors")
+    ap.add_argument("--queries", default="100000:100,1000000:30",
+                    help="queries per size, size:count,... (Milvus Lite's queries are slow at 1M; default 50)")
+    ap.add_argument("--ef", default="64,128,256", help="Milvus Lite ef values to sweep at search time")
+    ap.add_argument("--ef-large", default="128", help=f"the same from {LARGE:,} vectors on")
+    ap.add_argument("--out-dir", default=None, help="where bench_stores.json goes and whose BENCHMARKS.md gets the "
+                    "section (default: the repo root)")
+    ap.add_argument("--work-dir", default=None, help="where the Milvus Lite files are written (default: a temp folder)")
+    a = ap.parse_args(argv)
+    if not threads_pinned():
+        os.environ.update(THREAD_ENV)
+        os.execv(sys.executable, [sys.executable, "-m", "sbir_core.bench.stores", *(sys.argv[1:] if argv is None else argv)])
+    from datetime import datetime, timezone
+    sizes = [int(s) for s in a.sizes.split(",") if s]
+    queries = {int(p.split(":")[0]): int(p.split(":")[1]) for p in a.queries.split(",") if p}
+    out = Path(a.out_dir) if a.out_dir else REPO_ROOT
+    out.mkdir(parents=True, exist_ok=True)
+
+    def save(r: dict[str, Any]) -> None:
+        r["generated"] = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        r["command"] = "python -m sbir_core.bench.stores " + " ".join(sys.argv[1:] if argv is None else argv)
+        try:
+            from importlib.metadata import version
+            r["milvus_lite_version"] = version("milvus-lite")
+            r["pymilvus_version"] = version("pymilvus")
+        except Exception:
+            pass
+        r.setdefault("seconds", 0.0)
+        (out / "bench_stores.json").write_text(json.dumps(r, indent=1) + "\n")
+
+    r = run_stores(sizes, queries, [int(e) for e in a.ef.split(",") if e], [int(e) for e in a.ef_large.split(",") if e],
+                   folder=Path(a.work_dir) if a.work_dir else None, save=save)
+    save(r)
+    write_section(out / "BENCHMARKS.md", markdown_section(r))
+    print(f"wrote {out / 'bench_stores.json'} and the stores section of {out / 'BENCHMARKS.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
