@@ -247,3 +247,25 @@ def test_command_lines_build_and_search(tmp_path):
     assert r.returncode != 0 and "holds no features of classifier" in r.stderr and "Traceback" not in r.stderr
     r = _run("sbir_core.build_gallery", str(folder), "--store", "ftp://x", "--backends", "triplet")
     assert r.returncode != 0 and "unknown scheme" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_app_searches_a_store_gallery(bundled_lite, monkeypatch):
+    """SBIR_STORE names the Milvus Lite store: the app offers it as a gallery and searches it, with
+    photos read from their files for the cards; a backend the store lacks gets a message, not a crash."""
+    st_testing = pytest.importorskip("streamlit.testing.v1")
+    from tests.test_app import APP, DRAWING
+    path = bundled_lite[0]
+    monkeypatch.setenv("SBIR_STORE", str(path))
+    for backend, ok in (("triplet", True), ("classifier", True), ("pretrained", False)):
+        at = st_testing.AppTest.from_file(APP, default_timeout=180)
+        at.session_state["canvas_inject"] = DRAWING
+        at.session_state["gallery_key_picker"] = "store"
+        at.session_state["backend_picker"] = backend
+        at.run()
+        assert not at.exception, backend
+        assert at.session_state["gallery_key_picker"] == "store"
+        cards = any("<div class='card-name" in m.value for m in at.markdown)
+        if ok:
+            assert cards, backend
+        else:
+            assert not cards and any("holds no features of pretrained" in e.value for e in at.error), backend
