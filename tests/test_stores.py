@@ -17,28 +17,13 @@ import pytest
 from sbir_core import Gallery, load_backend
 from sbir_core.config import REPO_ROOT
 from sbir_core.store import MemoryStore, PhotoRecord, StoreError, is_store_uri, open_store
+from sbir_core.bench.stores import same_up_to_ties as same_ranking
 from sbir_core.store.build import index_folder, list_folder
 
 pytest.importorskip("pymilvus")
 pytest.importorskip("milvus_lite")
 
 EXAMPLES = sorted((REPO_ROOT / "assets" / "examples").glob("*.png"))
-
-
-def same_ranking(ids_a: list[str], scores_a: np.ndarray, ids_b: list[str], scores_b: np.ndarray,
-                 tol: float = 2e-6) -> bool:
-    """The same photos in the same order, except that photos whose scores differ by less than float32
-    rounding of an inner product (`tol`) may swap places (two engines sum the products in different
-    orders), also with a tied photo just past the last result."""
-    if len(ids_a) != len(ids_b) or not np.allclose(scores_a, scores_b, atol=tol):
-        return False
-    start = 0
-    for end in range(1, len(ids_a) + 1):
-        if end == len(ids_a) or abs(float(scores_a[end]) - float(scores_a[end - 1])) > tol:
-            if set(ids_a[start:end]) != set(ids_b[start:end]) and end < len(ids_a):
-                return False       # the last block may hold different members of a tie running past k
-            start = end
-    return True
 
 
 def _records(g: Gallery) -> list[PhotoRecord]:

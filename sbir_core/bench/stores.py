@@ -92,7 +92,10 @@ def bench_memory(vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray) ->
     return out
 
 
-def bench_faiss_hnsw(vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray, threads: int) -> dict[str, Any]:
+def bench_faiss_hnsw(vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray, threads: int,
+                     ef_values: Sequence[int] = (64, 128, 256, 512), min_recall: float = 0.95) -> dict[str, Any]:
+    """FAISS HNSW in this process with Milvus Lite's build parameters; efSearch swept (queries are
+    cheap here), the headline being the fastest ef that reaches `min_recall`."""
     import faiss
     faiss.omp_set_num_threads(threads)
     index = faiss.IndexHNSWFlat(vectors.shape[1], HNSW["M"], faiss.METRIC_INNER_PRODUCT)
@@ -102,12 +105,17 @@ def bench_faiss_hnsw(vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray
         index.add(vectors[i:i + BATCH])
     insert_s = time.perf_counter() - t0
     faiss.omp_set_num_threads(1)
-    index.hnsw.efSearch = HNSW["ef"]
-    ms, found = _timed_queries(lambda q: index.search(q.reshape(1, -1), K)[1][0], queries)
+    sweep = []
+    for ef in ef_values:
+        index.hnsw.efSearch = ef
+        ms, found = _timed_queries(lambda q: index.search(q.reshape(1, -1), K)[1][0], queries)
+        sweep.append({"ef": ef, "ms": ms, "recall": round(recall_at_k(found, truth), 4)})
+    ok = [s for s in sweep if s["recall"] >= min_recall]
+    best = min(ok, key=lambda s: s["ms"]["p50"]) if ok else max(sweep, key=lambda s: s["recall"])
     out = {"store": "FAISS HNSW in-process (IndexHNSWFlat)", "index": f"HNSW M={HNSW['M']}, "
-           f"efConstruction={HNSW['efConstruction']}, ef={HNSW['ef']}", "insert_per_s": round(len(vectors) / insert_s),
-           "insert_s": round(insert_s, 1), "ready_s": 0.0, "ms": ms, "recall": round(recall_at_k(found, truth), 4),
-           "build_threads": threads, "rss_mib": rss_mib()}
+           f"efConstruction={HNSW['efConstruction']}, ef={best['ef']}", "insert_per_s": round(len(vectors) / insert_s),
+           "insert_s": round(insert_s, 1), "ready_s": 0.0, "ms": best["ms"], "recall": best["recall"],
+           "ef_sweep": sweep, "build_threads": threads, "rss_mib": rss_mib()}
     del index
     gc.collect()
     return out
@@ -150,7 +158,7 @@ def bench_milvus_lite(vectors: np.ndarray, queries: np.ndarray, truth: np.ndarra
 
 def run_stores(sizes: Sequence[int], queries_per_size: dict[int, int], ef_values: Sequence[int] = (64, 128, 256),
                ef_large: Sequence[int] = (128,), threads: int = 2, seed: int = 0, folder: Path | None = None,
-               save: Any = None) -> dict[str, Any]:
+               save: Any = None, steps: Sequence[str] = ("memory", "milvus_lite", "faiss_hnsw")) -> dict[str, Any]:
     """Every store at every size; `save(partial_report)` after each step, so a run cut short keeps
     what it measured."""
     from .env import describe, load_average
@@ -171,7 +179,7 @@ def run_stores(sizes: Sequence[int], queries_per_size: dict[int, int], ef_values
         gc.collect()
         row: dict[str, Any] = {"n": n, "queries": nq, "load_average_before": load_average(), "results": []}
         out["rows"].append(row)
-        for step in ("memory", "milvus_lite", "faiss_hnsw"):
+        for step in steps:
             t0 = time.perf_counter()
             if step == "memory":
                 res = bench_memory(vectors, queries, truth)
@@ -194,6 +202,115 @@ def run_stores(sizes: Sequence[int], queries_per_size: dict[int, int], ef_values
     return out
 
 
+def bench_indexing(folder: Path, backend_name: str, work: Path, limit: int | None = None) -> dict[str, Any]:
+    """`build_gallery FOLDER --store` for one backend, into a fresh Milvus Lite file and into the
+    in-process store: photos/s, and where the time goes (decoding runs in a second thread)."""
+    from ..backends import load_backend
+    from ..store import MemoryStore
+    from ..store.build import index_folder
+    from ..store.milvus import MilvusStore
+    from .env import load_average
+    backend = load_backend(backend_name)                  # ONNX Runtime's default: every core
+    out: dict[str, Any] = {"folder": str(folder), "backend": backend_name, "load_average_before": load_average()}
+    index_folder(folder, MemoryStore(), [backend], limit=64)       # warm-up: sessions, page cache
+    for name in ("memory", "milvus_lite"):
+        path = work / "indexing.db"
+        shutil.rmtree(path, ignore_errors=True)
+        store = MemoryStore() if name == "memory" else MilvusStore(str(path))
+        try:
+            rep = index_folder(folder, store, [backend], limit=limit).as_dict()
+        finally:
+            store.close()
+            shutil.rmtree(path, ignore_errors=True)
+        n = sum(rep["indexed"].values())
+        rep["encode_photos_per_s"] = round(n / rep["seconds_encode"], 1) if rep["seconds_encode"] else None
+        rep["store_photos_per_s"] = round(n / rep["seconds_store"], 1) if rep["seconds_store"] else None
+        rep["decode_photos_per_s"] = round(n / rep["seconds_decode"], 1) if rep["seconds_decode"] else None
+        rep["unreadable"] = len(rep["unreadable"])
+        out[name] = rep
+        print(f"  indexing {backend_name} -> {name}: {json.dumps(rep)}", file=sys.stderr, flush=True)
+    out["load_average_after"] = load_average()
+    return out
+
+
+def same_up_to_ties(ids_a: Sequence[str], scores_a: np.ndarray, ids_b: Sequence[str], scores_b: np.ndarray,
+                    tol: float = 2e-6) -> bool:
+    """The same photos in the same order, except that photos whose scores differ by less than float32
+    rounding of an inner product (`tol`) may swap places (engines sum the products in different orders),
+    also with a tied photo just past the last result."""
+    if len(ids_a) != len(ids_b) or not np.allclose(scores_a, scores_b, atol=tol):
+        return False
+    start = 0
+    for end in range(1, len(ids_a) + 1):
+        if end == len(ids_a) or abs(float(scores_a[end]) - float(scores_a[end - 1])) > tol:
+            if set(ids_a[start:end]) != set(ids_b[start:end]) and end < len(ids_a):
+                return False
+            start = end
+    return True
+
+
+def bundled_parity(work: Path, per_class: int = 2, k: int = 10) -> dict[str, Any]:
+    """The bundled gallery in memory vs the same gallery in Milvus Lite (its committed features, as
+    `build_gallery --store` writes them): for held-out Quick, Draw! doodles (or the example sketches
+    without the shared data), how often `backend.search` gives the identical top k."""
+    from ..backends import load_backend
+    from ..gallery import Gallery
+    from ..store.milvus import MilvusStore
+    g = Gallery.bundled()
+    try:
+        from .data import quickdraw_canvas
+        queries, source = quickdraw_canvas(g, per_class=per_class).queries, f"Quick, Draw! held-out doodles, {per_class} per class"
+    except Exception:                                  # no shared data: the bundled example sketches
+        queries, source = sorted((REPO_ROOT / "assets" / "examples").glob("*.png")), "assets/examples"
+    path = work / "parity.db"
+    shutil.rmtree(path, ignore_errors=True)
+    st = MilvusStore(str(path))
+    out: dict[str, Any] = {"queries": len(queries), "source": source, "k": k, "photos": len(g), "backends": {}}
+    try:
+        recs = [PhotoRecord(pid, str(src), lab or "", "") for pid, src, lab in zip(g.ids, g.sources, g.labels)]
+        for name in ("triplet", "classifier"):
+            b = load_backend(name, threads=1)
+            st.add(b.feature_key, b.store_vectors(g.features(b), g.labels), recs)
+        sg = Gallery.from_store(st)
+        for name in ("triplet", "classifier"):
+            b = load_backend(name, threads=1)
+            strict = ties = labels = 0
+            ms_mem, ms_store = [], []
+            for q in queries:
+                a, c = b.search(q, g, k), b.search(q, sg, k)
+                strict += a.ids == c.ids
+                ties += same_up_to_ties(a.ids, a.scores, c.ids, c.scores)
+                labels += a.labels == c.labels
+                ms_mem.append(a.extras["timings_ms"]["search"])
+                ms_store.append(c.extras["timings_ms"]["search"])
+            out["backends"][name] = {"identical": strict, "identical_up_to_float_ties": ties, "same_labels": labels,
+                                     "search_ms_memory": percentiles(ms_mem), "search_ms_milvus_lite": percentiles(ms_store)}
+            print(f"  parity {name}: {out['backends'][name]}", file=sys.stderr, flush=True)
+    finally:
+        st.close()
+        shutil.rmtree(path, ignore_errors=True)
+    return out
+
+
+def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """`old`'s rows with `new`'s results added (replacing a store measured in both); one report."""
+    rows = {row["n"]: row for row in old["rows"]}
+    for row in new["rows"]:
+        if row["n"] not in rows:
+            rows[row["n"]] = row
+            continue
+        names = {s["store"] for s in row["results"]}
+        rows[row["n"]]["results"] = [s for s in rows[row["n"]]["results"] if s["store"] not in names] + row["results"]
+    old["rows"] = [rows[n] for n in sorted(rows)]
+    old["seconds"] = round(old.get("seconds", 0) + new.get("seconds", 0), 1)
+    old["load_average_at_end"] = new.get("load_average_at_end")
+    old["runs"] = old.get("runs", 1) + 1
+    for extra in ("indexing", "parity"):
+        if extra in new:
+            old[extra] = new[extra]
+    return old
+
+
 def markdown_section(r: dict[str, Any]) -> str:
     """The BENCHMARKS.md section, between markers so the full benchmark keeps it (see `keep_section`)."""
     lines = [BEGIN, "## Vector stores: in-process vs Milvus Lite", "",
@@ -206,11 +323,34 @@ def markdown_section(r: dict[str, Any]) -> str:
                          f"{s['ms']['p50']:.2f} / {s['ms']['p90']:.2f} | {s['recall']:.3f} | {s.get('rss_mib')} |")
     sweeps = [(row["n"], s) for row in r["rows"] for s in row["results"] if "ef_sweep" in s]
     if sweeps:
-        lines += ["", "Milvus Lite, ef swept at search time (same index):", "",
-                  "| vectors | ef | query ms p50 / p90 | recall@20 |", "|---|---|---|---|"]
+        lines += ["", "HNSW ef swept at search time (same index; the table above shows the fastest ef with "
+                  "recall@20 ≥ 0.95 for FAISS, ef = 128 for Milvus Lite):", "",
+                  "| vectors | store | ef | query ms p50 / p90 | recall@20 |", "|---|---|---|---|---|"]
         for n, s in sweeps:
             for e in s["ef_sweep"]:
-                lines.append(f"| {n:,} | {e['ef']} | {e['ms']['p50']:.1f} / {e['ms']['p90']:.1f} | {e['recall']:.3f} |")
+                lines.append(f"| {n:,} | {s['store'].split(' (')[0]} | {e['ef']} | {e['ms']['p50']:.2f} / "
+                             f"{e['ms']['p90']:.2f} | {e['recall']:.3f} |")
+    par = r.get("parity")
+    if par:
+        lines += ["", f"The bundled gallery ({par['photos']} photos) in memory vs in Milvus Lite, `backend.search` top {par['k']} "
+                  f"for {par['queries']} sketches ({par['source']}):", "",
+                  "| backend | identical top 10 | identical up to float32 ties | same classes in the same order | "
+                  "search ms in memory p50 | in Milvus Lite p50 |", "|---|---|---|---|---|---|"]
+        for name, x in par["backends"].items():
+            lines.append(f"| `{name}` | {x['identical']}/{par['queries']} | {x['identical_up_to_float_ties']}/{par['queries']} | "
+                         f"{x['same_labels']}/{par['queries']} | {x['search_ms_memory']['p50']:.2f} | "
+                         f"{x['search_ms_milvus_lite']['p50']:.2f} |")
+    ix = r.get("indexing")
+    if ix:
+        lines += ["", f"Indexing a folder (`build_gallery FOLDER --store`, `{ix['backend']}`, {ix['milvus_lite']['photos']:,} "
+                  f"photos of `{Path(ix['folder']).name}`):", "",
+                  "| store | photos/s (wall) | decode photos/s (2nd thread) | encode photos/s | store writes photos/s | "
+                  "load average before → after |", "|---|---|---|---|---|---|"]
+        for name in ("memory", "milvus_lite"):
+            x = ix[name]
+            lines.append(f"| {name.replace('_', ' ')} | {x['photos_per_s']} | {x['decode_photos_per_s']} | "
+                         f"{x['encode_photos_per_s']} | {x['store_photos_per_s']} | {ix['load_average_before']} → "
+                         f"{ix['load_average_after']} |")
     env = r["environment"]
     lines += ["", f"*How measured:* `python -m sbir_core.bench.stores` ({r['seconds'] / 60:.0f} min, {r.get('generated', '')}); "
               f"synthetic unit vectors of `triplet`'s dimension (d = {r['d']}) near a random {LOWRANK_RANK}-dimensional "
@@ -256,6 +396,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="queries per size, size:count,... (Milvus Lite's queries are slow at 1M; default 50)")
     ap.add_argument("--ef", default="64,128,256", help="Milvus Lite ef values to sweep at search time")
     ap.add_argument("--ef-large", default="128", help=f"the same from {LARGE:,} vectors on")
+    ap.add_argument("--steps", default="memory,milvus_lite,faiss_hnsw", help="which stores, in this order")
+    ap.add_argument("--parity", type=int, default=0, help="also compare the bundled gallery in memory and in Milvus "
+                    "Lite on this many held-out doodles per class")
+    ap.add_argument("--index-folder", default=None, help="also time build_gallery FOLDER --store on this folder")
+    ap.add_argument("--index-backend", default="triplet")
+    ap.add_argument("--index-limit", type=int, default=None, help="index at most this many photos")
+    ap.add_argument("--merge", default=None, help="a bench_stores.json whose rows this run's results join "
+                    "(e.g. FAISS measured in a second run); the section then shows both")
     ap.add_argument("--out-dir", default=None, help="where bench_stores.json goes and whose BENCHMARKS.md gets the "
                     "section (default: the repo root)")
     ap.add_argument("--work-dir", default=None, help="where the Milvus Lite files are written (default: a temp folder)")
@@ -264,7 +412,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ.update(THREAD_ENV)
         os.execv(sys.executable, [sys.executable, "-m", "sbir_core.bench.stores", *(sys.argv[1:] if argv is None else argv)])
     from datetime import datetime, timezone
-    sizes = [int(s) for s in a.sizes.split(",") if s]
+    sizes = [int(s) for s in a.sizes.split(",") if s and s != "0"]
     queries = {int(p.split(":")[0]): int(p.split(":")[1]) for p in a.queries.split(",") if p}
     out = Path(a.out_dir) if a.out_dir else REPO_ROOT
     out.mkdir(parents=True, exist_ok=True)
@@ -282,7 +430,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         (out / "bench_stores.json").write_text(json.dumps(r, indent=1) + "\n")
 
     r = run_stores(sizes, queries, [int(e) for e in a.ef.split(",") if e], [int(e) for e in a.ef_large.split(",") if e],
-                   folder=Path(a.work_dir) if a.work_dir else None, save=save)
+                   folder=Path(a.work_dir) if a.work_dir else None, save=save, steps=a.steps.split(","))
+    if a.parity:
+        work = Path(a.work_dir or tempfile.mkdtemp(prefix="sbir-parity-"))
+        work.mkdir(parents=True, exist_ok=True)
+        r["parity"] = bundled_parity(work, a.parity)
+    if a.index_folder:
+        work = Path(a.work_dir or tempfile.mkdtemp(prefix="sbir-index-"))
+        work.mkdir(parents=True, exist_ok=True)
+        r["indexing"] = bench_indexing(Path(a.index_folder), a.index_backend, work, a.index_limit)
+    if a.merge:
+        r = merge(json.loads(Path(a.merge).read_text()), r)
     save(r)
     write_section(out / "BENCHMARKS.md", markdown_section(r))
     print(f"wrote {out / 'bench_stores.json'} and the stores section of {out / 'BENCHMARKS.md'}")
