@@ -163,7 +163,10 @@ class MilvusStore(VectorStore):
         params = self.client.prepare_index_params()
         build = {"HNSW": {"M": self.m, "efConstruction": self.ef_construction}, "FLAT": {},
                  "IVF_FLAT": {"nlist": self.nlist}}[self.index]
-        params.add_index(field_name="vector", index_type=self.index, metric_type="IP", params=build)
+        # pymilvus 3 sends build parameters as separate key-value pairs, Milvus Lite 3.2 reads them from a
+        # JSON "params" pair (and ignores the rest, keeping its defaults): send both; servers read either
+        params.add_index(field_name="vector", index_type=self.index, metric_type="IP",
+                         params=build | ({"params": build} if build else {}))
         self.client.create_collection(name, schema=schema, index_params=params, description=key,
                                       consistency_level="Strong")
         self.client.load_collection(name)
