@@ -228,8 +228,9 @@ def bench_indexing(folder: Path, backend_name: str, work: Path, limit: int | Non
     from ..store.build import index_folder
     from ..store.milvus import MilvusStore
     from .env import load_average
-    backend = load_backend(backend_name)                  # ONNX Runtime's default: every core
-    out: dict[str, Any] = {"folder": str(folder), "backend": backend_name, "load_average_before": load_average()}
+    backend = load_backend(backend_name, threads=os.cpu_count() or 1)     # as build_gallery: every core
+    out: dict[str, Any] = {"folder": str(folder), "backend": backend_name, "ort_threads": os.cpu_count(),
+                           "load_average_before": load_average()}
     index_folder(folder, MemoryStore(), [backend], limit=64)       # warm-up: sessions, page cache
     for name in ("memory", "milvus_lite"):
         path = work / "indexing.db"
@@ -355,19 +356,21 @@ def markdown_section(r: dict[str, Any]) -> str:
                   "| backend | identical top 10 | identical up to float32 ties | same classes in the same order | "
                   "search ms in memory p50 | in Milvus Lite p50 |", "|---|---|---|---|---|---|"]
         for name, x in par["backends"].items():
-            lines.append(f"| `{name}` | {x['identical']}/{par['queries']} | {x['identical_up_to_float_ties']}/{par['queries']} | "
+            ties = "n/a (its store scores carry the tie-break)" if name.startswith("classifier") else \
+                f"{x['identical_up_to_float_ties']}/{par['queries']}"
+            lines.append(f"| `{name}` | {x['identical']}/{par['queries']} | {ties} | "
                          f"{x['same_labels']}/{par['queries']} | {x['search_ms_memory']['p50']:.2f} | "
                          f"{x['search_ms_milvus_lite']['p50']:.2f} |")
     ix = r.get("indexing")
     if ix:
         lines += ["", f"Indexing a folder (`build_gallery FOLDER --store`, `{ix['backend']}`, {ix['milvus_lite']['photos']:,} "
-                  f"photos of `{Path(ix['folder']).name}`):", "",
+                  f"photos of `{Path(ix['folder']).parent.name}/{Path(ix['folder']).name}`; {ix['milvus_lite']['indexed'][ix['backend']]:,} of them indexed per store):", "",
                   "| store | photos/s (wall) | decode photos/s (2nd thread) | encode photos/s | store writes photos/s | "
                   "load average before → after |", "|---|---|---|---|---|---|"]
         for name in ("memory", "milvus_lite"):
             x = ix[name]
             lines.append(f"| {name.replace('_', ' ')} | {x['photos_per_s']} | {x['decode_photos_per_s']} | "
-                         f"{x['encode_photos_per_s']} | {x['store_photos_per_s']} | {ix['load_average_before']} → "
+                         f"{x['encode_photos_per_s']} | {x['store_photos_per_s'] or '– (a list append)'} | {ix['load_average_before']} → "
                          f"{ix['load_average_after']} |")
     env = r["environment"]
     lines += ["", f"*How measured:* `python -m sbir_core.bench.stores` ({r['seconds'] / 60:.0f} min, {r.get('generated', '')}); "
@@ -380,7 +383,7 @@ def markdown_section(r: dict[str, Any]) -> str:
               f"{next((s.get('build_threads') for row in r['rows'] for s in row['results'] if 'build_threads' in s), '?')} threads; Milvus Lite {r.get('milvus_lite_version', '')} "
               f"builds one HNSW per sealed segment of at most 100,000 rows and merges the segments' results. "
               f"'Ready' = opening the store again and its first query (segments and indexes loaded), after the inserting process flushed and closed it (Milvus Lite's close waits for its background compaction and per-segment index builds). RSS = the benchmark process after "
-              f"the step (Milvus Lite runs inside it). Machine: {env.get('cpu', '?')}, {env.get('cpus', '?')} CPUs, shared "
+              f"the step (Milvus Lite runs inside it). Machine: {env.get('cpu', '?')}, {env.get('logical_cpus', '?')} logical CPUs, {env.get('memory_gib', '?')} GiB, shared "
               f"with other jobs: load average {r.get('load_average_at_start')} at the start, "
               f"{r.get('load_average_at_end')} at the end.",
               END]
@@ -431,6 +434,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.execv(sys.executable, [sys.executable, "-m", "sbir_core.bench.stores", *(sys.argv[1:] if argv is None else argv)])
     from datetime import datetime, timezone
     sizes = [int(s) for s in a.sizes.split(",") if s and s != "0"]
+    t_main = time.perf_counter()
     queries = {int(p.split(":")[0]): int(p.split(":")[1]) for p in a.queries.split(",") if p}
     out = Path(a.out_dir) if a.out_dir else REPO_ROOT
     out.mkdir(parents=True, exist_ok=True)
@@ -457,6 +461,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         work = Path(a.work_dir or tempfile.mkdtemp(prefix="sbir-index-"))
         work.mkdir(parents=True, exist_ok=True)
         r["indexing"] = bench_indexing(Path(a.index_folder), a.index_backend, work, a.index_limit)
+    r["seconds"] = round(time.perf_counter() - t_main, 1)
     if a.merge:
         r = merge(json.loads(Path(a.merge).read_text()), r)
     save(r)

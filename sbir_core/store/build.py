@@ -199,7 +199,7 @@ class ProgressBar:
 
 
 def main_index(folder: Path, uri: str | None, backend_names: Sequence[str], batch: int = BATCH,
-               prune: bool = True, limit: int | None = None, as_json: bool = False) -> int:
+               prune: bool = True, limit: int | None = None, as_json: bool = False, threads: int | None = None) -> int:
     """The command line's folder mode (see `sbir_core.build_gallery`): index, print a summary, and
     return the exit status (0 ok, 1 some photos unreadable, 130 interrupted)."""
     import json
@@ -209,7 +209,8 @@ def main_index(folder: Path, uri: str | None, backend_names: Sequence[str], batc
     from . import is_memory, open_store, store_uri
 
     names = list(backend_names) or available_backends()
-    backends = [load_backend(n) for n in names]
+    # batches of photos use every core (a search uses one thread: SBIR_THREADS, default 1)
+    backends = [load_backend(n, threads=threads or os.cpu_count() or 1) for n in names]
     uri = store_uri(uri)
     if is_memory(uri):               # today's behaviour: features cached beside the folder gallery
         g = Gallery.from_folder(folder)
