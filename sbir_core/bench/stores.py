@@ -38,6 +38,7 @@ D = 125                      # triplet's embedding size
 K = 20
 BATCH = 2_000
 HNSW = {"M": 16, "efConstruction": 100, "ef": 128}     # the same for FAISS in-process and Milvus Lite
+IVF = {"nlist": 256, "nprobe": 16}                  # Milvus Lite's IVF_FLAT (per segment of <= 100k rows)
 LARGE = 500_000              # from this size on, Milvus Lite is searched at `ef_large` only (its queries are slow)
 BEGIN = "<!-- stores:begin (python -m sbir_core.bench.stores) -->"
 END = "<!-- stores:end -->"
@@ -87,8 +88,6 @@ def bench_memory(vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray) ->
     out = {"store": "memory (in-process, FAISS IndexFlatIP: exact)", "index": "exact flat scan",
            "insert_per_s": round(len(vectors) / insert_s), "insert_s": round(insert_s, 1),
            "ready_s": round(first_s, 2), "ms": ms, "recall": round(recall_at_k(found, truth), 4), "rss_mib": rss_mib()}
-    del st
-    gc.collect()
     return out
 
 
@@ -116,13 +115,11 @@ def bench_faiss_hnsw(vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray
            f"efConstruction={HNSW['efConstruction']}, ef={best['ef']}", "insert_per_s": round(len(vectors) / insert_s),
            "insert_s": round(insert_s, 1), "ready_s": 0.0, "ms": best["ms"], "recall": best["recall"],
            "ef_sweep": sweep, "build_threads": threads, "rss_mib": rss_mib()}
-    del index
-    gc.collect()
     return out
 
 
 def bench_milvus_lite(vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray, folder: Path,
-                      ef_values: Sequence[int], threads: int = 2) -> dict[str, Any]:
+                      ef_values: Sequence[int], threads: int = 2, index: str = "HNSW") -> dict[str, Any]:
     """As a gallery is used: one process inserts (build_gallery) and closes the file, which waits for
     Milvus Lite's background work (compaction, each sealed segment's HNSW); then the store is opened
     again, as the app opens it, and searched. (Searched in the inserting process, Milvus Lite 3.2 scans
@@ -131,6 +128,8 @@ def bench_milvus_lite(vectors: np.ndarray, queries: np.ndarray, truth: np.ndarra
     path = folder / f"bench-{len(vectors)}.db"
     shutil.rmtree(path, ignore_errors=True)
     opts = dict(index="HNSW", m=HNSW["M"], ef_construction=HNSW["efConstruction"], ef=HNSW["ef"])
+    if index == "IVF_FLAT":
+        opts = dict(index="IVF_FLAT", nlist=IVF["nlist"], nprobe=IVF["nprobe"])
     import faiss
     faiss.omp_set_num_threads(threads)          # Milvus Lite builds its HNSW with FAISS in this process
     st = MilvusStore(str(path), **opts)
@@ -150,12 +149,13 @@ def bench_milvus_lite(vectors: np.ndarray, queries: np.ndarray, truth: np.ndarra
         st.search("bench", queries[0], K)                     # loads the segments and their indexes
         open_s = time.perf_counter() - t1
         sweep = []
-        for ef in ef_values:
-            st.ef = ef
+        for ef in ef_values:                     # ef for HNSW, nprobe for IVF_FLAT
+            st.ef = st.nprobe = ef
             ms, found = _timed_queries(lambda q: _store_rows(st.search("bench", q, K)[0]), queries)
             sweep.append({"ef": ef, "ms": ms, "recall": round(recall_at_k(found, truth), 4)})
-            print(f"    milvus lite n={len(vectors)} ef={ef}: {sweep[-1]}", file=sys.stderr, flush=True)
-        best = sweep[[s["ef"] for s in sweep].index(HNSW["ef"])] if HNSW["ef"] in ef_values else sweep[0]
+            print(f"    milvus lite n={len(vectors)} {'nprobe' if index == 'IVF_FLAT' else 'ef'}={ef}: {sweep[-1]}",
+                  file=sys.stderr, flush=True)
+        best = sweep[[s["ef"] for s in sweep].index(HNSW["ef"])] if HNSW["ef"] in ef_values else sweep[-1]
         t2 = time.perf_counter()
         count = st.count("bench")
         count_s = time.perf_counter() - t2
@@ -163,8 +163,10 @@ def bench_milvus_lite(vectors: np.ndarray, queries: np.ndarray, truth: np.ndarra
         spec = json.loads(manifest.read_text()).get("index_specs", {}).get("vector", {}) if manifest else {}
         n_index = len(list(path.rglob("*.idx")))
         disk = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-        return {"store": "Milvus Lite (pymilvus -> in-process gRPC server, local .db)", "index":
-                f"HNSW M={HNSW['M']}, efConstruction={HNSW['efConstruction']}, ef={best['ef']} (metric IP)",
+        desc = (f"HNSW M={HNSW['M']}, efConstruction={HNSW['efConstruction']}, ef={best['ef']} (metric IP)"
+                if index == "HNSW" else f"IVF_FLAT nlist={IVF['nlist']} per segment, nprobe={best['ef']} (metric IP)")
+        return {"store": "Milvus Lite (pymilvus -> in-process gRPC server, local .db)", "index": desc,
+                "index_type": index,
                 "insert_per_s": round(len(vectors) / insert_s), "insert_s": round(insert_s, 1),
                 "close_s": round(close_s, 1), "ready_s": round(open_s, 2), "ms": best["ms"], "recall": best["recall"],
                 "ef_sweep": sweep, "count": count, "count_s": round(count_s, 1), "index_files": n_index,
@@ -176,7 +178,8 @@ def bench_milvus_lite(vectors: np.ndarray, queries: np.ndarray, truth: np.ndarra
 
 def run_stores(sizes: Sequence[int], queries_per_size: dict[int, int], ef_values: Sequence[int] = (64, 128, 256),
                ef_large: Sequence[int] = (128,), threads: int = 2, seed: int = 0, folder: Path | None = None,
-               save: Any = None, steps: Sequence[str] = ("memory", "milvus_lite", "faiss_hnsw")) -> dict[str, Any]:
+               save: Any = None, steps: Sequence[str] = ("memory", "milvus_lite", "faiss_hnsw"),
+               milvus_index: str = "HNSW") -> dict[str, Any]:
     """Every store at every size; `save(partial_report)` after each step, so a run cut short keeps
     what it measured."""
     from .env import describe, load_average
@@ -204,7 +207,8 @@ def run_stores(sizes: Sequence[int], queries_per_size: dict[int, int], ef_values
             elif step == "faiss_hnsw":
                 res = bench_faiss_hnsw(vectors, queries, truth, threads)
             else:
-                res = bench_milvus_lite(vectors, queries, truth, tmp, ef_large if n >= LARGE else ef_values, threads)
+                res = bench_milvus_lite(vectors, queries, truth, tmp, ef_large if n >= LARGE else ef_values, threads,
+                                        milvus_index)
             res["seconds"] = round(time.perf_counter() - t0, 1)
             res["load_average_after"] = load_average()
             row["results"].append(res)
@@ -318,8 +322,8 @@ def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
         if row["n"] not in rows:
             rows[row["n"]] = row
             continue
-        names = {s["store"] for s in row["results"]}
-        rows[row["n"]]["results"] = [s for s in rows[row["n"]]["results"] if s["store"] not in names] + row["results"]
+        names = {(s["store"], s["index"]) for s in row["results"]}
+        rows[row["n"]]["results"] = [s for s in rows[row["n"]]["results"] if (s["store"], s["index"]) not in names] + row["results"]
     old["rows"] = [rows[n] for n in sorted(rows)]
     old["seconds"] = round(old.get("seconds", 0) + new.get("seconds", 0), 1)
     old["load_average_at_end"] = new.get("load_average_at_end")
@@ -342,12 +346,13 @@ def markdown_section(r: dict[str, Any]) -> str:
                          f"{s['ms']['p50']:.2f} / {s['ms']['p90']:.2f} | {s['recall']:.3f} | {s.get('rss_mib')} |")
     sweeps = [(row["n"], s) for row in r["rows"] for s in row["results"] if "ef_sweep" in s]
     if sweeps:
-        lines += ["", "HNSW ef swept at search time (same index; the table above shows the fastest ef with "
-                  "recall@20 ≥ 0.95 for FAISS, ef = 128 for Milvus Lite):", "",
-                  "| vectors | store | ef | query ms p50 / p90 | recall@20 |", "|---|---|---|---|---|"]
+        lines += ["", "Search knob swept (same index; the table above shows the fastest FAISS ef with recall@20 ≥ 0.95, "
+                  "and Milvus Lite at ef = 128 or its last nprobe):", "",
+                  "| vectors | store | search knob | query ms p50 / p90 | recall@20 |", "|---|---|---|---|---|"]
         for n, s in sweeps:
             for e in s["ef_sweep"]:
-                lines.append(f"| {n:,} | {s['store'].split(' (')[0]} | {e['ef']} | {e['ms']['p50']:.2f} / "
+                knob = f"nprobe {e['ef']}" if s.get("index_type") == "IVF_FLAT" else f"ef {e['ef']}"
+                lines.append(f"| {n:,} | {s['store'].split(' (')[0]} | {knob} | {e['ms']['p50']:.2f} / "
                              f"{e['ms']['p90']:.2f} | {e['recall']:.3f} |")
     par = r.get("parity")
     if par:
@@ -417,6 +422,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="queries per size, size:count,... (Milvus Lite's queries are slow at 1M; default 50)")
     ap.add_argument("--ef", default="64,128,256", help="Milvus Lite ef values to sweep at search time")
     ap.add_argument("--ef-large", default="128", help=f"the same from {LARGE:,} vectors on")
+    ap.add_argument("--milvus-index", default="HNSW", choices=("HNSW", "IVF_FLAT"),
+                    help=f"Milvus Lite's index (IVF_FLAT: nlist={IVF['nlist']} per segment; --ef then lists nprobe values)")
     ap.add_argument("--steps", default="memory,milvus_lite,faiss_hnsw", help="which stores, in this order")
     ap.add_argument("--parity", type=int, default=0, help="also compare the bundled gallery in memory and in Milvus "
                     "Lite on this many held-out doodles per class")
@@ -424,7 +431,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--index-backend", default="triplet")
     ap.add_argument("--index-limit", type=int, default=None, help="index at most this many photos")
     ap.add_argument("--merge", default=None, help="a bench_stores.json whose rows this run's results join "
-                    "(e.g. FAISS measured in a second run); the section then shows both")
+                    "(e.g. FAISS measured in a second run; several: comma-separated); the section then shows all")
     ap.add_argument("--out-dir", default=None, help="where bench_stores.json goes and whose BENCHMARKS.md gets the "
                     "section (default: the repo root)")
     ap.add_argument("--work-dir", default=None, help="where the Milvus Lite files are written (default: a temp folder)")
@@ -452,7 +459,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         (out / "bench_stores.json").write_text(json.dumps(r, indent=1) + "\n")
 
     r = run_stores(sizes, queries, [int(e) for e in a.ef.split(",") if e], [int(e) for e in a.ef_large.split(",") if e],
-                   folder=Path(a.work_dir) if a.work_dir else None, save=save, steps=a.steps.split(","))
+                   folder=Path(a.work_dir) if a.work_dir else None, save=save, steps=a.steps.split(","),
+                   milvus_index=a.milvus_index)
     if a.parity:
         work = Path(a.work_dir or tempfile.mkdtemp(prefix="sbir-parity-"))
         work.mkdir(parents=True, exist_ok=True)
@@ -463,7 +471,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         r["indexing"] = bench_indexing(Path(a.index_folder), a.index_backend, work, a.index_limit)
     r["seconds"] = round(time.perf_counter() - t_main, 1)
     if a.merge:
-        r = merge(json.loads(Path(a.merge).read_text()), r)
+        for path in a.merge.split(","):
+            r = merge(json.loads(Path(path).read_text()), r)
     save(r)
     write_section(out / "BENCHMARKS.md", markdown_section(r))
     print(f"wrote {out / 'bench_stores.json'} and the stores section of {out / 'BENCHMARKS.md'}")

@@ -65,14 +65,13 @@ def open_store(uri: str | None = None) -> VectorStore:
     if _server(base):
         parts = urlsplit(base)
         try:
-            port = parts.port
+            parts.port                          # a port that is not a number (or out of range) raises here
         except ValueError:
             raise StoreError(f"store {base!r}: the port must be a number from 1 to 65535") from None
         if not parts.hostname:
             raise StoreError(f"store {base!r}: no host name (expected http://host:19530)")
         if parts.path not in ("", "/"):
             raise StoreError(f"store {base!r}: unexpected path {parts.path!r} (expected http://host:19530)")
-        del port
     elif base.rstrip("/").endswith(".db"):
         base = str(Path(base.rstrip("/")).expanduser())
     elif "://" in base:

@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
-import numpy as np
-
 from ..data.classes import canonical, normalise
 from ..data.preprocess import ImageInputError, load_image
 from ..data.readers import IMAGE_SUFFIXES
