@@ -561,7 +561,7 @@ def main(argv: list[str] | None = None) -> None:
                     help="with FOLDER: keep stored photos that are gone from the folder")
     ap.add_argument("--limit", type=int, default=None, help="with FOLDER: stop after this many photos")
     ap.add_argument("--json", action="store_true", help="with FOLDER: print the report as JSON")
-    ap.add_argument("--threads", type=int, default=None, help="with FOLDER: ONNX Runtime threads (default: every core)")
+    ap.add_argument("--threads", type=int, default=None, help="with FOLDER: ONNX Runtime threads (default: SBIR_THREADS or 1; photos are read in another)")
     ap.add_argument("--index", action="store_true", help="only (re)compute embeddings of the existing gallery")
     ap.add_argument("--no-index", action="store_true", help="build images/metadata/NOTICE but do not index")
     ap.add_argument("--measure", action="store_true", help="only measure the gallery (Quick, Draw! hit@4/P@4)")

@@ -134,10 +134,14 @@ def test_build_resumes_follows_changes_and_names_unreadable_files(tmp_path):
     # the added photo is found: its own stored vector ranks it first
     assert store.search(key, store.get(key, ["cat/new_cat"])[0], 1)[0] == ["cat/new_cat"]
 
+    c = load_backend("classifier", threads=1)                         # a second backend: same photos, own vectors
+    rep = index_folder(folder, store, [b, c], batch=5)
+    assert rep.indexed == {"triplet": 0, "classifier": 12} and store.dim(c.feature_key) == 2 * len(c.meta["classes"])
+
     changed = folder / "apple" / sorted(p.name for p in (folder / "apple").iterdir())[1]
     os.utime(changed, ns=(1, 1))                                      # a changed file: a new stamp
-    rep = index_folder(folder, store, [b], batch=5)
-    assert rep.indexed["triplet"] == 1
+    rep = index_folder(folder, store, [b, c], batch=5)
+    assert rep.indexed == {"triplet": 1, "classifier": 1}
     store.close()
 
 

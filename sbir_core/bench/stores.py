@@ -233,8 +233,8 @@ def bench_indexing(folder: Path, backend_name: str, work: Path, limit: int | Non
     from ..store.build import index_folder
     from ..store.milvus import MilvusStore
     from .env import load_average
-    threads = threads or os.cpu_count() or 1
-    backend = load_backend(backend_name, threads=threads)     # build_gallery's default: every core
+    threads = threads or 1
+    backend = load_backend(backend_name, threads=threads)     # build_gallery's default: 1 (photos read in another)
     out: dict[str, Any] = {"folder": str(folder), "backend": backend_name, "ort_threads": threads,
                            "load_average_before": load_average()}
     index_folder(folder, MemoryStore(), [backend], limit=64)       # warm-up: sessions, page cache
@@ -373,8 +373,8 @@ def markdown_section(r: dict[str, Any]) -> str:
     ix = r.get("indexing")
     if ix:
         lines += ["", f"Indexing a folder (`build_gallery FOLDER --store`, `{ix['backend']}`, {ix['milvus_lite']['photos']:,} "
-                  f"photos of `{Path(ix['folder']).parent.name}/{Path(ix['folder']).name}`; {ix['milvus_lite']['indexed'][ix['backend']]:,} of them indexed per store; ONNX Runtime with {ix.get('ort_threads', '?')} thread(s), decoding in a second thread):", "",
-                  "| store | photos/s (wall) | photos per CPU-second | decode photos/s (2nd thread) | encode photos/s | "
+                  f"photos of `{Path(ix['folder']).parent.name}/{Path(ix['folder']).name}`; {ix['milvus_lite']['indexed'][ix['backend']]:,} of them indexed per store; ONNX Runtime with {ix.get('ort_threads', '?')} thread(s), reading and preprocessing in a second thread):", "",
+                  "| store | photos/s (wall) | photos per CPU-second | read + preprocess photos/s (2nd thread) | encode photos/s | "
                   "store writes photos/s | load average before → after |", "|---|---|---|---|---|---|---|"]
         for name in ("memory", "milvus_lite"):
             x = ix[name]
@@ -382,6 +382,12 @@ def markdown_section(r: dict[str, Any]) -> str:
                          f"{x['decode_photos_per_s']} | "
                          f"{x['encode_photos_per_s']} | {x['store_photos_per_s'] or '– (a list append)'} | {ix['load_average_before']} → "
                          f"{ix['load_average_after']} |")
+    ix2 = r.get("indexing_2_ort_threads")
+    if ix2:
+        lines += ["", f"With {ix2['ort_threads']} ONNX Runtime threads instead (a run just before, load average "
+                  f"{ix2['load_average_before'][0]}): {ix2['milvus_lite']['photos_per_s']} photos/s into Milvus Lite, "
+                  f"{ix2['milvus_lite']['photos_per_cpu_s']} per CPU-second: the threads compete with the reading "
+                  f"thread and the machine's other jobs, so `build_gallery` runs one (`--threads` to change)."]
     env = r["environment"]
     how = (" / ".join(f"`{c.split('   #')[0]}`" for c in r["commands"]) if r.get("commands")
            else "`python -m sbir_core.bench.stores`")
@@ -438,7 +444,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--index-folder", default=None, help="also time build_gallery FOLDER --store on this folder")
     ap.add_argument("--index-backend", default="triplet")
     ap.add_argument("--index-limit", type=int, default=None, help="index at most this many photos")
-    ap.add_argument("--index-threads", type=int, default=None, help="ONNX Runtime threads (default: every core)")
+    ap.add_argument("--index-threads", type=int, default=None, help="ONNX Runtime threads (default 1, as build_gallery)")
     ap.add_argument("--merge", default=None, help="a bench_stores.json whose rows this run's results join "
                     "(e.g. FAISS measured in a second run; several: comma-separated); the section then shows all")
     ap.add_argument("--out-dir", default=None, help="where bench_stores.json goes and whose BENCHMARKS.md gets the "

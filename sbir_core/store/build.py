@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
+import numpy as np
+
 from ..data.classes import canonical, normalise
 from ..data.preprocess import ImageInputError, load_image
 from ..data.readers import IMAGE_SUFFIXES
@@ -43,7 +45,7 @@ class BuildReport:
     duplicates: list[str] = field(default_factory=list)       # files whose id another file already has
     seconds: float = 0.0
     cpu_s: float = 0.0                                    # this process's CPU time (all threads)
-    decode_s: float = 0.0                                 # reading + decoding images
+    decode_s: float = 0.0                                 # reading, decoding and preprocessing images (2nd thread)
     encode_s: float = 0.0                                 # preprocessing + the backends' photo models
     store_s: float = 0.0                                  # writing to the store
     interrupted: bool = False
@@ -122,28 +124,28 @@ def index_folder(folder: str | Path, store: VectorStore, backends: Sequence["Bac
     needed = sorted(set().union(*todo.values())) if todo else []
     if limit is not None:
         needed = needed[:limit]
-    wanted = {key: set(v) for key, v in todo.items()}
+    wanted = {b.feature_key: set(todo[b.feature_key]) for b in backends}
     done = 0
     batches = [needed[i:i + batch] for i in range(0, len(needed), batch)]
+    prepare = lambda rows: _prepare(listed, rows, backends, wanted)  # noqa: E731
     try:
-        with ThreadPoolExecutor(1) as pool:          # decodes the next batch while this one is encoded
-            pending = pool.submit(_decode, listed, batches[0]) if batches else None
+        with ThreadPoolExecutor(1) as pool:          # decodes and preprocesses the next batch while this one is encoded
+            pending = pool.submit(prepare, batches[0]) if batches else None
             for bi in range(len(batches)):
-                images, bad, dt = pending.result()
+                inputs, bad, dt = pending.result()
                 rep.decode_s += dt
-                pending = pool.submit(_decode, listed, batches[bi + 1]) if bi + 1 < len(batches) else None
+                pending = pool.submit(prepare, batches[bi + 1]) if bi + 1 < len(batches) else None
                 rep.unreadable += [f"{_name(listed[n].file)} ({why})" for n, why in bad]
                 for b in backends:
-                    key = b.feature_key
-                    rows = [n for n in images if n in wanted[key]]
+                    rows, x = inputs[b.feature_key]
                     if not rows:
                         continue
                     t0 = time.perf_counter()
-                    feats = b.encode_photos(b.photo_inputs([images[n] for n in rows]))
+                    feats = b.encode_photos(x)
                     recs = [listed[n] for n in rows]
                     vecs = b.store_vectors(feats, [r.label or None for r in recs])
                     t1 = time.perf_counter()
-                    store.add(key, vecs, recs)
+                    store.add(b.feature_key, vecs, recs)
                     rep.store_s += time.perf_counter() - t1
                     rep.encode_s += t1 - t0
                     rep.indexed[b.name] += len(rows)
@@ -159,8 +161,11 @@ def index_folder(folder: str | Path, store: VectorStore, backends: Sequence["Bac
     return rep
 
 
-def _decode(listed: Sequence[PhotoRecord], rows: Sequence[int]) -> tuple[dict[int, Any], list[tuple[int, str]], float]:
-    """Open one batch of photos through the guarded loader: {position: image}, [(position, why)], seconds."""
+def _prepare(listed: Sequence[PhotoRecord], rows: Sequence[int], backends: Sequence["Backend"],
+             wanted: dict[str, set[int]]) -> tuple[dict[str, tuple[list[int], Any]], list[tuple[int, str]], float]:
+    """One batch, off the encoding thread: open each photo through the guarded loader once, then each
+    backend's model inputs (shared by backends with the same photo preprocessing). Returns {feature
+    key: (positions, (B, 3, S, S) inputs)}, [(position, why unreadable)], seconds."""
     t0 = time.perf_counter()
     images, bad = {}, []
     for n in rows:
@@ -172,7 +177,23 @@ def _decode(listed: Sequence[PhotoRecord], rows: Sequence[int]) -> tuple[dict[in
             bad.append((n, str(e)))
         except OSError as e:                         # vanished or unreadable since it was listed
             bad.append((n, e.strerror or str(e)))
-    return images, bad, time.perf_counter() - t0
+    out: dict[str, tuple[list[int], Any]] = {}
+    made: dict[tuple, tuple[list[int], Any]] = {}
+    for b in backends:
+        mine = [n for n in images if n in wanted[b.feature_key]]
+        how = (type(b).photo_inputs, repr(b.photo_preprocess or b.preprocess), tuple(mine))
+        if how not in made:
+            good, arrays = [], []
+            for n in mine:
+                try:
+                    arrays.append(b.photo_inputs([images[n]])[0])
+                    good.append(n)
+                except ImageInputError as e:
+                    if not any(m == n for m, _ in bad):
+                        bad.append((n, str(e)))
+            made[how] = (good, np.stack(arrays) if arrays else None)
+        out[b.feature_key] = made[how]
+    return out, bad, time.perf_counter() - t0
 
 
 def _name(path: str) -> str:
@@ -211,8 +232,9 @@ def main_index(folder: Path, uri: str | None, backend_names: Sequence[str], batc
     from . import is_memory, open_store, store_uri
 
     names = list(backend_names) or available_backends()
-    # batches of photos use every core (a search uses one thread: SBIR_THREADS, default 1)
-    backends = [load_backend(n, threads=threads or os.cpu_count() or 1) for n in names]
+    # one ONNX Runtime thread (SBIR_THREADS) beside the thread that reads and preprocesses: on 2 cores
+    # that indexed faster than 2 ORT threads, 103 vs 73 photos per CPU-second (docs/stores.md)
+    backends = [load_backend(n, threads=threads) for n in names]
     uri = store_uri(uri)
     if is_memory(uri):               # today's behaviour: features cached beside the folder gallery
         g = Gallery.from_folder(folder)
@@ -237,7 +259,7 @@ def main_index(folder: Path, uri: str | None, backend_names: Sequence[str], batc
             print(f"  {n}: {rep.indexed[n]} indexed now, {rep.already[n]} already stored, "
                   f"{rep.removed.get(n, 0)} removed (gone from the folder), {rep.stored[n]} in the store")
         if d["photos_per_s"]:
-            print(f"  {d['photos_per_s']} photos/s ({d['seconds']} s: decode {d['seconds_decode']} s in a second "
+            print(f"  {d['photos_per_s']} photos/s ({d['seconds']} s: read + preprocess {d['seconds_decode']} s in a second "
                   f"thread, encode {d['seconds_encode']} s, store {d['seconds_store']} s)")
         for line in rep.duplicates:
             print(f"  duplicate id, not indexed: {line}", file=sys.stderr)
