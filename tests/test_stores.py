@@ -11,7 +11,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import milvus_lite  # noqa: F401  (requirements-test.txt installs both: a missing one must fail here, not skip)
 import numpy as np
+import pymilvus  # noqa: F401
 import pytest
 
 from sbir_core import Gallery, load_backend
@@ -20,8 +22,6 @@ from sbir_core.store import MemoryStore, PhotoRecord, StoreError, is_store_uri, 
 from sbir_core.bench.stores import same_up_to_ties as same_ranking
 from sbir_core.store.build import index_folder, list_folder
 
-pytest.importorskip("pymilvus")
-pytest.importorskip("milvus_lite")
 
 EXAMPLES = sorted((REPO_ROOT / "assets" / "examples").glob("*.png"))
 
@@ -187,6 +187,12 @@ def test_store_apis_agree_on_add_delete_replace(tmp_path):
 def test_bad_uris_get_a_clear_message(uri, message):
     with pytest.raises(StoreError, match=message):
         open_store(uri)
+
+
+def test_missing_pymilvus_is_a_message(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pymilvus", None)                   # as if not installed
+    with pytest.raises(StoreError, match="needs the pymilvus package.*requirements-milvus.txt"):
+        open_store("./photos.db")
 
 
 def test_uri_forms():
