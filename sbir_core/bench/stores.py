@@ -401,7 +401,7 @@ def markdown_section(r: dict[str, Any]) -> str:
               f"Lite (M={r['hnsw']['M']}, efConstruction={r['hnsw']['efConstruction']}), both built by FAISS with "
               f"{next((s.get('build_threads') for row in r['rows'] for s in row['results'] if 'build_threads' in s), '?')} threads; Milvus Lite {r.get('milvus_lite_version', '')} "
               f"builds one HNSW per sealed segment of at most 100,000 rows and merges the segments' results. "
-              f"Milvus Lite's insert rate counts the upserts; its segments' indexes are built in the background, and closing the file waits for them ('then indexes built in'); 'reopened' = opening the store again, as the app does, and its first answer (segments and indexes loaded). A 1M HNSW build did not fit the session on the shared cores, so 1M uses IVF_FLAT (nlist 256 per segment). RSS = the benchmark process after "
+              f"Milvus Lite's insert rate counts the upserts; its segments' indexes are built in the background, and closing the file waits for them ('then indexes built in'); 'reopened' = opening the store again, as the app does, and its first answer (segments and indexes loaded). IVF_FLAT: nlist centroids per segment, searched at nprobe. Each row's load average before and after is in bench_stores.json. RSS = the benchmark process after "
               f"the step (Milvus Lite runs inside it). Machine: {env.get('cpu', '?')}, {env.get('logical_cpus', '?')} logical CPUs, {env.get('memory_gib', '?')} GiB, shared "
               f"with other jobs: load average {r.get('load_average_at_start')} at the start, "
               f"{r.get('load_average_at_end')} at the end.",
