@@ -382,10 +382,15 @@ def markdown_section(r: dict[str, Any]) -> str:
                          f"{x['decode_photos_per_s']} | "
                          f"{x['encode_photos_per_s']} | {x['store_photos_per_s'] or '– (a list append)'} | {ix['load_average_before']} → "
                          f"{ix['load_average_after']} |")
+    busy = r.get("indexing_loaded")
+    if busy:
+        lines += ["", f"The same on a busier moment (load average {busy['load_average_before'][0]}): "
+                  f"{busy['milvus_lite']['photos_per_s']} photos/s into Milvus Lite, {busy['memory']['photos_per_s']} "
+                  f"in-process; per CPU-second {busy['milvus_lite']['photos_per_cpu_s']}."]
     ix2 = r.get("indexing_2_ort_threads")
     if ix2:
-        lines += ["", f"With {ix2['ort_threads']} ONNX Runtime threads instead (a run just before, load average "
-                  f"{ix2['load_average_before'][0]}): {ix2['milvus_lite']['photos_per_s']} photos/s into Milvus Lite, "
+        lines += ["", f"With {ix2['ort_threads']} ONNX Runtime threads instead (at load average "
+                  f"{ix2["load_average_before"][0]}, beside the busier run): {ix2['milvus_lite']['photos_per_s']} photos/s into Milvus Lite, "
                   f"{ix2['milvus_lite']['photos_per_cpu_s']} per CPU-second: the threads compete with the reading "
                   f"thread and the machine's other jobs, so `build_gallery` runs one (`--threads` to change)."]
     env = r["environment"]
