@@ -390,7 +390,7 @@ def markdown_section(r: dict[str, Any]) -> str:
     ix2 = r.get("indexing_2_ort_threads")
     if ix2:
         lines += ["", f"With {ix2['ort_threads']} ONNX Runtime threads instead (at load average "
-                  f"{ix2["load_average_before"][0]}, beside the busier run): {ix2['milvus_lite']['photos_per_s']} photos/s into Milvus Lite, "
+                  f"{ix2['load_average_before'][0]}, beside the busier run): {ix2['milvus_lite']['photos_per_s']} photos/s into Milvus Lite, "
                   f"{ix2['milvus_lite']['photos_per_cpu_s']} per CPU-second: the threads compete with the reading "
                   f"thread and the machine's other jobs, so `build_gallery` runs one (`--threads` to change)."]
     env = r["environment"]
