@@ -117,7 +117,10 @@ def ensure_indexed(backend: Backend, gallery: Gallery) -> str | None:
         bar.progress(done / max(total, 1), text=f"Indexing photos for {backend.name}: {done}/{total}")
 
     try:
-        gallery.features(backend, progress)
+        if gallery.store is not None:
+            gallery.check_store(backend)          # a store gallery searches in its store: nothing to load
+        else:
+            gallery.features(backend, progress)
     except (ImageInputError, ModelFileError, OSError) as e:
         return f"The gallery could not be indexed: {e}"
     except Exception as e:  # never a traceback on the page

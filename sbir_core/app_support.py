@@ -105,6 +105,11 @@ def gallery_sources() -> list[GallerySource]:
     if extra and Path(extra).is_dir():
         out.append(GallerySource("folder", f"Folder {Path(extra).name}", f"Photos from {extra}",
                                  lambda: Gallery.from_folder(extra)))
+    from .store import is_memory, store_uri
+    if not is_memory():          # SBIR_STORE names a Milvus store: its photos, searched there
+        uri = store_uri()
+        out.append(GallerySource("store", f"Store {uri.split('?', 1)[0]}", f"Photos indexed in the vector store {uri} "
+                                 "(python -m sbir_core.build_gallery FOLDER --store URI)", lambda: Gallery.from_store(uri)))
     return out
 
 

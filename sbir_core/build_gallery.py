@@ -11,6 +11,8 @@ is the reviewed list `galleries/bundled_sources.tsv`; nothing is chosen automati
     python -m sbir_core.build_gallery              # images + metadata.csv + NOTICE, then --index
     python -m sbir_core.build_gallery --index      # only (re)compute embeddings for every backend
     python -m sbir_core.build_gallery --measure    # size, classes, Quick, Draw! coverage and hit@4/P@4
+    python -m sbir_core.build_gallery FOLDER --store ./photos.db --backends triplet,classifier
+                                                   # any folder into a vector store (sbir_core/store/build.py)
 
 Without root, `apt-get download` the three packages, `dpkg -x` each into one folder and point
 `SBIR_PACKAGES_ROOT` (or `--packages-root`) at it.
@@ -550,17 +552,35 @@ def summary(out_dir: Path = BUNDLED_DIR) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("folder", nargs="?", type=Path, default=None,
+                    help="index this folder of photos (<class>/<image> or flat) into --store instead")
+    ap.add_argument("--store", default=None, help="with FOLDER: memory (default; or $SBIR_STORE), ./photos.db "
+                    "(Milvus Lite) or http://host:19530 (a Milvus server)")
+    ap.add_argument("--batch", type=int, default=64, help="with FOLDER: photos per batch")
+    ap.add_argument("--no-prune", action="store_true",
+                    help="with FOLDER: keep stored photos that are gone from the folder")
+    ap.add_argument("--limit", type=int, default=None, help="with FOLDER: stop after this many photos")
+    ap.add_argument("--json", action="store_true", help="with FOLDER: print the report as JSON")
+    ap.add_argument("--threads", type=int, default=None, help="with FOLDER: ONNX Runtime threads (default: SBIR_THREADS or 1; photos are read in another)")
     ap.add_argument("--index", action="store_true", help="only (re)compute embeddings of the existing gallery")
     ap.add_argument("--no-index", action="store_true", help="build images/metadata/NOTICE but do not index")
     ap.add_argument("--measure", action="store_true", help="only measure the gallery (Quick, Draw! hit@4/P@4)")
     ap.add_argument("--gallery", type=Path, default=BUNDLED_DIR, help="gallery folder for --index/--measure")
-    ap.add_argument("--backends", default="", help="comma-separated backends for --measure (default: all)")
+    ap.add_argument("--backends", default="", help="comma-separated backends for --measure or FOLDER (default: all)")
     ap.add_argument("--classes-of", type=Path, default=None,
                     help="--measure only on the Quick, Draw! classes this other gallery folder also has")
     ap.add_argument("--out", type=Path, default=None, help="--measure: also write the figures as JSON here")
     ap.add_argument("--packages-root", type=Path, default=PACKAGES_ROOT,
                     help="where the Debian packages' files are: / when installed, or a `dpkg -x` folder")
     a = ap.parse_args(argv)
+    if a.folder is not None:
+        from .store import StoreError
+        from .store.build import main_index
+        try:
+            sys.exit(main_index(a.folder, a.store, [b for b in a.backends.split(",") if b], batch=max(1, a.batch),
+                                prune=not a.no_prune, limit=a.limit, as_json=a.json, threads=a.threads))
+        except (StoreError, ValueError) as e:          # bad URI, unknown backend, ...
+            sys.exit(f"build_gallery: {e}")
     try:
         if a.measure:
             only = None

@@ -1,8 +1,11 @@
 """A gallery: photos, their labels, and per-backend features, saved and loaded as plain files.
 
-Three kinds, one class: the bundled gallery (`galleries/bundled`: images + metadata.csv +
-precomputed embeddings/), any folder of photos (features cached under `.cache/`), and photos held
-in memory (a user's upload; features live for the session).
+Four kinds, one class: the bundled gallery (`galleries/bundled`: images + metadata.csv +
+precomputed embeddings/), any folder of photos (features cached under `.cache/`), photos held
+in memory (a user's upload; features live for the session), and a gallery in a vector store
+(`Gallery.from_store`: Milvus Lite or a Milvus server, filled by `python -m sbir_core.build_gallery
+FOLDER --store URI`): the store searches, this process keeps only ids, labels and file names, and
+reads a photo only to show it.
 
 The feature cache must never be able to show wrong results, so each `<feature_key>.npy` is
 written atomically (temp file + rename) with a `<feature_key>.json` beside it that records the
@@ -31,10 +34,12 @@ from .config import GALLERIES_DIR, REPO_ROOT
 from .data.classes import display
 from .data.preprocess import ImageInputError, load_image, probe_image
 from .data.readers import image_folder
+from .index import top_k
 from .uploads import safe_name
 
 if TYPE_CHECKING:
     from .backends.base import Backend, Progress
+    from .store import VectorStore
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +47,7 @@ BUNDLED_DIR = GALLERIES_DIR / "bundled"
 CACHE_ROOT = REPO_ROOT / ".cache" / "embeddings"
 METADATA_COLUMNS = ("id", "file", "label", "caption", "source", "licence")
 CACHE_FORMAT = 1
+STORE_MAX_K = 16_384          # most results one store search returns (Milvus's own limit)
 STALE_TEMP_S = 3600           # a temp file this old belongs to no live writer
 
 
@@ -65,6 +71,8 @@ class Gallery:
     _fingerprint: str | None = field(default=None, repr=False)
     _n_listed: int | None = field(default=None, repr=False)     # photos before any was skipped
     _kept: list[int] | None = field(default=None, repr=False)   # their listed positions, once some were
+    store: "VectorStore | None" = field(default=None, repr=False)  # set: the store ranks (`from_store`)
+    _position: dict[str, int] | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -105,6 +113,31 @@ class Gallery:
     def bundled(cls) -> "Gallery":
         """The gallery that ships in the repo (real, redistributable photos; see NOTICE)."""
         return cls.load(BUNDLED_DIR)
+
+    @classmethod
+    def from_store(cls, store: "str | VectorStore", name: str | None = None) -> "Gallery":
+        """The photos a vector store holds (every feature key's, by id): a gallery whose searches run
+        in the store. Only ids, labels and file names are loaded; photos are read when shown.
+        StoreError when the store cannot be opened or holds no photos."""
+        from .store import StoreError, open_store
+        st = open_store(store) if isinstance(store, str) else store
+        records: dict[str, Any] = {}
+        for key in st.keys():
+            for batch in st.photos(key):
+                for r in batch:
+                    records.setdefault(r.id, r)
+        if not records:
+            raise StoreError(f"the store {st.uri} holds no photos yet: python -m sbir_core.build_gallery FOLDER "
+                             f"--store {st.uri} --backends NAME,... indexes a folder into it")
+        ordered = [records[i] for i in sorted(records)]
+        label = lambda r: r.label or None  # noqa: E731
+        g = cls(name or _store_name(st.uri), [r.id for r in ordered], [r.file or r.id for r in ordered],
+                [label(r) for r in ordered], [Path(r.file).stem if r.file else r.id for r in ordered],
+                [{} for _ in ordered], store=st)
+        g._fingerprint = hashlib.sha1("\n".join(f"{r.id}\t{r.stamp}" for r in ordered).encode()
+                                      + st.uri.encode()).hexdigest()[:20]
+        g._n_listed = len(ordered)
+        return g
 
     @classmethod
     def from_images(cls, named: Sequence[tuple[str, bytes]], name: str = "my photos",
@@ -161,6 +194,42 @@ class Gallery:
             return None
         return f"Skipped {len(self.skipped)} unreadable photo(s) of {self.name}: " + "; ".join(self.skipped)
 
+    def rank(self, backend: "Backend", queries: np.ndarray, k: int,
+             threshold: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Positions and scores of the top k photos for the first of `queries` (the backend's
+        `encode_sketches` output), best first; with `threshold`, every photo scoring at least that
+        (at most k). In memory: the backend's own `score` over every photo's features. In a store:
+        the store searches (at most STORE_MAX_K results), by the backend's `store_query`."""
+        if self.store is None or not backend.ranks_in_store:
+            s = backend.score(queries[:1], self.features(backend), self.labels)[0]      # (N,)
+            if threshold is None:
+                idx = top_k(s, k)
+            else:
+                idx = np.nonzero(s >= threshold)[0]
+                idx = idx[np.argsort(-s[idx], kind="stable")][:k]
+            return idx, s[idx]
+        key, q = backend.feature_key, backend.store_query(queries)
+        k = min(k, STORE_MAX_K)
+        from .store import StoreError
+        try:
+            ids, s = self.store.search(key, q, k) if threshold is None else self.store.within(key, q, threshold, k)
+        except StoreError:
+            self.check_store(backend)            # says how to index a backend the store lacks
+            raise
+        if self._position is None:
+            self._position = {pid: i for i, pid in enumerate(self.ids)}
+        hits = [(self._position[pid], sc) for pid, sc in zip(ids, s) if pid in self._position]  # added since: left out
+        return np.asarray([h[0] for h in hits], np.int64), np.asarray([h[1] for h in hits], np.float32)
+
+    def check_store(self, backend: "Backend") -> None:
+        """For a store gallery: StoreError (saying how to index) when the store holds no vectors of
+        this backend; searching needs nothing else in memory."""
+        from .store import StoreError
+        if self.store is not None and backend.ranks_in_store and self.store.count(backend.feature_key) == 0:
+            raise StoreError(f"the store {self.store.uri} holds no features of {backend.name} (its model "
+                             f"{backend.feature_key}); index them with: python -m sbir_core.build_gallery FOLDER "
+                             f"--store {self.store.uri} --backends {backend.name}")
+
     def features(self, backend: "Backend", progress: "Progress | None" = None) -> np.ndarray:
         """This backend's features for every photo: from memory, from the cache folder, or computed
         now (then cached). Keyed by the backend's photo model, so a retrained model re-indexes.
@@ -170,6 +239,8 @@ class Gallery:
         and a caller that gives up (a page rerun raising out of `progress`) does not stop it.
         Unreadable photos are dropped from the gallery (see `skipped`); the rest are indexed."""
         key = backend.feature_key
+        if self.store is not None:
+            return self._store_features(backend)
         while True:
             feats = self._features.get(key)
             if feats is not None:
@@ -183,6 +254,22 @@ class Gallery:
             if job.error is not None and job.owner is self and job.key == key:
                 raise job.error
             # done: this gallery now has the features in memory, or the job was another one; look again
+
+    def _store_features(self, backend: "Backend") -> np.ndarray:
+        """Every photo's features read back from the store (evaluation, or a backend that cannot rank
+        in the store); kept in memory once read. StoreError when photos lack this backend's."""
+        key = backend.feature_key
+        if key not in self._features:
+            from .store import StoreError
+            if self.store.count(key) == 0 and not backend.ranks_in_store:     # random: nothing to read
+                return backend.index_photos([None] * len(self))
+            try:
+                vectors = self.store.get(key, self.ids)
+            except StoreError as e:
+                raise StoreError(f"{e}: index this backend with python -m sbir_core.build_gallery FOLDER --store "
+                                 f"{self.store.uri} --backends {backend.name}") from None
+            self._features[key] = backend.features_from_store(vectors)
+        return self._features[key]
 
     def _index(self, backend: "Backend", job: "_Job") -> None:
         """The worker: features from the cache or computed, kept in memory (runs under the lock)."""
@@ -311,6 +398,12 @@ class Gallery:
 
 
 # -- helpers ---------------------------------------------------------------------------------
+def _store_name(uri: str) -> str:
+    """A store gallery's name for people: the Lite file's name, or the server's address."""
+    base = uri.split("?", 1)[0].rstrip("/")
+    return Path(base).name if base.endswith(".db") else base.split("://", 1)[-1]
+
+
 def photos_fingerprint(sources: Sequence[Any], by_content: bool = False) -> str:
     """A hash over every photo in order: bytes by content; files by folder and name + size + mtime
     (cheap: one stat each), or by folder and name + content when `by_content` (stable across a git

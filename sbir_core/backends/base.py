@@ -12,7 +12,6 @@ import numpy as np
 from PIL import Image
 
 from ..data.preprocess import ImageInputError, Preprocess, photo_input, sketch_input
-from ..index import top_k
 
 if TYPE_CHECKING:
     from ..gallery import Gallery
@@ -102,20 +101,38 @@ class Backend(ABC):
         """Rank the gallery for one sketch (PIL image, array, bytes or path). Raises ImageInputError
         (BlankSketchError for an empty drawing) with a message for the user; TypeError/ValueError
         name a wrong `k` or `gallery`."""
-        k = check_k(k)
+        return self._search(sketch, gallery, check_k(k))
+
+    def _search(self, sketch: Any, gallery: "Gallery", k: int, threshold: float | None = None) -> SearchResult:
+        """The top k, or every photo scoring >= `threshold` (at most k): the gallery ranks, in
+        memory or in its vector store (`Gallery.rank`)."""
         check_gallery(gallery)
         t0 = time.perf_counter()
         x = sketch_input(sketch, self.preprocess)[None]                                  # (1, 3, S, S)
         t1 = time.perf_counter()
         q, extras = self.encode_sketches(x)
         t2 = time.perf_counter()
-        feats = gallery.features(self)
-        s = self.score(q, feats, gallery.labels)[0]                                      # (N,)
-        idx = top_k(s, k)
+        idx, s = gallery.rank(self, q, k, threshold)                                     # (k,), (k,)
         t3 = time.perf_counter()
         extras["timings_ms"] = {"preprocess": 1e3 * (t1 - t0), "encode": 1e3 * (t2 - t1),
                                 "search": 1e3 * (t3 - t2), "total": 1e3 * (t3 - t0)}
-        return SearchResult([gallery.ids[i] for i in idx], s[idx], [gallery.labels[i] for i in idx], idx, extras)
+        return SearchResult([gallery.ids[i] for i in idx], s, [gallery.labels[i] for i in idx], idx, extras)
+
+    # -- vector stores (sbir_core.store) ------------------------------------------------------
+    ranks_in_store = True      # False: ranking needs every photo's features at once (random)
+
+    def store_vectors(self, features: np.ndarray, labels: Sequence[str | None]) -> np.ndarray:
+        """(N, D) what a vector store keeps per photo, chosen so that its inner product with
+        `store_query` ranks as `score` does: the features themselves for cosine backends."""
+        return np.asarray(features, dtype=np.float32)
+
+    def store_query(self, queries: np.ndarray) -> np.ndarray:
+        """(D,) the vector a store searches with, for the first query of `encode_sketches`."""
+        return np.asarray(queries[0], dtype=np.float32).reshape(-1)
+
+    def features_from_store(self, vectors: np.ndarray) -> np.ndarray:
+        """Gallery features back from stored vectors (the inverse of `store_vectors`)."""
+        return vectors
 
     def score_matrix(self, sketches: Sequence[Any], gallery: "Gallery", batch: int = 32,
                      progress: Progress | None = None) -> np.ndarray:

@@ -10,6 +10,9 @@ from .embedding import OnnxBackend
 
 WITHIN_CLASS = 1e-9   # weight of the photo classifier's confidence (in float64): orders photos inside one
                       # class only, as long as two classes' probabilities differ by more than this
+STORE_WITHIN_CLASS = 1e-4   # the same tie-break in a vector store's float32 inner product, as a relative
+                            # factor (1 + this x confidence): float32 resolves ~1e-7, so confidences 0.001
+                            # apart stay ordered; classes whose scores lie within 0.01 % may swap
 
 
 @register_backend("classifier")
@@ -49,6 +52,25 @@ class ClassifierBackend(OnnxBackend):
         lab, weight = self._photo_classes(features, labels)                              # (N,), (N,)
         conf = features[np.arange(len(lab)), lab]                                        # (N,)
         return queries[:, lab].astype(np.float64) * weight + WITHIN_CLASS * conf[None, :]   # (Q, N)
+
+    def store_vectors(self, features: np.ndarray, labels: Sequence[str | None]) -> np.ndarray:
+        """(N, 2C): the class posteriors (kept for `features_from_store`), then the photo's class as a
+        one-hot scaled by its weight and tie-break, so the inner product with `store_query` is
+        P(sketch's class = photo's class) x weight x (1 + 1e-4 x confidence): `score` in float32."""
+        features = np.asarray(features, dtype=np.float32)
+        lab = self.photo_labels(features, labels)                                        # (N,)
+        known = np.asarray([x is not None and x in self.class_positions for x in labels], dtype=bool)
+        conf = features[np.arange(len(lab)), lab]                                        # (N,)
+        onehot = np.zeros_like(features)
+        onehot[np.arange(len(lab)), lab] = np.where(known, 1.0, conf) * (1.0 + STORE_WITHIN_CLASS * conf)
+        return np.concatenate([features, onehot], axis=1)
+
+    def store_query(self, queries: np.ndarray) -> np.ndarray:
+        q = np.asarray(queries[0], dtype=np.float32).reshape(-1)                         # (C,)
+        return np.concatenate([np.zeros_like(q), q])
+
+    def features_from_store(self, vectors: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(vectors[:, :vectors.shape[1] // 2])
 
     def _photo_classes(self, features: np.ndarray, labels: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray]:
         """Each photo's class index and score weight (1 if labelled, else the photo classifier's

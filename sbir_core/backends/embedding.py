@@ -73,10 +73,7 @@ class EmbeddingBackend(OnnxBackend):
             raise ValueError(f"threshold must be a cosine similarity (a number, at most 1 to find anything), "
                              f"got {threshold!r:.40}")
         check_gallery(gallery)
-        result = self.search(sketch, gallery, k=len(gallery))
-        keep = result.scores >= threshold
-        return SearchResult([i for i, k in zip(result.ids, keep) if k], result.scores[keep],
-                            [l for l, k in zip(result.labels, keep) if k], result.indices[keep], result.extras)
+        return self._search(sketch, gallery, len(gallery), float(threshold))
 
 
 @register_backend("pretrained")

@@ -13,6 +13,8 @@ from .base import Backend, register_backend
 class RandomBackend(Backend):
     """Scores are random numbers seeded by the sketch's pixels: repeatable, and meaningless."""
 
+    ranks_in_store = False      # random numbers per photo: nothing a store could search
+
     def __init__(self, threads: int | None = None, seed: int = 0, **_: Any):
         self.seed = seed
 
