@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 
-EXPORTERS = ("pretrained", "classifier", "triplet", "cgan")
+EXPORTERS = ("pretrained", "classifier", "triplet", "cgan", "context")
 
 
 def exporter(name: str):

@@ -204,6 +204,8 @@ TRAINING_DATA = {
     "triplet": f"{SKETCHY_TRAIN}, and edge maps of those photos",
     "triplet_noedge": SKETCHY_TRAIN,
     "cgan": f"{SKETCHY_TRAIN} as sketch-photo pairs; E2 is ImageNet-only",
+    "context": ("no sketches and no labels: Sketchy + sketchy_10class `train` photos (their `val` photos to monitor), "
+                "the bundled gallery and gallery_photos, each with its edge map (`sbir_core.train.context`)"),
 }
 
 
