@@ -410,6 +410,43 @@ def load_encoder(ckpt: dict) -> torch.nn.Module:
     return enc.eval()
 
 
+def edge_to_photo_set(size: int = RETRIEVAL.size) -> dict[str, np.ndarray]:
+    """The held-out pretext photos (Sketchy `val`) and their own edge maps, prepared as served (the
+    edge map as a sketch). Needs no label: each edge map's answer is its own photo."""
+    from ..data.preprocess import _is_blank
+    photos, edges, recs = load_pretext()
+    rows = [i for i, r in enumerate(recs) if r["split"] == "val" and not _is_blank(edges[i])]
+    ids = np.asarray([str(i) for i in rows])
+    return {"photos": np.stack([np.asarray(prepare_photo(Image.fromarray(photos[i]), size)) for i in rows]),
+            "sketches": np.stack([np.asarray(prepare_sketch(Image.fromarray(edges[i]), size, RETRIEVAL.margin))
+                                  for i in rows]),
+            "photo_labels": ids, "photo_ids": ids, "sketch_labels": ids, "sketch_photo_ids": ids}
+
+
+def select_checkpoint(folder: Path) -> dict[str, Any]:
+    """Pick a run's stopping point without any label: of the checkpoints saved at each validation,
+    the one whose held-out edge maps find their own photo most often (acc@10, then acc@1). Adds
+    `sel_edge2photo_acc@1/@10` to the run's curves and writes `selected.json`."""
+    eset = edge_to_photo_set()
+    curves = json.loads((folder / "curves.json").read_text())
+    scores = []
+    for row in curves:
+        path = folder / f"ckpt_val{row['epoch']}.pt"
+        if not path.is_file():
+            continue
+        m = retrieval_metrics(load_encoder(torch.load(path, map_location="cpu", weights_only=False)), eset)
+        row["sel_edge2photo_acc@1"], row["sel_edge2photo_acc@10"] = m["acc@1"], m["acc@10"]
+        scores.append((m["acc@10"], m["acc@1"], row["epoch"]))
+        print(f"{path.name}: step {row['step']} edge->photo acc@1 {m['acc@1']:.3f} acc@10 {m['acc@10']:.3f}", flush=True)
+    (folder / "curves.json").write_text(json.dumps(curves, indent=1))
+    best = max(scores)
+    sel = {"checkpoint": f"ckpt_val{best[2]}.pt", "epoch": best[2], "step": curves[best[2]]["step"],
+           "edge2photo_acc@10": best[0], "edge2photo_acc@1": best[1]}
+    (folder / "selected.json").write_text(json.dumps(sel, indent=1))
+    print(f"selected {sel}", flush=True)
+    return sel
+
+
 def evaluate_encoders(encoders: dict[str, tuple[torch.nn.Module, int]], out: Path | None = None) -> dict[str, Any]:
     """Held-out retrieval of several torch encoders ({name: (encoder, input size)}): Sketchy test
     (category and instance level, per-class instance acc@5/10) and shoes (instance level)."""
@@ -444,9 +481,15 @@ def main(argv: Iterable[str] | None = None) -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--run-name", default="")
+    ap.add_argument("--select", metavar="RUN_DIR", help="only pick RUN_DIR's stopping point, without labels "
+                    "(edge map -> own photo retrieval on held-out photos; see select_checkpoint)")
     ap.add_argument("--evaluate", nargs="*", metavar="CKPT",
                     help="only evaluate: these checkpoints, the ImageNet Lite0 at 128 px and `pretrained` (224 px)")
     a = ap.parse_args(argv)
+    if a.select:
+        torch.set_num_threads(1)
+        select_checkpoint(Path(a.select))
+        return
     if a.evaluate is not None:
         from ..nets.backbone import PooledFeatures, lite0
         torch.set_num_threads(1)
@@ -454,7 +497,7 @@ def main(argv: Iterable[str] | None = None) -> None:
             "pretrained (Lite0 ImageNet, 224 px)": (PooledFeatures(lite0(image_size=224)).eval(), 224),
             "Lite0 ImageNet, 128 px": (PooledFeatures(lite0(image_size=128)).eval(), 128)}
         for p in a.evaluate:
-            encs[Path(p).parent.name] = (load_encoder(torch.load(p, map_location="cpu", weights_only=False)),
+            encs[f"{Path(p).parent.name}/{Path(p).stem}"] = (load_encoder(torch.load(p, map_location="cpu", weights_only=False)),
                                          RETRIEVAL.size)
         evaluate_encoders(encs, CACHE / "evaluation.json")
         return
