@@ -1,10 +1,11 @@
 """Export the `context` backend: `python -m export.context`.
 
-The checkpoint is the training run's stopping point picked without labels (`selected.json`, written by
-`python -m sbir_core.train.context --select runs/context_lite0`), else its last weights. One ONNX file, `context_encoder.onnx`, serves both domains (the method's shared encoder): photos, and
-sketches through the edge-domain input path (grey, in three channels). Its output is the pooled,
-L2-normalised encoder feature. Weights are stored in half precision (each cast back to float32 once,
-when ONNX Runtime folds constants at session start), which halves the file at no cost per query.
+The checkpoint is the training run's stopping point picked without labels (`selected.json`, written
+by `python -m sbir_core.train.context --select runs/context_lite0`), else its last weights. One ONNX
+file, `context_encoder.onnx`, serves both domains (the method's shared encoder): photos, and sketches
+through the edge-domain input path (grey, in three channels). Its output is the pooled, L2-normalised
+encoder feature. Weights are stored in half precision (each cast back to float32 once, when ONNX
+Runtime folds constants at session start), which halves the file at no cost per query.
 """
 from __future__ import annotations
 

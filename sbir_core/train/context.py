@@ -18,7 +18,9 @@ made grey a third of the time (no colour shortcut), edge patches thickened half 
 Retrieval (what the backend serves): the encoder's pooled features of the whole photo, and of the
 sketch through the same (edge-domain) input path, at 128 px; cosine nearest neighbours. Every few
 minutes the run records pretext accuracy on held-out pairs and retrieval on the Sketchy `val`
-sketches (monitoring only: the run keeps its last weights, never the best on labelled sketches).
+sketches (monitoring only, never used to choose weights), and saves its weights. Which of them
+ships is picked without any label: `--select RUN_DIR` keeps the one whose held-out edge maps
+retrieve their own photo best (`select_checkpoint`).
 """
 from __future__ import annotations
 
@@ -198,7 +200,8 @@ def retrieval_sets(size: int = RETRIEVAL.size) -> dict[str, dict[str, Any]]:
     path = CACHE / f"retrieval_{size}.npz"
     if path.is_file():
         z = np.load(path, allow_pickle=False)
-        return {s: {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith(s + "/")} for s in ("val", "test", "shoes")}
+        return {s: {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith(s + "/")}
+                for s in ("val", "test", "shoes")}
     root = data_dir()
     photos, sketches = readers.sketchy(root / "sketchy")
     per_class: dict[str, int] = {}
@@ -263,7 +266,8 @@ def embed(encoder: torch.nn.Module, images: np.ndarray, batch: int = 64, session
     if session is None:
         with tempfile.TemporaryDirectory() as tmp:
             session = _export_for_eval(encoder, Path(tmp))
-    out = [session.run(None, {"input": normalise(images[i:i + batch]).numpy()})[0] for i in range(0, len(images), batch)]
+    out = [session.run(None, {"input": normalise(images[i:i + batch]).numpy()})[0]
+           for i in range(0, len(images), batch)]
     f = np.concatenate(out)
     return f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
 
@@ -357,7 +361,8 @@ def train(cfg: ContextConfig) -> Path:
     def validate() -> None:
         nonlocal run_loss, run_acc, n_run
         row = {"epoch": len(curves), "step": step, "minutes": round((time.time() - t_start) / 60, 2),
-               "train_loss": run_loss / n_run if n_run else None, "train_pretext_acc": run_acc / n_run if n_run else None,
+               "train_loss": run_loss / n_run if n_run else None,
+               "train_pretext_acc": run_acc / n_run if n_run else None,
                "val_pretext_acc": pretext_accuracy(model, vpairs)}
         m = retrieval_metrics(model.encoder, vsets["val"])
         row.update({f"val_{k}": m[k] for k in ("mAP@all", "P@20", "acc@1", "acc@10")})
@@ -437,7 +442,8 @@ def select_checkpoint(folder: Path) -> dict[str, Any]:
         m = retrieval_metrics(load_encoder(torch.load(path, map_location="cpu", weights_only=False)), eset)
         row["sel_edge2photo_acc@1"], row["sel_edge2photo_acc@10"] = m["acc@1"], m["acc@10"]
         scores.append((m["acc@10"], m["acc@1"], row["epoch"]))
-        print(f"{path.name}: step {row['step']} edge->photo acc@1 {m['acc@1']:.3f} acc@10 {m['acc@10']:.3f}", flush=True)
+        print(f"{path.name}: step {row['step']} edge->photo acc@1 {m['acc@1']:.3f} acc@10 {m['acc@10']:.3f}",
+              flush=True)
     (folder / "curves.json").write_text(json.dumps(curves, indent=1))
     best = max(scores)
     sel = {"checkpoint": f"ckpt_val{best[2]}.pt", "epoch": best[2], "step": curves[best[2]]["step"],
@@ -497,8 +503,8 @@ def main(argv: Iterable[str] | None = None) -> None:
             "pretrained (Lite0 ImageNet, 224 px)": (PooledFeatures(lite0(image_size=224)).eval(), 224),
             "Lite0 ImageNet, 128 px": (PooledFeatures(lite0(image_size=128)).eval(), 128)}
         for p in a.evaluate:
-            encs[f"{Path(p).parent.name}/{Path(p).stem}"] = (load_encoder(torch.load(p, map_location="cpu", weights_only=False)),
-                                         RETRIEVAL.size)
+            ck = torch.load(p, map_location="cpu", weights_only=False)
+            encs[f"{Path(p).parent.name}/{Path(p).stem}"] = (load_encoder(ck), RETRIEVAL.size)
         evaluate_encoders(encs, CACHE / "evaluation.json")
         return
     cfg = ContextConfig(arch=a.arch, cross=not a.same_domain, max_minutes=a.max_minutes, max_steps=a.max_steps,
