@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 
-EXPORTERS = ("pretrained", "classifier", "triplet", "cgan", "instance")
+EXPORTERS = ("pretrained", "classifier", "triplet", "cgan", "instance", "context")
 
 
 def exporter(name: str):

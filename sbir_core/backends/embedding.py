@@ -89,3 +89,10 @@ class TripletBackend(EmbeddingBackend):
 @register_backend("triplet_noedge")
 class TripletNoEdgeBackend(EmbeddingBackend):
     """Ablation of `triplet`: the same training without the edge-map branch."""
+
+
+@register_backend("context")
+class ContextBackend(EmbeddingBackend):
+    """Unsupervised cross-domain context prediction (Joshi et al. 2019): one encoder, trained without
+    sketches or labels to tell where a photo patch lies next to an edge-map patch, embeds both the
+    photo and the sketch (through its edge-domain path); cosine nearest neighbours."""

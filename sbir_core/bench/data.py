@@ -214,6 +214,8 @@ TRAINING_DATA = {
     "instance": (f"{SKETCHY_TRAIN} as sketch-photo pairs, and edge maps of those photos; the `train` shoes of the "
                  "shoe set (sbir_core.data.splits.shoe_splits; `val` to choose) with their sketches and edge maps; "
                  "stage 1 is the `classifier` backend's model"),
+    "context": ("no sketches and no labels: Sketchy + sketchy_10class `train` photos (their `val` photos to monitor), "
+                "the bundled gallery and gallery_photos, each with its edge map (`sbir_core.train.context`)"),
 }
 
 
