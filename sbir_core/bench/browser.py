@@ -28,16 +28,15 @@ import asyncio
 import json
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any, Sequence
 
 from ..config import REPO_ROOT
-from .env import load_average, pinned_env
+from .env import load_average
+from .load import start_server, stop_server
 
 LOOPBACK = "127.0.0.1"
 CHROMIUM = "/usr/bin/chromium"
@@ -113,37 +112,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind((LOOPBACK, 0))
         return s.getsockname()[1]
-
-
-def start_server(app_dir: Path, port: int, log_path: Path | None = None, timeout_s: float = 90.0) -> subprocess.Popen:
-    """The app of `app_dir` on 127.0.0.1:port, headless, ready to answer (its output to `log_path`)."""
-    cmd = [sys.executable, "-m", "streamlit", "run", str(app_dir / "app.py"), "--server.port", str(port),
-           "--server.address", LOOPBACK, "--server.headless", "true", "--browser.gatherUsageStats", "false",
-           "--server.fileWatcherType", "none"]
-    log = open(log_path, "wb") if log_path else subprocess.DEVNULL
-    env = {**pinned_env(), "PYTHONPATH": str(app_dir)}
-    proc = subprocess.Popen(cmd, cwd=app_dir, env=env, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the app server exited (code {proc.returncode}); see {log_path}")
-        try:
-            with urllib.request.urlopen(f"http://{LOOPBACK}:{port}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    return proc
-        except OSError:
-            time.sleep(0.3)
-    proc.kill()
-    raise RuntimeError(f"the app server did not answer within {timeout_s:.0f} s")
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def _proc_table() -> dict[int, tuple[int, float]]:
@@ -435,7 +403,7 @@ def browser_bench(app_dir: Path | None = None, sessions: Sequence[int] = (1, 10,
         if out is not None:
             Path(out).parent.mkdir(parents=True, exist_ok=True)
             Path(out).write_text(json.dumps({**report, "load_average_now": load_average()}, indent=1) + "\n")
-    proc = start_server(app_dir, port, log_dir / "bench-browser-streamlit.log")
+    proc = start_server(port, app_dir, log_dir / "bench-browser-streamlit.log")
     SERVER_PID["pid"] = proc.pid
     try:
         asyncio.run(run_all(f"http://{LOOPBACK}:{port}", sessions, rounds, t_start + 60 * max_minutes, report, save))

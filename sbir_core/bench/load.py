@@ -53,17 +53,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(port: int, timeout_s: float = 90.0) -> subprocess.Popen:
-    """The app on 127.0.0.1:port (headless, no usage statistics), ready to answer."""
-    cmd = [sys.executable, "-m", "streamlit", "run", str(REPO_ROOT / "app.py"), "--server.port", str(port),
+def start_server(port: int, app_dir: Path = REPO_ROOT, log_path: Path | None = None,
+                 timeout_s: float = 90.0) -> subprocess.Popen:
+    """The app in `app_dir` on 127.0.0.1:port (headless, no usage statistics), ready to answer; its
+    output goes to `log_path` (else the end of it is in the error when it dies)."""
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app_dir / "app.py"), "--server.port", str(port),
            "--server.address", LOOPBACK, "--server.headless", "true", "--browser.gatherUsageStats", "false",
            "--server.fileWatcherType", "none"]
-    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=pinned_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    out = open(log_path, "wb") if log_path else subprocess.PIPE
+    proc = subprocess.Popen(cmd, cwd=app_dir, env={**pinned_env(), "PYTHONPATH": str(app_dir)}, stdout=out,
+                            stderr=subprocess.STDOUT)
     deadline = time.time() + timeout_s
     while time.time() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"the app server exited: {proc.stderr.read()[-2000:]}")
+            said = log_path if log_path else proc.stdout.read()[-2000:].decode(errors="replace")
+            raise RuntimeError(f"the app server exited (code {proc.returncode}): {said}")
         try:
             with urllib.request.urlopen(f"http://{LOOPBACK}:{port}/_stcore/health", timeout=2) as r:
                 if r.status == 200:

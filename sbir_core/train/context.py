@@ -41,7 +41,7 @@ from ..data import readers
 from ..data.preprocess import Preprocess, prepare_photo, prepare_sketch
 from ..data.splits import split_of
 from ..evaluate import instance_rank, metrics
-from .features import edge_map
+from .features import edge_map, photo_records
 
 CACHE = REPO_ROOT / ".cache" / "context"
 IMAGE = 240                        # side of the cached photos and edge maps
@@ -84,16 +84,7 @@ def pretext_sources(root: Path | None = None) -> list[dict[str, str]]:
     """Every photo here with its role: `train` (pretext), `val` (Sketchy val photos: held-out pretext
     pairs). Sketchy test photos and the shoe set are left out (evaluation only)."""
     root = root or data_dir()
-    out, seen = [], set()
-    for sub in ("sketchy", "sketchy_10class"):
-        photos, _ = readers.sketchy(root / sub)
-        for it in photos:
-            if it.photo_id in seen:
-                continue
-            seen.add(it.photo_id)
-            split = split_of(it.photo_id) or "train"
-            if split != "test":
-                out.append({"path": str(it.path), "source": sub, "split": split})
+    out = [{"path": r.path, "source": r.source, "split": r.split} for r in photo_records(root) if r.split != "test"]
     for src, folder in (("bundled", GALLERIES_DIR / "bundled" / "images"), ("gallery_photos", root / "gallery_photos")):
         if folder.is_dir():
             out += [{"path": str(p), "source": src, "split": "train"} for p in sorted(folder.rglob("*"))
