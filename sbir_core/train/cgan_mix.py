@@ -89,6 +89,8 @@ def main(argv: list[str] | None = None) -> None:
         meta = json.loads(path.read_text())
         meta["class_mix"] = float(best)
         meta["class_mix_val"] = res
+        # the picker and Compare say what ranks the photos
+        meta["title"] = "cGAN (imaginary photo + class reading)" if best > 0 else "cGAN (imaginary photo)"
         path.write_text(json.dumps(meta, indent=1) + "\n")
 
 
