@@ -28,7 +28,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..config import MODELS_DIR, REPO_ROOT, data_dir
+from . import add_config_arguments
+from ..config import REPO_ROOT, data_dir
 from ..data.preprocess import Preprocess, prepare_photo, prepare_sketch
 from ..data.readers import sketchy
 from ..data.splits import split_of
@@ -398,10 +399,7 @@ def train(cfg: CGANConfig, resume: bool = False) -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m sbir_core.train.cgan", description=__doc__.split("\n\n")[0])
-    for f in CGANConfig.__dataclass_fields__.values():
-        if f.name != "betas":
-            kind = (lambda v: v.lower() in ("1", "true", "yes")) if isinstance(f.default, bool) else type(f.default)
-            ap.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=f.default)
+    add_config_arguments(ap, CGANConfig, skip=("betas",))
     ap.add_argument("--resume", action="store_true", help="continue from runs/cgan/ckpt.pt")
     a = vars(ap.parse_args(argv))
     resume = a.pop("resume")

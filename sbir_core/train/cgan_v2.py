@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -39,7 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import REPO_ROOT, data_dir
+from . import add_config_arguments
+from ..config import data_dir
 from ..data.preprocess import Preprocess, prepare_photo, prepare_sketch
 from ..data.splits import split_of
 from ..nets.backbone import freeze, lite0
@@ -404,10 +404,7 @@ def train(cfg: CGANv2Config, resume: bool = False) -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m sbir_core.train.cgan_v2", description=__doc__.split("\n\n")[0])
-    for f in CGANv2Config.__dataclass_fields__.values():
-        if f.name not in ("betas", "version"):
-            kind = (lambda v: v.lower() in ("1", "true", "yes")) if isinstance(f.default, bool) else type(f.default)
-            ap.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=f.default)
+    add_config_arguments(ap, CGANv2Config, skip=("betas", "version"))
     ap.add_argument("--resume", action="store_true", help="continue from <out-dir>/ckpt.pt")
     a = vars(ap.parse_args(argv))
     resume = a.pop("resume")
