@@ -65,3 +65,26 @@ def test_batch_counts_follow_the_shares():
     assert sum(counts.values()) == 128 and set(counts) == {"sketches", "tuberlin", "quickdraw", "strokes", "edges"}
     assert counts["sketches"] > counts["tuberlin"] > 0
     assert "edges" not in ClassifierConfig(edges_share=0).shares()
+
+
+def test_a_head_trained_from_a_later_block_starts_a_longer_one():
+    """Stage 3 (blocks 11-15) starts from stage 2 (blocks 13-15): every trained tensor lands on
+    the block it was trained as, and the two extra blocks keep their ImageNet weights."""
+    torch = pytest.importorskip("torch")
+    from sbir_core.nets.heads import ClassifierHead
+    from sbir_core.train.classifier import _init_tensors
+    torch.manual_seed(0)
+    short, long_ = ClassifierHead(7, start=13), ClassifierHead(7, start=11)
+    with torch.no_grad():
+        for p in short.parameters():
+            p.add_(torch.randn_like(p))
+    imagenet = {k: v.clone() for k, v in long_.state_dict().items()}
+    take = _init_tensors(short.state_dict(), 13, 11, long_.state_dict())
+    assert len(take) == len(short.state_dict())
+    long_.load_state_dict(take, strict=False)
+    x = torch.randn(2, 192, 6, 6)                        # the input of block 13
+    short.eval(), long_.eval()
+    with torch.no_grad():
+        assert torch.allclose(long_.top.blocks[2](x), short.top.blocks[0](x))
+        assert torch.equal(long_.fc.weight, short.fc.weight)
+    assert all(torch.equal(long_.state_dict()[k], v) for k, v in imagenet.items() if k.startswith("top.blocks.0."))

@@ -28,6 +28,7 @@ from ..config import MODELS_DIR, REPO_ROOT
 from ..data.classes import SKETCHY_CLASSES, VOCABULARY, class_index
 from . import cached
 from .cached import balanced_weights, batch_tensor, topk_accuracy
+from ..nets.backbone import TRUNK_BLOCKS
 from .features import block_suffix, sketch_trunk_end
 
 
@@ -147,10 +148,9 @@ def main(argv: list[str] | None = None) -> None:
         from ..nets.heads import ClassifierHead
         model = ClassifierHead(len(VOCABULARY), start=cfg.sketch_from)
         if cfg.init:                               # e.g. a head-conv-only run, before training more blocks
-            start = torch.load(cfg.init, map_location="cpu", weights_only=False)["state_dict"]
-            mine = model.state_dict()
-            take = {k: v.float() for k, v in start.items() if k in mine and mine[k].shape == v.shape
-                    and not k.startswith("top.blocks.")}
+            init = torch.load(cfg.init, map_location="cpu", weights_only=False)
+            take = _init_tensors(init["state_dict"], init["config"].get("sketch_from", TRUNK_BLOCKS),
+                                 cfg.sketch_from, model.state_dict())
             model.load_state_dict(take, strict=False)
             print(f"started {len(take)} tensors from {cfg.init}", flush=True)
 
@@ -233,6 +233,21 @@ def main(argv: list[str] | None = None) -> None:
     if not run_name:
         (MODELS_DIR / curves_name(cfg.arch)).write_text(json.dumps(curves, indent=1) + "\n")
     print("result", json.dumps(result), flush=True)
+
+
+def _init_tensors(start: dict, start_from: int, sketch_from: int, mine: dict) -> dict:
+    """The tensors of a checkpoint trained from block `start_from` that fit a head trained from
+    `sketch_from` <= start_from: its blocks shift to their place in the longer block list (the blocks
+    before them keep ImageNet weights), the head conv and classifier carry over."""
+    shift = start_from - sketch_from
+    take = {}
+    for k, v in start.items():
+        if k.startswith("top.blocks."):
+            i, rest = k[len("top.blocks."):].split(".", 1)
+            k = f"top.blocks.{int(i) + shift}.{rest}"
+        if k in mine and mine[k].shape == v.shape:
+            take[k] = v.float()
+    return take
 
 
 def _batch_counts(shares: dict[str, float], batch: int) -> dict[str, int]:
