@@ -14,6 +14,7 @@ from sbir_core.nets.heads import ClassifierHead, PhotoClassifierHead, Probabilit
 from sbir_core.train.classifier import curves_name, run_dir
 from sbir_core.data.classes import SKETCHY_CLASSES
 from sbir_core.nets.backbone import TRUNK_BLOCKS
+from sbir_core.train import first_row
 from sbir_core.train.features import PREPROCESS, sketch_trunk_end
 
 from . import trunk
@@ -85,6 +86,7 @@ def main() -> None:
         "sketch_model": [trunk.file_name(end), HEAD], "preprocess": PREPROCESS.to_dict(), "curves": curves_name("lite0"),
         "train_config": ck["config"], "train_result": ck["result"], "onnx_parity_max_abs": err, **common})
     print(f"classifier exported (parity {err:.1e})", ck["result"])
+    first_row.main(["--write"])                            # the first-row hedge, chosen anew for this model
     if (CHECKPOINTS / "classifier_small.pt").is_file():
         net, sck = small()
         size = sck["config"]["small_size"]

@@ -207,7 +207,7 @@ class Gallery:
             else:
                 idx = np.nonzero(s >= threshold)[0]
                 idx = idx[np.argsort(-s[idx], kind="stable")][:k]
-            return idx, s[idx]
+            return idx, backend.plain_scores(s[idx])
         key, q = backend.feature_key, backend.store_query(queries)
         k = min(k, STORE_MAX_K)
         from .store import StoreError
@@ -216,6 +216,9 @@ class Gallery:
         except StoreError:
             self.check_store(backend)            # says how to index a backend the store lacks
             raise
+        if threshold is None and hasattr(backend, "store_first_row"):
+            ids, s = backend.store_first_row(self.store, key, queries, list(ids), np.asarray(s), k)
+            s = backend.plain_scores(s)
         if self._position is None:
             self._position = {pid: i for i, pid in enumerate(self.ids)}
         hits = [(self._position[pid], sc) for pid, sc in zip(ids, s) if pid in self._position]  # added since: left out

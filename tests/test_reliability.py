@@ -375,6 +375,8 @@ def test_herd_of_first_searches_indexes_once(tmp_path):
       "photo_model": "a.onnx"}, "'sketch_model'"),
     ({"preprocess": {"size": 64, "mean": [0.5] * 3, "std": [0.5] * 3}, "sketch_model": "a.onnx",
       "photo_model": "a.onnx", "title": ["x"]}, "'title'"),
+    ({"preprocess": {"size": 64, "mean": [0.5] * 3, "std": [0.5] * 3}, "sketch_model": "a.onnx",
+      "photo_model": "a.onnx", "first_row_hedge": "half"}, "'first_row_hedge'"),
 ])
 def test_bad_metadata_is_named_by_file_and_field(tmp_path, meta, field):
     (tmp_path / "triplet.json").write_text(json.dumps(meta))

@@ -85,6 +85,32 @@ def test_store_gallery_searches_like_the_bundled_one(bundled_lite):
     assert sg.image(int(within.indices[0])).size[0] > 0              # photos read from their files on demand
 
 
+def test_first_row_hedge_is_the_same_in_memory_and_in_a_store(bundled_lite):
+    """A reading split between cat (0.5) and dog (0.3): with the hedge at 0.5 the first row holds the
+    best cat, then the best dog, then more cats - in memory and through Milvus Lite alike; cards get
+    P(class), not the lift; without the hedge the whole row is cats."""
+    path, _, _, backends, g = bundled_lite
+    sg = Gallery.from_store(str(path))
+    b = backends["classifier"]
+    pos = b.class_positions
+    q = np.full((1, len(pos)), 0.1 / (len(pos) - 3), np.float32)
+    q[0, pos["cat"]], q[0, pos["dog"]], q[0, pos["fish"]] = 0.5, 0.3, 0.1
+    share = b.meta.get("first_row_hedge", 0.0)
+    try:
+        b.meta["first_row_hedge"] = 0.5
+        rows = [gal.rank(b, q, 8) for gal in (g, sg)]
+        labels = [[gal.labels[i] for i in idx] for gal, (idx, _) in zip((g, sg), rows)]
+        assert labels[0][:4] == labels[1][:4] == ["cat", "dog", "cat", "cat"]
+        assert [g.ids[i] for i in rows[0][0][:2]] == [sg.ids[i] for i in rows[1][0][:2]]
+        for _, scores in rows:
+            np.testing.assert_allclose(scores[:2], [0.5, 0.3], atol=1e-3)
+        b.meta["first_row_hedge"] = 0.0
+        idx, _ = g.rank(b, q, 8)
+        assert [g.labels[i] for i in idx[:4]] == ["cat"] * 4
+    finally:
+        b.meta["first_row_hedge"] = share
+
+
 def _folder(tmp_path: Path, n_per_class: int = 4) -> Path:
     """A small labelled folder of real photos from the bundled gallery (copies), plus one broken file."""
     g = Gallery.bundled()

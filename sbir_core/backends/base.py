@@ -118,6 +118,11 @@ class Backend(ABC):
                                 "search": 1e3 * (t3 - t2), "total": 1e3 * (t3 - t0)}
         return SearchResult([gallery.ids[i] for i in idx], s, [gallery.labels[i] for i in idx], idx, extras)
 
+    def plain_scores(self, scores: np.ndarray) -> np.ndarray:
+        """Scores as a card shows them: what `score` returned, less any lift a backend adds to order
+        its first row (the classifier's hedge)."""
+        return scores
+
     # -- vector stores (sbir_core.store) ------------------------------------------------------
     ranks_in_store = True      # False: ranking needs every photo's features at once (random)
 

@@ -13,6 +13,9 @@ WITHIN_CLASS = 1e-9   # weight of the photo classifier's confidence (in float64)
 STORE_WITHIN_CLASS = 1e-4   # the same tie-break in a vector store's float32 inner product, as a relative
                             # factor (1 + this x confidence): float32 resolves ~1e-7, so confidences 0.001
                             # apart stay ordered; classes whose scores lie within 0.01 % may swap
+FIRST_ROW = 4          # results a visitor sees first (one row of the result grid; hit@4 in the benchmark)
+FIRST_ROW_LIFT = 2.0   # added to the scores of the photos the first-row hedge picks: above any plain score (<= 1)
+HEDGE_CLASSES = 12     # the hedge looks at this many of the most probable classes (a store: one query each, at most)
 
 
 @register_backend("classifier")
@@ -21,7 +24,15 @@ class ClassifierBackend(OnnxBackend):
     confidence in that class. So photos of the predicted class come first, then those of the next
     most probable classes. An unlabelled photo takes the photo classifier's label, and its score is
     weighted by how sure that classifier is (the chance it is of the class): a photo known to be an
-    apple ranks above one guessed to be an apple."""
+    apple ranks above one guessed to be an apple.
+
+    First-row hedge (metadata `first_row_hedge`, a share chosen on validation data by
+    `python -m sbir_core.train.first_row`): when the sketch reads as several classes, the first row
+    holds the best photo of each class whose best photo scores at least that share of the top photo's
+    score (up to 4 classes, most probable first), so a visitor who drew a mug the model reads as
+    "cup 26 % · mug 25 %" sees both; the rest follow in the plain order. `score` lifts those photos
+    by FIRST_ROW_LIFT (so every ranking - evaluation, Compare, the app - sees the same order);
+    `plain_scores` takes the lift off again for what cards show."""
 
     def encode_photos(self, x: np.ndarray) -> np.ndarray:
         return self.photo_model(x)[0].astype(np.float32)                               # (B, C) probabilities
@@ -48,10 +59,52 @@ class ClassifierBackend(OnnxBackend):
             self._class_positions = {c: i for i, c in enumerate(self.meta["classes"])}
         return self._class_positions
 
+    @property
+    def first_row_hedge(self) -> float:
+        """The hedge's share (0 = off: the plain label-lookup order)."""
+        return float(self.meta.get("first_row_hedge", 0.0))
+
     def score(self, queries: np.ndarray, features: np.ndarray, labels: Sequence[str | None]) -> np.ndarray:
         lab, weight = self._photo_classes(features, labels)                              # (N,), (N,)
         conf = features[np.arange(len(lab)), lab]                                        # (N,)
-        return queries[:, lab].astype(np.float64) * weight + WITHIN_CLASS * conf[None, :]   # (Q, N)
+        plain = queries[:, lab].astype(np.float64) * weight + WITHIN_CLASS * conf[None, :]   # (Q, N)
+        if not self.first_row_hedge:
+            return plain
+        out = plain.copy()
+        for q, s in enumerate(plain):
+            order = np.argsort(-s, kind="stable")
+            _, first = np.unique(lab[order], return_index=True)                          # each class's first place
+            best = order[np.sort(first)]                                                 # its best photo, best first
+            likely = np.argsort(-queries[q])[:HEDGE_CLASSES]
+            best = best[np.isin(lab[best], likely) & (s[best] >= self.first_row_hedge * s[order[0]])]
+            out[q, best[:FIRST_ROW]] += FIRST_ROW_LIFT
+        return out
+
+    def plain_scores(self, scores: np.ndarray) -> np.ndarray:
+        return np.where(scores >= FIRST_ROW_LIFT, scores - FIRST_ROW_LIFT, scores)
+
+    def store_first_row(self, store: Any, key: str, queries: np.ndarray, ids: list[str], scores: np.ndarray,
+                        k: int) -> tuple[list[str], np.ndarray]:
+        """The first-row hedge on a vector store's plain top k (`ids`, `scores`): each likely class's
+        best photo is one more search, with the class's one-hot (its stored photos score their
+        weight there), so the result is the order `score` gives in memory."""
+        share = self.first_row_hedge
+        if not share or not len(ids):
+            return ids, scores
+        p = np.asarray(queries[0], dtype=np.float64)
+        top, picks = float(scores[0]), {}
+        for c in np.argsort(-p)[:HEDGE_CLASSES]:
+            if p[c] < share * top:                   # a class's best score is at most its probability
+                break
+            onehot = np.zeros(2 * len(p), np.float32)
+            onehot[len(p) + c] = 1.0
+            best, weight = store.search(key, onehot, 1)
+            if len(best) and weight[0] > 0 and p[c] * weight[0] >= share * top:
+                picks[best[0]] = p[c] * float(weight[0])
+        first = sorted(picks, key=picks.get, reverse=True)[:FIRST_ROW]
+        rest = [(i, s) for i, s in zip(ids, scores) if i not in first]
+        return (first + [i for i, _ in rest])[:k], np.asarray([picks[i] + FIRST_ROW_LIFT for i in first]
+                                                              + [s for _, s in rest], np.float32)[:k]
 
     def store_vectors(self, features: np.ndarray, labels: Sequence[str | None]) -> np.ndarray:
         """(N, 2C): the class posteriors (kept for `features_from_store`), then the photo's class as a

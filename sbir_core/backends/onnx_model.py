@@ -104,6 +104,8 @@ def meta_problem(meta: Any, name: str = "") -> str | None:
         c = meta["classes"]
         if not isinstance(c, list) or not c or not all(isinstance(x, str) and x for x in c):
             return "field 'classes' must be a non-empty list of class names"
+    if "first_row_hedge" in meta and not (_finite(meta["first_row_hedge"]) and 0 <= meta["first_row_hedge"] <= 1):
+        return f"field 'first_row_hedge' must be a share from 0 to 1, got {meta['first_row_hedge']!r:.40}"
     if "photo_refit" in meta and not isinstance(meta["photo_refit"], dict):
         return f"field 'photo_refit' must be an object, got {_json_type(meta['photo_refit'])}"
     return None
