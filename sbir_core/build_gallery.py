@@ -4,12 +4,14 @@ The demo must search real photos on a fresh machine with no data download, and S
 not be committed. So the gallery is made only of photos whose licence lets us redistribute them:
 Debian packages (`tuxpaint-stamps-default`, `tuxpaint-data`, `gcompris-qt-data`, `scratch`, `jigzo-data`,
 `lomiri-wallpapers-16.04`, `plasma-workspace-wallpapers`), the CC0/public-domain
-photos inside scikit-image, and `gallery_photos/` of the shared data (each photo with its own
+photos inside scikit-image, NASA's images of the Sun in sunpy's test data (read from its wheel), and
+`gallery_photos/` of the shared data (each photo with its own
 licence and author in its SOURCES.tsv). Which files go in, their labels and how each label was decided
 is the reviewed list `galleries/bundled_sources.tsv`; nothing is chosen automatically.
 
     apt-get install -y tuxpaint-stamps-default tuxpaint-data gcompris-qt-data scratch jigzo-data lomiri-wallpapers-16.04 \
         plasma-workspace-wallpapers
+    pip download sunpy==7.0.5 --no-deps -d wheels && export SBIR_WHEELS_DIR=$PWD/wheels
     python -m sbir_core.build_gallery              # images + metadata.csv + NOTICE, then --index
     python -m sbir_core.build_gallery --index      # only (re)compute embeddings for every backend
     python -m sbir_core.build_gallery --measure    # size, classes, Quick, Draw! coverage and hit@4/P@4
@@ -17,7 +19,8 @@ is the reviewed list `galleries/bundled_sources.tsv`; nothing is chosen automati
                                                    # any folder into a vector store (sbir_core/store/build.py)
 
 Without root, `apt-get download` the seven packages, `dpkg -x` each into one folder and point
-`SBIR_PACKAGES_ROOT` (or `--packages-root`) at it.
+`SBIR_PACKAGES_ROOT` (or `--packages-root`) at it (its `wheels/` is where the sunpy wheel is looked
+for when SBIR_WHEELS_DIR is not set).
 """
 from __future__ import annotations
 
