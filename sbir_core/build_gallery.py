@@ -2,20 +2,25 @@
 
 The demo must search real photos on a fresh machine with no data download, and Sketchy's photos may
 not be committed. So the gallery is made only of photos whose licence lets us redistribute them:
-Debian packages (`tuxpaint-stamps-default`, `tuxpaint-data`, `gcompris-qt-data`), the CC0/public-domain
-photos inside scikit-image, and `gallery_photos/` of the shared data (each photo with its own
+Debian packages (`tuxpaint-stamps-default`, `tuxpaint-data`, `gcompris-qt-data`, `scratch`, `jigzo-data`,
+`lomiri-wallpapers-16.04`, `plasma-workspace-wallpapers`), the CC0/public-domain
+photos inside scikit-image, NASA's images of the Sun in sunpy's test data (read from its wheel), and
+`gallery_photos/` of the shared data (each photo with its own
 licence and author in its SOURCES.tsv). Which files go in, their labels and how each label was decided
 is the reviewed list `galleries/bundled_sources.tsv`; nothing is chosen automatically.
 
-    apt-get install -y tuxpaint-stamps-default tuxpaint-data gcompris-qt-data
+    apt-get install -y tuxpaint-stamps-default tuxpaint-data gcompris-qt-data scratch jigzo-data lomiri-wallpapers-16.04 \
+        plasma-workspace-wallpapers
+    pip download sunpy==7.0.5 --no-deps -d wheels && export SBIR_WHEELS_DIR=$PWD/wheels
     python -m sbir_core.build_gallery              # images + metadata.csv + NOTICE, then --index
     python -m sbir_core.build_gallery --index      # only (re)compute embeddings for every backend
     python -m sbir_core.build_gallery --measure    # size, classes, Quick, Draw! coverage and hit@4/P@4
     python -m sbir_core.build_gallery FOLDER --store ./photos.db --backends triplet,classifier
                                                    # any folder into a vector store (sbir_core/store/build.py)
 
-Without root, `apt-get download` the three packages, `dpkg -x` each into one folder and point
-`SBIR_PACKAGES_ROOT` (or `--packages-root`) at it.
+Without root, `apt-get download` the seven packages, `dpkg -x` each into one folder and point
+`SBIR_PACKAGES_ROOT` (or `--packages-root`) at it (its `wheels/` is where the sunpy wheel is looked
+for when SBIR_WHEELS_DIR is not set).
 """
 from __future__ import annotations
 
@@ -65,10 +70,23 @@ KINDS: dict[str, Kind] = {
     "gcompris": Kind("gcompris-qt-data", "usr/share/gcompris-qt/rcc", "", ""),
     "skimage": Kind("", "", "", "scikit-image sample data"),
     "shared": Kind("", "", "", ""),
+    # Scratch 1.4's media library (debian/copyright: "Files: Help/* Media/* Projects", MIT, CC-BY-SA-3.0)
+    "scratch": Kind("scratch", "usr/share/scratch/Media", "CC-BY-SA-3.0",
+                    "Massachusetts Institute of Technology (Scratch 1.4 media library)"),
+    # jigzo's puzzles: a .pzl file holds the photo inside a texture (read by pzl_image)
+    "jigzo": Kind("jigzo-data", "usr/share/games/jigzo/puzzles/00_default", "GPL-2.0-or-later",
+                  "Maarten de Boer (jigzo; debian/copyright)"),
+    # Ubuntu Touch 16.04 wallpapers: licence and photographer per file in debian/copyright (given per row)
+    "lomiri": Kind("lomiri-wallpapers-16.04", "usr/share/backgrounds", "", ""),
+    # KDE Plasma's wallpapers (debian/copyright: "Files: *", GPL-2+; photographer in each metadata.json)
+    "plasma": Kind("plasma-workspace-wallpapers", "usr/share/wallpapers", "GPL-2.0-or-later", ""),
+    # solar images in sunpy's test data, read from its wheel (no install: sunpy would pull in astropy)
+    "sunpy": Kind("", "sunpy/data/test", "public domain (NASA)", "NASA/SDO and the AIA and HMI science teams"),
 }
+SUNPY = ("sunpy", "7.0.5")     # the wheel `pip download sunpy==7.0.5 --no-deps` fetches
 APT_PACKAGES = tuple(k.package for k in KINDS.values() if k.package)
 LICENCE_URLS = {
-    "GPL-2.0-or-later": "LICENSES/GPL-2", "GPL-3.0-only": "LICENSES/GPL-3",
+    "GPL-2.0-or-later": "LICENSES/GPL-2", "GPL-2.0-only": "LICENSES/GPL-2", "GPL-3.0-only": "LICENSES/GPL-3",
     "CC0-1.0": "https://creativecommons.org/publicdomain/zero/1.0/",
     "CDLA-Permissive-1.0": "https://cdla.dev/permissive-1-0/",
 }
@@ -90,6 +108,7 @@ class SourceRow:
     author: str          # "" = the kind's default
     origin: str          # the original (e.g. a Wikimedia Commons page), when known
     note: str            # how the label was decided
+    crop: str = ""       # "left,top,right,bottom" in source pixels: the part of the photo that shows the object
 
     @property
     def kind(self) -> str:
@@ -125,11 +144,25 @@ def read_sources(path: Path = SOURCES_TSV) -> list[SourceRow]:
             raise BuildError(f"{where}: label {row.label!r} is not in the class vocabulary")
         if row.status == "photo" and not row.label and not row.name:
             raise BuildError(f"{where}: a photo without a class label needs a name to show")
+        if row.crop and parse_crop(row.crop) is None:
+            raise BuildError(f"{where}: crop must be left,top,right,bottom in pixels (left<right, top<bottom), "
+                             f"not {row.crop!r}")
         if row.source in seen:
             raise BuildError(f"{where}: listed twice")
         seen.add(row.source)
         rows.append(row)
     return rows
+
+
+def parse_crop(text: str) -> tuple[int, int, int, int] | None:
+    """A crop box `left,top,right,bottom` (source pixels), or None when it is not one."""
+    try:
+        box = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        return None
+    if len(box) != 4 or min(box) < 0 or box[0] >= box[2] or box[1] >= box[3]:
+        return None
+    return box  # type: ignore[return-value]
 
 
 # -- where the files are ---------------------------------------------------------------------
@@ -140,6 +173,30 @@ def skimage_data_dir() -> Path:
 
 def shared_dir() -> Path:
     return data_dir() / "gallery_photos"
+
+
+def wheels_dir(root: Path) -> Path:
+    """Where downloaded PyPI wheels are read from: SBIR_WHEELS_DIR, else `wheels/` in the packages root."""
+    return Path(os.environ.get("SBIR_WHEELS_DIR") or root / "wheels")
+
+
+def sunpy_wheel(root: Path) -> Path | None:
+    name, version = SUNPY
+    found = sorted(wheels_dir(root).glob(f"{name}-{version}-*.whl"))
+    return found[0] if found else None
+
+
+def wheel_member(row: SourceRow, root: Path) -> bytes | None:
+    """A file of the sunpy wheel (a zip), or None when the wheel or the file is not there."""
+    import zipfile
+    wheel = sunpy_wheel(root)
+    if wheel is None:
+        return None
+    with zipfile.ZipFile(wheel) as z:
+        try:
+            return z.read(f"{KINDS[row.kind].folder}/{row.path}")
+        except KeyError:
+            return None
 
 
 def kind_dir(kind: str, root: Path) -> Path:
@@ -194,17 +251,49 @@ def rcc_file(rcc: Path, inner: str) -> bytes:
     return zlib.decompress(raw[4:]) if flags & 1 else raw
 
 
+def pzl_image(path: Path) -> Image.Image:
+    """The photo inside a jigzo puzzle (.pzl): a text header whose `image x y w h` line says where the
+    whole photo lies in the texture, then files as `name, size, bytes`: a thumbnail JPEG, the pieces'
+    alpha mask (PNG) and the colour texture (JPEG) that holds the photo at full size."""
+    import io
+    data = path.read_bytes()
+    m = re.search(rb"\nimage (\d+) (\d+) (\d+) (\d+)[^\n]*\n", data) if data.startswith(b"PzlF\n") else None
+    if not m:
+        raise BuildError(f"{path} is not a jigzo puzzle file with an `image` region")
+    x, y, w, h = (int(v) for v in m.groups())
+    files, pos = [], m.end()
+    while (f := re.compile(rb"([^\n]+)\n(\d+)\n").match(data, pos)) is not None:
+        size = int(f.group(2))
+        files.append((f.group(1).decode("utf-8", "replace"), data[f.end():f.end() + size]))
+        pos = f.end() + size
+    jpegs = [blob for name, blob in files[1:] if name.lower().endswith((".jpg", ".jpeg"))]
+    if not jpegs:
+        raise BuildError(f"{path}: no colour texture after the thumbnail")
+    texture = Image.open(io.BytesIO(jpegs[0]))
+    texture.load()
+    return texture.crop((x, y, x + w, y + h))
+
+
 def open_source(row: SourceRow, root: Path) -> Image.Image:
-    """The source image of a row, loaded."""
+    """The source image of a row, loaded, and cut to the row's crop box when it has one."""
     import io
     base = kind_dir(row.kind, root)
     if row.kind == "gcompris":
         rcc, inner = row.path.split("!", 1)
         data = rcc_file(base / f"{rcc}.rcc", inner)
         im = Image.open(io.BytesIO(data))
+    elif row.kind == "jigzo":
+        im = pzl_image(base / row.path)
+    elif row.kind == "sunpy":
+        im = Image.open(io.BytesIO(wheel_member(row, root) or b""))
     else:
         im = Image.open(base / row.path)
     im.load()
+    box = parse_crop(row.crop) if row.crop else None
+    if box:
+        if box[2] > im.width or box[3] > im.height:
+            raise BuildError(f"{row.source}: crop {row.crop} lies outside the {im.width}x{im.height} image")
+        im = im.crop(box)
     return im
 
 
@@ -212,6 +301,8 @@ def source_exists(row: SourceRow, root: Path) -> bool:
     base = kind_dir(row.kind, root)
     if row.kind == "gcompris":
         return (base / f"{row.path.split('!', 1)[0]}.rcc").is_file()
+    if row.kind == "sunpy":
+        return wheel_member(row, root) is not None
     return (base / row.path).is_file()
 
 
@@ -284,11 +375,13 @@ def describe(row: SourceRow, root: Path, versions: dict[str, str], shared: dict[
     if row.kind == "tuxpaint":
         caption = caption or stamp_caption(base / row.path)
         source = f"{kind.package} {versions[kind.package]}: /usr/share/tuxpaint/stamps/{row.path}"
-    elif row.kind in ("tuxpaint-data", "gcompris"):
+    elif kind.package:                                      # tuxpaint-data, gcompris, scratch, jigzo, lomiri
         source = f"{kind.package} {versions[kind.package]}: /{kind.folder}/{row.path.replace('!', '.rcc!', 1) if row.kind == 'gcompris' else row.path}"
     elif row.kind == "skimage":
         import skimage
         source = f"scikit-image {skimage.__version__}: skimage/data/{row.path}"
+    elif row.kind == "sunpy":
+        source = f"sunpy {SUNPY[1]} (PyPI wheel): {kind.folder}/{row.path}"
     else:
         rec = shared.get(row.path)
         if rec is None:
@@ -297,6 +390,8 @@ def describe(row: SourceRow, root: Path, versions: dict[str, str], shared: dict[
         licence, author = row.licence or rec["licence"], row.author or rec["author"]
     if row.origin:
         source += f" (original: {row.origin})"
+    if row.crop:
+        source += f" (cropped to {row.crop})"
     caption = caption or row.display
     if not licence:
         raise BuildError(f"{row.source}: no licence stated; a photo whose licence cannot be stated stays out")
@@ -316,6 +411,9 @@ def missing_message(missing: Sequence[SourceRow], root: Path) -> str:
         lines.append(f"Shared photos are read from {shared_dir()} (set SBIR_DATA_DIR).")
     if "skimage" in kinds:
         lines.append("scikit-image's sample photos come with `pip install scikit-image`.")
+    if "sunpy" in kinds:
+        lines.append(f"sunpy's solar images are read from its wheel, without installing it:\n"
+                     f"    pip download {SUNPY[0]}=={SUNPY[1]} --no-deps -d {wheels_dir(root)}   (or set SBIR_WHEELS_DIR)")
     return "\n".join(lines)
 
 
@@ -400,13 +498,15 @@ def notice_text(records: Sequence[dict[str, str]], versions: dict[str, str], ski
         return f"   - {where}\n     {r['licence']}; {r['author']}"
 
     tux, tpl, gc, sk, sh = of("tuxpaint"), of("tuxpaint-data"), of("gcompris"), of("skimage"), of("shared")
+    sc, jz, lo, pl, sp = of("scratch"), of("jigzo"), of("lomiri"), of("plasma"), of("sunpy")
     tux = [r for r in tux if r not in tpl]
     credited = [r for r in tux if r["author"].startswith("upstream")]
     lines = [
         "SketchSearch bundled demo gallery (galleries/bundled)",
         "",
         f"{len(records)} photos, shrunk to at most {MAX_SIDE} px, composited onto white where transparent and",
-        "saved as JPEG; otherwise unchanged. Per-photo source, licence and author are also in",
+        "saved as JPEG; a few cut to the part that shows the object (\"cropped to\" below); otherwise unchanged.",
+        "Per-photo source, licence and author are also in",
         "galleries/bundled/metadata.csv; galleries/bundled_sources.tsv says why each photo is in or out.",
         "",
         f"1. {len(tux)} photo stamps from Tux Paint's stamp collection, Debian package tuxpaint-stamps-default",
@@ -436,6 +536,36 @@ def notice_text(records: Sequence[dict[str, str]], versions: dict[str, str], ski
               f"5. {len(sh)} redistributable photos collected in the project's shared data (gallery_photos/, with",
               "   SOURCES.tsv): each with its own source, licence and author as stated there:"]
     lines += [entry(r) for r in sh]
+    if sc:
+        lines += ["",
+                  f"6. {len(sc)} photos from Scratch 1.4's media library, Debian package scratch {versions.get('scratch', '?')}",
+                  "   (https://scratch.mit.edu). debian/copyright: \"Files: Help/* Media/* Projects; Copyright (c) 2011",
+                  "   Massachusetts Institute of Technology; License: CC-BY-SA-3.0\" (the media library):"]
+        lines += [f"   - {r['source'].split(': ', 1)[1]}" for r in sc]
+    if jz:
+        lines += ["",
+                  f"7. {len(jz)} photos from the puzzles of jigzo, Debian package jigzo-data {versions.get('jigzo-data', '?')}",
+                  "   (http://www.resorama.com/jigzo), read out of the .pzl files; debian/copyright: \"Files: *; Copyright:",
+                  "   2005-2008 Maarten de Boer; License: GPL-2+\", and heli-4x3.pzl \"Copyright: Joana Clotet; License: GPL-2\":"]
+        lines += [entry(r) for r in jz]
+    if lo:
+        lines += ["",
+                  f"8. {len(lo)} photos from Ubuntu Touch's wallpapers, Debian package lomiri-wallpapers-16.04",
+                  f"   {versions.get('lomiri-wallpapers-16.04', '?')}; photographer and licence per file in debian/copyright:"]
+        lines += [entry(r) for r in lo]
+    if pl:
+        lines += ["",
+                  f"9. {len(pl)} photos from KDE Plasma's wallpapers, Debian package plasma-workspace-wallpapers",
+                  f"   {versions.get('plasma-workspace-wallpapers', '?')}; debian/copyright: \"Files: *; License: GPL-2+\"",
+                  "   (LICENSES/GPL-2; the wallpapers' own metadata.json name LGPLv3); photographer from metadata.json:"]
+        lines += [entry(r) for r in pl]
+    if sp:
+        lines += ["",
+                  f"10. {len(sp)} images of the Sun from the test data of sunpy {SUNPY[1]} (https://sunpy.org, PyPI wheel,",
+                  "   sunpy/data/test): observations of NASA's Solar Dynamics Observatory (AIA and HMI instruments),",
+                  "   NASA material, not protected by copyright in the United States (public domain); courtesy of",
+                  "   NASA/SDO and the AIA and HMI science teams:"]
+        lines += [entry(r) for r in sp]
     used = sorted({r["licence"] for r in records})
     lines += ["", "Licence texts and deeds:"]
     lines += [f"   - {lic}: {licence_url(lic)}" for lic in used if licence_url(lic)]

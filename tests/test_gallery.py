@@ -90,13 +90,15 @@ def test_reviewed_list_matches_the_gallery():
 
 
 def test_notice_lists_every_source_and_every_credited_author():
-    for name in ("tuxpaint-stamps-default", "tuxpaint-data", "gcompris-qt-data", "scikit-image", "gallery_photos"):
+    for name in ("tuxpaint-stamps-default", "tuxpaint-data", "gcompris-qt-data", "scikit-image", "gallery_photos",
+                 "package scratch", "jigzo-data", "lomiri-wallpapers-16.04", "plasma-workspace-wallpapers", "sunpy"):
         assert name in NOTICE, name
     for r in ROWS:
-        if r["id"].startswith(("shared-", "gcompris-", "tuxpaint-data-")):
+        if r["id"].startswith(("shared-", "gcompris-", "tuxpaint-data-", "scratch-", "jigzo-", "lomiri-", "plasma-",
+                               "sunpy-")):
             where = r["source"].split(": ", 1)[1]
             assert where in NOTICE, r["id"]
-        if r["id"].startswith(("shared-", "gcompris-")):
+        if r["id"].startswith(("shared-", "gcompris-", "jigzo-", "lomiri-", "plasma-", "sunpy-")):
             assert f"{r['licence']}; {r['author']}" in NOTICE, r["id"]
     assert (BUNDLED_DIR / "LICENSES" / "GPL-2").is_file()
     if any(r["licence"].startswith("GPL-3") for r in ROWS):
@@ -136,7 +138,7 @@ def test_sketchy_photos_are_offered_as_a_second_gallery_when_present():
 # -- the build's helpers, on made-up input ---------------------------------------------------------
 def _tsv(tmp_path: Path, line: str) -> Path:
     p = tmp_path / "sources.tsv"
-    p.write_text("# comment\nsource\tstatus\tlabel\tname\tcaption\tlicence\tauthor\torigin\tnote\n" + line + "\n",
+    p.write_text("# comment\nsource\tstatus\tlabel\tname\tcaption\tlicence\tauthor\torigin\tnote\tcrop\n" + line + "\n",
                  encoding="utf-8")
     return p
 
@@ -146,6 +148,8 @@ def _tsv(tmp_path: Path, line: str) -> Path:
     ("ftp:a.png\tphoto\tcat\t\t\t\t\t\tn", "kind one of"),
     ("tuxpaint:a.png\tmaybe\tcat\t\t\t\t\t\tn", "status must be"),
     ("tuxpaint:a.png\tphoto\t\t\t\t\t\t\tn", "needs a name"),
+    ("scratch:a.png\tphoto\tcat\t\t\t\t\t\tn\t10,10,5,20", "crop must be"),
+    ("scratch:a.png\tphoto\tcat\t\t\t\t\t\tn\t1,2,3", "crop must be"),
 ])
 def test_read_sources_refuses_bad_rows_with_a_message(tmp_path, line, message):
     with pytest.raises(bg.BuildError, match=message):
@@ -154,11 +158,57 @@ def test_read_sources_refuses_bad_rows_with_a_message(tmp_path, line, message):
 
 def test_missing_packages_exit_with_the_install_command(tmp_path, monkeypatch):
     monkeypatch.delenv("TUXPAINT_STAMPS_DIR", raising=False)
+    monkeypatch.delenv("SBIR_WHEELS_DIR", raising=False)
     before = (BUNDLED_DIR / "metadata.csv").read_bytes()
     with pytest.raises(SystemExit) as e:        # checked before anything is written
         bg.main(["--no-index", "--packages-root", str(tmp_path / "empty")])
     assert "apt-get install -y" in str(e.value) and "gcompris-qt-data" in str(e.value)
+    assert "scratch" in str(e.value) and "pip download sunpy==" in str(e.value)
     assert (BUNDLED_DIR / "metadata.csv").read_bytes() == before
+
+
+def _jpeg(im: Image.Image) -> bytes:
+    import io
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=95)
+    return buf.getvalue()
+
+
+def test_pzl_image_cuts_the_photo_out_of_the_colour_texture(tmp_path):
+    """A jigzo puzzle: header with the `image` region, thumbnail, alpha mask, colour texture."""
+    import io
+    texture = Image.new("RGB", (64, 64), (0, 0, 255))
+    texture.paste((255, 0, 0), (8, 16, 8 + 24, 16 + 32))           # the photo: a red 24x32 block
+    mask = io.BytesIO()
+    Image.new("LA", (64, 64), (255, 255)).save(mask, "PNG")
+    parts = [("p-t.jpg", _jpeg(Image.new("RGB", (12, 16), (0, 255, 0)))), ("p.png", mask.getvalue()),
+             ("p.jpg", _jpeg(texture))]
+    head = b"PzlF\n0.1\np\nhttp://example.org/\np.map\n1\n#texture map data\ncrop000 0 0 8 8 0 0 0 0 0 0\n"
+    head += b"image 8 16 24 32 1 1    \n"
+    path = tmp_path / "p.pzl"
+    path.write_bytes(head + b"".join(n.encode() + b"\n" + str(len(b)).encode() + b"\n" + b for n, b in parts))
+    im = bg.pzl_image(path)
+    assert im.size == (24, 32)
+    r, g, b = np.asarray(im.convert("RGB")).reshape(-1, 3).mean(axis=0)
+    assert r > 200 and g < 60 and b < 60                             # the red photo, not the thumbnail or mask
+    (tmp_path / "bad.pzl").write_bytes(b"not a puzzle")
+    with pytest.raises(bg.BuildError, match="jigzo"):
+        bg.pzl_image(tmp_path / "bad.pzl")
+
+
+def test_a_row_with_a_crop_box_gets_only_that_part(tmp_path):
+    folder = tmp_path / bg.KINDS["scratch"].folder
+    folder.mkdir(parents=True)
+    im = Image.new("RGB", (40, 30), (255, 255, 255))
+    im.paste((0, 0, 0), (10, 5, 30, 25))
+    im.save(folder / "a.png")
+    row = bg.SourceRow("scratch:a.png", "photo", "cat", "", "", "", "", "", "n", crop="10,5,30,25")
+    out = bg.open_source(row, tmp_path)
+    assert out.size == (20, 20) and np.asarray(out.convert("L")).max() == 0
+    assert "(cropped to 10,5,30,25)" in bg.describe(row, tmp_path, {"scratch": "1"}, {})["source"]
+    with pytest.raises(bg.BuildError, match="outside"):
+        bg.open_source(bg.SourceRow("scratch:a.png", "photo", "cat", "", "", "", "", "", "n", crop="0,0,50,30"),
+                       tmp_path)
 
 
 def _rcc(files: dict[str, bytes]) -> bytes:
