@@ -43,6 +43,7 @@ def settings(where) -> None:
     infos = [i for i in backend_infos() if i.error is None]
     names = [i.name for i in infos]
     titles = {i.name: i.title for i in infos}
+    state["backend_titles"] = titles                   # ui.backend_label: no metadata files read per stroke
     if names and state.get("backend_picker") not in names:
         state["backend_picker"] = default_backend(names)
     sources = gallery_sources()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
@@ -25,6 +26,8 @@ from sbir_core.data.classes import display
 from sbir_core.data.preprocess import ImageInputError, load_image
 
 USER_GALLERY = "user"
+THUMBS_DIR = Path(__file__).resolve().parent / "static"   # Streamlit serves it at app/static/ (static serving on);
+                                                          # shared galleries' thumbnails are written to thumbs/ in it
 CANVAS_TEST_KEY = "canvas_inject"     # tests put a Fabric.js drawing here (the component does not render in AppTest)
 
 
@@ -40,7 +43,7 @@ def get_shared_gallery(key: str) -> tuple[Gallery, Thumbnails]:
     for src in gallery_sources():
         if src.key == key:
             g = src.load()
-            return g, Thumbnails(g)
+            return g, Thumbnails(g, static_dir=THUMBS_DIR if st.get_option("server.enableStaticServing") else None)
     raise KeyError(key)
 
 
@@ -589,7 +592,7 @@ def result_grid(result: SearchResult, thumbs: Thumbnails, columns: int, label: s
                 f"<div class='card-name' title='{title}'>{mark}{html.escape(name)}</div>"
                 f"<div class='card-score'>{score}</div>")
         cards.append(f"<div class='result-card{' compact' if compact else ''}'>"
-                     f"<img src='{thumbs.data_url(gi)}' alt='{title}'>{text}</div>")
+                     f"<img src='{thumbs.src(gi)}' alt='{title}'>{text}</div>")
     with st.container(key=key):
         if cards:
             st.markdown(f"<div class='result-grid' style='--cols: {max(1, columns)}'>{''.join(cards)}</div>",
@@ -605,6 +608,10 @@ def latency_text(result: SearchResult) -> str:
 
 
 def backend_label(name: str) -> str:
+    """A backend's title: as the last full run listed them (app.settings), else from the model files."""
+    title = (st.session_state.get("backend_titles") or {}).get(name)
+    if title:
+        return title
     for info in backend_infos():
         if info.name == name:
             return info.title
