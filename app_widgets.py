@@ -413,18 +413,30 @@ PEN_DOTS = {"Thin": "•", "Medium": "●", "Thick": "⬤"}     # pen widths as 
 def draw_panel() -> None:
     """One row of tools (pen/eraser, pen width, undo, clear), then the canvas. A changed drawing
     becomes the sketch."""
+    tools_row()
+    draw_canvas()
+
+
+def tools_row() -> None:
+    """Pen or eraser, pen width, Undo and Clear, in one row above the canvas."""
     with st.container(horizontal=True, key="tools", gap="small", vertical_alignment="center"):
-        tool = st.segmented_control("Tool", TOOLS, default=TOOLS[0], required=True, key="pen_tool",
-                                    label_visibility="collapsed")
-        size = st.segmented_control("Pen width", list(PEN_SIZES), default="Medium", required=True, key="pen_size",
-                                    format_func=PEN_DOTS.get, label_visibility="collapsed")
+        st.segmented_control("Tool", TOOLS, default=TOOLS[0], required=True, key="pen_tool",
+                             label_visibility="collapsed")
+        st.segmented_control("Pen width", list(PEN_SIZES), default="Medium", required=True, key="pen_size",
+                             format_func=PEN_DOTS.get, label_visibility="collapsed")
         st.button(":material/undo:", on_click=_undo, key="undo", help="Undo the last stroke")
         st.button(":material/delete:", on_click=_clear, key="clear", help="Clear the canvas")
-    eraser = tool == TOOLS[1]
-    width = PEN_SIZES.get(size or "Medium", 7.0) * (ERASER_FACTOR if eraser else 1.0)
+
+
+def draw_canvas() -> None:
+    """The canvas with the pen the tools row set (read from the session, so this can rerun on its own,
+    e.g. in a fragment of its own under the tools row). A changed drawing becomes the sketch."""
+    state = st.session_state
+    eraser = state.get("pen_tool") == TOOLS[1]
+    width = PEN_SIZES.get(state.get("pen_size") or "Medium", 7.0) * (ERASER_FACTOR if eraser else 1.0)
     drawing = drawing_canvas(width, eraser)
-    if drawing is not None and drawing != st.session_state.get("drawing"):
-        st.session_state["drawing"] = drawing
+    if drawing is not None and drawing != state.get("drawing"):
+        state["drawing"] = drawing
         _sketch_from_drawing(drawing)
     s = current_sketch()
     if s is not None and s["source"] != "drawing":
@@ -478,16 +490,23 @@ def examples_panel(columns: int = 4) -> None:
                "OpenMoji black outline emoji (openmoji.org), CC BY-SA 4.0."))
 
 
-def sketch_input() -> None:
-    """Draw, upload or pick an example; whichever changed last is the current sketch."""
+def sketch_input(defer_canvas: bool = False) -> Any:
+    """Draw, upload or pick an example; whichever changed last is the current sketch. With
+    `defer_canvas`, drawing mode draws only the tools row and returns an empty container under it, where
+    the caller draws the canvas with `draw_canvas` (the Search page: from a fragment that reruns alone on
+    a stroke); otherwise None."""
     mode = st.segmented_control("Sketch", ["✏️ Draw", "📁 Upload", "🖼️ Examples"], default="✏️ Draw",
                                 key="input_mode", label_visibility="collapsed", required=True)
     if mode == "📁 Upload":            # the query's thumbnail is in the reading, next to this panel
         upload_panel()
     elif mode == "🖼️ Examples":
         examples_panel()
+    elif defer_canvas:
+        tools_row()
+        return st.container()
     else:
         draw_panel()
+    return None
 
 
 # -- what the backend sees -------------------------------------------------------------------

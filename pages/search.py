@@ -12,14 +12,28 @@ if not ui.presenter():
 
 @st.fragment
 def live_search() -> None:
-    """Canvas, reading and results: a stroke reruns only this, not the sidebar and the page around it."""
+    """Input mode, tools, and the two columns; a tool, Undo or Clear reruns this (and `live_results` in it),
+    not the sidebar and the page around it."""
     presenter = ui.presenter()
-    backend = st.session_state.get("backend")
-    gallery, thumbs, problem = ui.active_gallery()
     narrow = (ui.window_width() or 1440) < 1100           # a tablet: the canvas and its tools get half the width
     left, right = st.columns([5, 7] if not (presenter or narrow) else [1, 1], gap="large")
     with left:
-        ui.sketch_input()
+        canvas_slot = ui.sketch_input(defer_canvas=True)
+    live_results(canvas_slot, right, narrow)
+
+
+@st.fragment
+def live_results(canvas_slot, right, narrow: bool) -> None:
+    """The canvas, the reading and the results: a stroke reruns only this, not the input mode, the tools row
+    and the columns around it (fewer elements for the server to send and the browser to redraw)."""
+    if canvas_slot is not None:
+        with canvas_slot:
+            ui.draw_canvas()
+    if narrow != ((ui.window_width() or 1440) < 1100):    # the window was resized across the tablet width
+        st.rerun()
+    presenter = ui.presenter()
+    backend = st.session_state.get("backend")
+    gallery, thumbs, problem = ui.active_gallery()
     with right:
         if problem:
             st.warning(problem)
