@@ -97,8 +97,7 @@ def threshold_control(backend_name: str) -> float | None:
     backend, _ = backend_or_message(backend_name)
     if backend is None or not supports_threshold(backend):
         return None
-    # the slider's column only while it is on: three fewer elements to send and redraw per stroke
-    on, value = st.columns([1, 2]) if st.session_state.get("use_threshold") else (st, None)
+    on, value = st.columns([1, 2])
     if not on.toggle("By similarity", key="use_threshold",
                      help="Every photo whose cosine similarity to the sketch is at least the threshold, "
                           "instead of a fixed number of results."):
