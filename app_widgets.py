@@ -57,6 +57,18 @@ def presenter() -> bool:
     return bool(st.session_state.get("presenter", False))
 
 
+def backend_picker(where: Any = None) -> None:
+    """The sidebar's backend picker (into `where`, a container the app made for it, when given); the
+    backends and titles as the app's last full run listed them. Sets the backend the pages read."""
+    state = st.session_state
+    titles = state.get("backend_titles") or {}
+    (where if where is not None else st).selectbox(
+        "Backend", list(titles), format_func=titles.get, key="backend_picker",
+        help="How sketches are matched to photos; the Compare page runs them all.")
+    if titles:
+        state["backend"] = state.get("backend_picker") or next(iter(titles))
+
+
 def active_gallery() -> tuple[Gallery | None, Thumbnails | None, str | None]:
     """The gallery picked in the settings, its thumbnails, or a message saying why there is none."""
     key = st.session_state.get("gallery_key")

@@ -12,8 +12,10 @@ if not ui.presenter():
 
 @st.fragment
 def live_search() -> None:
-    """Input mode, tools, and the two columns; a tool, Undo or Clear reruns this (and `live_results` in it),
-    not the sidebar and the page around it."""
+    """The sidebar's backend picker, input mode, tools, and the two columns; a backend switch, a tool, Undo or
+    Clear reruns this (and `live_results` in it), not the rest of the sidebar and the page around it."""
+    if st.session_state.get("backend_slot") is not None and not ui.presenter():
+        ui.backend_picker(st.session_state["backend_slot"])   # in the sidebar: a switch reruns this, not the app
     presenter = ui.presenter()
     narrow = (ui.window_width() or 1440) < 1100           # a tablet: the canvas and its tools get half the width
     left, right = st.columns([5, 7] if not (presenter or narrow) else [1, 1], gap="large")
