@@ -79,7 +79,9 @@ PROBE_JS = r"""
     if (!r) return recs === 'img' ? 'image load' : '';
     let t = r.target.nodeType === 1 ? r.target : r.target.parentElement;
     const el = t && t.closest ? t.closest('[data-testid]') : null;
-    return r.type + ' in ' + (el ? el.getAttribute('data-testid') : t ? t.tagName : '?');
+    const role = t && t.closest ? t.closest('[role]') : null;            // e.g. a tooltip, outside the app's tree
+    return r.type + ' in ' + (el ? el.getAttribute('data-testid') : role ? 'role=' + role.getAttribute('role')
+                                 : t ? t.tagName : '?');
   };
   const touch = recs => {
     const t = performance.now();
