@@ -38,11 +38,14 @@ def publish(names: list[str], options: list[str]) -> None:
     state["gallery_key"] = state.get("gallery_key_picker") or (options[0] if options else None)
 
 
-def settings(where) -> None:
-    """Backend and gallery pickers, result count and presenter mode (sidebar, or the top in presenter mode)."""
+def settings(where, backend_in_page: bool = False) -> None:
+    """Backend and gallery pickers, result count and presenter mode (sidebar, or the top in presenter mode).
+    With `backend_in_page`, the backend picker's place in the sidebar is left as an empty container that
+    the page's fragment fills (`ui.backend_picker`): a switch then reruns that fragment, not the app."""
     infos = [i for i in backend_infos() if i.error is None]
     names = [i.name for i in infos]
     titles = {i.name: i.title for i in infos}
+    state["backend_titles"] = titles                   # ui.backend_label: no metadata files read per stroke
     if names and state.get("backend_picker") not in names:
         state["backend_picker"] = default_backend(names)
     sources = gallery_sources()
@@ -51,6 +54,7 @@ def settings(where) -> None:
     if options and state.get("gallery_key_picker") not in options:
         state["gallery_key_picker"] = options[0]
     if ui.presenter():
+        state.pop("backend_slot", None)
         c1, c2, c3 = where.columns([3, 3, 1.4])
         c1.selectbox("Backend", names, format_func=titles.get, key="backend_picker")
         c2.selectbox("Gallery", options, format_func=gtitles.get, key="gallery_key_picker")
@@ -59,8 +63,11 @@ def settings(where) -> None:
         return
     with where:
         st.markdown("### ✏️ SketchSearch")
-        st.selectbox("Backend", names, format_func=titles.get, key="backend_picker",
-                     help="How sketches are matched to photos; the Compare page runs them all.")
+        if backend_in_page:
+            state["backend_slot"] = st.container()
+        else:
+            state.pop("backend_slot", None)
+            ui.backend_picker()
         if not names:
             st.error("No backend is available: the models/ folder is empty.")
         st.selectbox("Gallery", options, format_func=gtitles.get, key="gallery_key_picker",
@@ -82,7 +89,7 @@ pages = [
 ]
 page = st.navigation(pages, position="top" if ui.presenter() else "sidebar")
 ui.page_style()
-settings(st.container() if ui.presenter() else st.sidebar)
+settings(st.container() if ui.presenter() else st.sidebar, backend_in_page=page.url_path == pages[0].url_path)
 if state.get("last_page") != page.url_path:             # a new page's canvas starts from the drawing so far
     state["last_page"] = page.url_path
     ui.remount_canvas_with_current_drawing()

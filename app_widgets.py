@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
@@ -25,6 +26,8 @@ from sbir_core.data.classes import display
 from sbir_core.data.preprocess import ImageInputError, load_image
 
 USER_GALLERY = "user"
+THUMBS_DIR = Path(__file__).resolve().parent / "static"   # Streamlit serves it at app/static/ (static serving on);
+                                                          # shared galleries' thumbnails are written to thumbs/ in it
 CANVAS_TEST_KEY = "canvas_inject"     # tests put a Fabric.js drawing here (the component does not render in AppTest)
 
 
@@ -40,7 +43,7 @@ def get_shared_gallery(key: str) -> tuple[Gallery, Thumbnails]:
     for src in gallery_sources():
         if src.key == key:
             g = src.load()
-            return g, Thumbnails(g)
+            return g, Thumbnails(g, static_dir=THUMBS_DIR if st.get_option("server.enableStaticServing") else None)
     raise KeyError(key)
 
 
@@ -52,6 +55,18 @@ def get_examples() -> list[Example]:
 # -- settings --------------------------------------------------------------------------------
 def presenter() -> bool:
     return bool(st.session_state.get("presenter", False))
+
+
+def backend_picker(where: Any = None) -> None:
+    """The sidebar's backend picker (into `where`, a container the app made for it, when given); the
+    backends and titles as the app's last full run listed them. Sets the backend the pages read."""
+    state = st.session_state
+    titles = state.get("backend_titles") or {}
+    (where if where is not None else st).selectbox(
+        "Backend", list(titles), format_func=titles.get, key="backend_picker",
+        help="How sketches are matched to photos; the Compare page runs them all.")
+    if titles:
+        state["backend"] = state.get("backend_picker") or next(iter(titles))
 
 
 def active_gallery() -> tuple[Gallery | None, Thumbnails | None, str | None]:
@@ -410,18 +425,30 @@ PEN_DOTS = {"Thin": "•", "Medium": "●", "Thick": "⬤"}     # pen widths as 
 def draw_panel() -> None:
     """One row of tools (pen/eraser, pen width, undo, clear), then the canvas. A changed drawing
     becomes the sketch."""
+    tools_row()
+    draw_canvas()
+
+
+def tools_row() -> None:
+    """Pen or eraser, pen width, Undo and Clear, in one row above the canvas."""
     with st.container(horizontal=True, key="tools", gap="small", vertical_alignment="center"):
-        tool = st.segmented_control("Tool", TOOLS, default=TOOLS[0], required=True, key="pen_tool",
-                                    label_visibility="collapsed")
-        size = st.segmented_control("Pen width", list(PEN_SIZES), default="Medium", required=True, key="pen_size",
-                                    format_func=PEN_DOTS.get, label_visibility="collapsed")
+        st.segmented_control("Tool", TOOLS, default=TOOLS[0], required=True, key="pen_tool",
+                             label_visibility="collapsed")
+        st.segmented_control("Pen width", list(PEN_SIZES), default="Medium", required=True, key="pen_size",
+                             format_func=PEN_DOTS.get, label_visibility="collapsed")
         st.button(":material/undo:", on_click=_undo, key="undo", help="Undo the last stroke")
         st.button(":material/delete:", on_click=_clear, key="clear", help="Clear the canvas")
-    eraser = tool == TOOLS[1]
-    width = PEN_SIZES.get(size or "Medium", 7.0) * (ERASER_FACTOR if eraser else 1.0)
+
+
+def draw_canvas() -> None:
+    """The canvas with the pen the tools row set (read from the session, so this can rerun on its own,
+    e.g. in a fragment of its own under the tools row). A changed drawing becomes the sketch."""
+    state = st.session_state
+    eraser = state.get("pen_tool") == TOOLS[1]
+    width = PEN_SIZES.get(state.get("pen_size") or "Medium", 7.0) * (ERASER_FACTOR if eraser else 1.0)
     drawing = drawing_canvas(width, eraser)
-    if drawing is not None and drawing != st.session_state.get("drawing"):
-        st.session_state["drawing"] = drawing
+    if drawing is not None and drawing != state.get("drawing"):
+        state["drawing"] = drawing
         _sketch_from_drawing(drawing)
     s = current_sketch()
     if s is not None and s["source"] != "drawing":
@@ -475,16 +502,23 @@ def examples_panel(columns: int = 4) -> None:
                "OpenMoji black outline emoji (openmoji.org), CC BY-SA 4.0."))
 
 
-def sketch_input() -> None:
-    """Draw, upload or pick an example; whichever changed last is the current sketch."""
+def sketch_input(defer_canvas: bool = False) -> Any:
+    """Draw, upload or pick an example; whichever changed last is the current sketch. With
+    `defer_canvas`, drawing mode draws only the tools row and returns an empty container under it, where
+    the caller draws the canvas with `draw_canvas` (the Search page: from a fragment that reruns alone on
+    a stroke); otherwise None."""
     mode = st.segmented_control("Sketch", ["✏️ Draw", "📁 Upload", "🖼️ Examples"], default="✏️ Draw",
                                 key="input_mode", label_visibility="collapsed", required=True)
     if mode == "📁 Upload":            # the query's thumbnail is in the reading, next to this panel
         upload_panel()
     elif mode == "🖼️ Examples":
         examples_panel()
+    elif defer_canvas:
+        tools_row()
+        return st.container()
     else:
         draw_panel()
+    return None
 
 
 # -- what the backend sees -------------------------------------------------------------------
@@ -589,7 +623,7 @@ def result_grid(result: SearchResult, thumbs: Thumbnails, columns: int, label: s
                 f"<div class='card-name' title='{title}'>{mark}{html.escape(name)}</div>"
                 f"<div class='card-score'>{score}</div>")
         cards.append(f"<div class='result-card{' compact' if compact else ''}'>"
-                     f"<img src='{thumbs.data_url(gi)}' alt='{title}'>{text}</div>")
+                     f"<img src='{thumbs.src(gi)}' alt='{title}'>{text}</div>")
     with st.container(key=key):
         if cards:
             st.markdown(f"<div class='result-grid' style='--cols: {max(1, columns)}'>{''.join(cards)}</div>",
@@ -605,6 +639,10 @@ def latency_text(result: SearchResult) -> str:
 
 
 def backend_label(name: str) -> str:
+    """A backend's title: as the last full run listed them (app.settings), else from the model files."""
+    title = (st.session_state.get("backend_titles") or {}).get(name)
+    if title:
+        return title
     for info in backend_infos():
         if info.name == name:
             return info.title

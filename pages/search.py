@@ -12,14 +12,30 @@ if not ui.presenter():
 
 @st.fragment
 def live_search() -> None:
-    """Canvas, reading and results: a stroke reruns only this, not the sidebar and the page around it."""
+    """The sidebar's backend picker, input mode, tools, and the two columns; a backend switch, a tool, Undo or
+    Clear reruns this (and `live_results` in it), not the rest of the sidebar and the page around it."""
+    if st.session_state.get("backend_slot") is not None and not ui.presenter():
+        ui.backend_picker(st.session_state["backend_slot"])   # in the sidebar: a switch reruns this, not the app
     presenter = ui.presenter()
-    backend = st.session_state.get("backend")
-    gallery, thumbs, problem = ui.active_gallery()
     narrow = (ui.window_width() or 1440) < 1100           # a tablet: the canvas and its tools get half the width
     left, right = st.columns([5, 7] if not (presenter or narrow) else [1, 1], gap="large")
     with left:
-        ui.sketch_input()
+        canvas_slot = ui.sketch_input(defer_canvas=True)
+    live_results(canvas_slot, right, narrow)
+
+
+@st.fragment
+def live_results(canvas_slot, right, narrow: bool) -> None:
+    """The canvas, the reading and the results: a stroke reruns only this, not the input mode, the tools row
+    and the columns around it (fewer elements for the server to send and the browser to redraw)."""
+    if canvas_slot is not None:
+        with canvas_slot:
+            ui.draw_canvas()
+    if narrow != ((ui.window_width() or 1440) < 1100):    # the window was resized across the tablet width
+        st.rerun()
+    presenter = ui.presenter()
+    backend = st.session_state.get("backend")
+    gallery, thumbs, problem = ui.active_gallery()
     with right:
         if problem:
             st.warning(problem)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import hashlib
 import io
 import json
 import logging
@@ -119,13 +120,40 @@ def missing_gallery_message() -> str:
 
 
 class Thumbnails:
-    """Small JPEG previews of a gallery's photos, made once each (the grid redraws often), also as
-    data: URLs, so the result grid is one piece of HTML that needs no further request per photo."""
+    """Small JPEG previews of a gallery's photos, made once each (the grid redraws often). `src(i)` is
+    what a result card's <img> shows: with `static_dir` (the app's static folder, served by Streamlit at
+    `static_url`), a file written once per gallery and photo, so the browser fetches and decodes each
+    photo once and a new answer is a few hundred bytes of HTML; else an inline data: URL (encoded once)."""
 
-    def __init__(self, gallery: Gallery, size: int = 256, max_items: int = 4000):
+    def __init__(self, gallery: Gallery, size: int = 256, max_items: int = 4000,
+                 static_dir: Path | None = None, static_url: str = "app/static"):
         self.gallery, self.size, self.max_items = gallery, size, max_items
+        self.static_dir, self.static_url = static_dir, static_url.rstrip("/")
         self._cache: dict[int, bytes] = {}
         self._urls: dict[tuple[int, int], str] = {}
+        self._files: dict[tuple[int, int], str] = {}
+
+    def src(self, i: int) -> str:
+        """Photo i's thumbnail for an <img src>: a static file's URL (written once), else a data: URL."""
+        if self.static_dir is None:
+            return self.data_url(i)
+        key = (i, len(self.gallery))
+        url = self._files.get(key)
+        if url is None:
+            folder = "thumbs/" + hashlib.sha1(f"{self.gallery.content_key}-{self.size}".encode()).hexdigest()[:16]
+            path = self.static_dir / folder / f"{i}.jpg"
+            try:
+                if not path.exists():
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    tmp = path.with_suffix(f".{os.getpid()}.tmp")      # other sessions may write it at once
+                    tmp.write_bytes(self(i))
+                    os.replace(tmp, path)
+            except OSError:                # a read-only app folder: inline, as without a static folder
+                return self.data_url(i)
+            if len(self._files) >= self.max_items:
+                self._files.pop(next(iter(self._files)))
+            url = self._files[key] = f"{self.static_url}/{folder}/{i}.jpg"
+        return url
 
     def data_url(self, i: int) -> str:
         """Photo i's thumbnail as a `data:image/jpeg;base64,...` URL, encoded once per gallery."""

@@ -1,10 +1,11 @@
-"""The Search page's feedback loop, without a browser: thumbnails encoded once per gallery, the
-result grid as one block of HTML, and the browser benchmark's statistics (tests/test_browser.py
-drives the real thing)."""
+"""The Search page's feedback loop, without a browser: thumbnails encoded once per gallery (files
+served by URL, or inline), the result grid as one block of HTML, and the browser benchmark's
+statistics (tests/test_browser.py drives the real thing)."""
 from __future__ import annotations
 
 import base64
 import io
+import re
 from pathlib import Path
 
 import pytest
@@ -32,8 +33,34 @@ def test_thumbnail_data_urls_are_encoded_once(tmp_path, monkeypatch):
     assert thumbs.data_url(0) != url and calls == [0]
 
 
+def test_thumbnail_files_are_written_once_and_served_by_url(tmp_path, monkeypatch):
+    from sbir_core import Gallery
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i, colour in enumerate([(200, 30, 30), (30, 30, 200)]):
+        Image.new("RGB", (40, 30), colour).save(photos / f"p{i}.jpg")
+    static = tmp_path / "static"
+    thumbs = Thumbnails(Gallery.from_folder(photos), size=16, static_dir=static)
+    url = thumbs.src(1)
+    assert url.startswith("app/static/thumbs/") and url.endswith("/1.jpg")
+    path = static / url.removeprefix("app/static/")
+    im = Image.open(path).convert("RGB")
+    assert im.size == (16, 16) and im.getpixel((8, 8))[2] > 150           # photo 1, the blue one
+    calls = []
+    monkeypatch.setattr(Thumbnails, "__call__", lambda self, i: calls.append(i) or b"")
+    assert thumbs.src(1) == url and calls == []                            # neither re-encoded nor rewritten
+    again = Thumbnails(Gallery.from_folder(photos), size=16, static_dir=static)
+    assert again.src(1) == url and calls == []                             # another session: the file is there
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the folder should be")               # the folder cannot be made
+    monkeypatch.undo()
+    inline = Thumbnails(Gallery.from_folder(photos), size=16, static_dir=blocked)
+    assert inline.src(0).startswith("data:image/jpeg;base64,")            # falls back to inline thumbnails
+
+
 @pytest.mark.skipif(not bundled_gallery_present(), reason="bundled gallery not built")
-def test_result_grid_is_one_block_of_cards_with_inline_thumbnails():
+def test_result_grid_is_one_block_of_cards_with_thumbnails_by_url():
+    import app_widgets
     stroke = {"type": "path", "stroke": "#000000", "strokeWidth": 6,
               "path": [["M", 100, 100], ["Q", 200, 110, 200, 110], ["L", 300, 260]]}
     at = st_testing.AppTest.from_file(APP, default_timeout=180)
@@ -44,7 +71,10 @@ def test_result_grid_is_one_block_of_cards_with_inline_thumbnails():
     assert len(grids) == 1
     k = int(at.session_state["k"])
     assert grids[0].count("class='result-card'") == k
-    assert grids[0].count("src='data:image/jpeg;base64,") == k
+    srcs = re.findall(r"<img src='([^']+)'", grids[0])
+    assert len(srcs) == k and all(s.startswith("app/static/thumbs/") for s in srcs)   # .streamlit: static serving on
+    for src in srcs:                                                        # each a thumbnail file Streamlit serves
+        assert Image.open(app_widgets.THUMBS_DIR / src.removeprefix("app/static/")).size == (256, 256)
     assert grids[0].count("class='card-name'") == k and grids[0].count("class='card-score'") == k
 
 

@@ -31,6 +31,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -72,15 +73,26 @@ PROBE_JS = r"""
   const sig = () => [...document.querySelectorAll('.card-name, .card-score')].map(e => e.textContent).join('|');
   w.__bench.sig = sig;
   let last = null;
-  const touch = () => {
+  // what the latest activity was (traces what ends a 'settled' time: e.g. a tooltip shown after a hover)
+  const what = recs => {
+    const r = recs && recs.length ? recs[recs.length - 1] : null;
+    if (!r) return recs === 'img' ? 'image load' : '';
+    let t = r.target.nodeType === 1 ? r.target : r.target.parentElement;
+    const el = t && t.closest ? t.closest('[data-testid]') : null;
+    const role = t && t.closest ? t.closest('[role]') : null;            // e.g. a tooltip, outside the app's tree
+    return r.type + ' in ' + (el ? el.getAttribute('data-testid') : role ? 'role=' + role.getAttribute('role')
+                                 : t ? t.tagName : '?');
+  };
+  const touch = recs => {
     const t = performance.now();
     w.__bench.lastActivity = t;
+    w.__bench.lastWhat = what(recs);
     const s = sig();
     if (s !== last) { last = s; w.__bench.changes.push([t, s]); }
   };
   w.addEventListener('pointerup', () => w.__bench.lifts.push(performance.now()), true);
   w.addEventListener('click', () => w.__bench.clicks.push(performance.now()), true);
-  document.addEventListener('load', e => { if (e.target && e.target.tagName === 'IMG') touch(); }, true);
+  document.addEventListener('load', e => { if (e.target && e.target.tagName === 'IMG') touch('img'); }, true);
   const start = () => {
     new MutationObserver(touch).observe(document.documentElement,
       {subtree: true, childList: true, attributes: true, characterData: true});
@@ -163,6 +175,7 @@ def summary(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return {"n": len(samples), "first_p50": pct(first, 50), "first_p90": pct(first, 90),
             "settled_p50": pct(settled, 50), "settled_p90": pct(settled, 90),
             "unchanged": sum(1 for s in samples if s.get("first") is None and not s.get("timeout")),
+            "settled_by": Counter(s["settled_by"] for s in samples if s.get("settled_by")).most_common(3),
             "timeouts": sum(1 for s in samples if s.get("timeout"))}
 
 
@@ -217,13 +230,13 @@ class Visitor:
         res = await self.page.evaluate("([t0, q, lim]) => window.__bench.settle(t0, q, lim, true)",
                                        [t0, QUIET_MS, WAIT_MS])
         b = await self.page.evaluate("""(t0) => ({changes: window.__bench.changes.filter(c => c[0] > t0).map(c => c[0]),
-            last: window.__bench.lastActivity, before: (window.__bench.changes.filter(c => c[0] <= t0).pop() || [0, ''])[1],
+            last: window.__bench.lastActivity, lastWhat: window.__bench.lastWhat, before: (window.__bench.changes.filter(c => c[0] <= t0).pop() || [0, ''])[1],
             now: window.__bench.changes.length ? window.__bench.changes[window.__bench.changes.length - 1][1] : ''})""", t0)
         if res["timeout"]:
             return {"kind": kind, "timeout": True}
         changed = b["now"] != b["before"]
         return {"kind": kind, "first": round(b["changes"][0] - t0, 1) if changed and b["changes"] else None,
-                "settled": round(b["last"] - t0, 1), "timeout": False}
+                "settled": round(b["last"] - t0, 1), "settled_by": b["lastWhat"], "timeout": False}
 
     async def draw_stroke_measured(self, points: Sequence[tuple[float, float]], kind: str = "stroke") -> dict[str, Any]:
         await self.stroke(points)
@@ -452,6 +465,11 @@ def markdown(r: dict[str, Any], before: dict[str, Any] | None = None) -> str:
         out += (f"\nLost strokes: {lost['lost']} of {lost['drawings']} drawings drawn fast (next stroke "
                 f"{lost['gap_ms']} ms after the pen lifts) ended on other photos than the same strokes drawn slowly"
                 + (f" (before: {lost_before['lost']})" if lost_before else "") + ".\n")
+    ends = [f"{label}: " + ", ".join(f"{w} ({n})" for w, n in s["settled_by"])
+            for label, s in (("pen lift", (r.get("one") or {}).get("stroke")), ("Undo", (r.get("one") or {}).get("undo")),
+                             ("Clear", (r.get("one") or {}).get("clear"))) if s and s.get("settled_by")]
+    if ends:
+        out += "\nWhat ended *settled* (the last DOM change or image load, one visitor; times seen): " + "; ".join(ends) + ".\n"
     return out
 
 
