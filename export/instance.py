@@ -1,8 +1,8 @@
 """Export the `instance` backend: `python -m export.instance`.
 
-Sketches: the block-13 trunk (shared with `classifier`) + instance_sketch_head.onnx (the frozen
-ImageNet blocks 13-15, then the trained sketch branch); the classifier's own sketch head reads the
-same block-13 features for stage 1. Photos: the shared trunk + instance_photo_head.onnx, and the
+Sketches: the classifier's sketch trunk file (after blocks[:11]) + instance_sketch_head.onnx (the
+frozen ImageNet blocks from there to 15, then the trained sketch branch); the classifier's own sketch
+head reads the same trunk features for stage 1. Photos: the shared trunk + instance_photo_head.onnx, and the
 classifier's photo head. No classifier file is copied: the metadata names them.
 """
 from __future__ import annotations
@@ -11,14 +11,19 @@ import torch
 
 from sbir_core.config import MODELS_DIR
 from sbir_core.backends.onnx_model import read_meta
-from sbir_core.train.features import PREPROCESS
+from sbir_core.train.features import PREPROCESS, sketch_trunk_end
 from sbir_core.train.instance import run_dir
 
 from . import trunk
 from .common import CHECKPOINTS, Chain, chain_parity, export_onnx, load_checkpoint, ship_checkpoint, write_meta
 
 NAME = "instance"
-SKETCH_FROM = 13        # the sketch head reads the features the classifier's trunk file already computes
+
+
+def sketch_from() -> int:
+    """Where the classifier's sketch trunk file ends: the instance sketch head starts there, so one
+    trunk run feeds both stages (the branch itself was trained on features after all 16 blocks)."""
+    return sketch_trunk_end(load_checkpoint("classifier")["config"])
 
 
 def branches(ck: dict) -> tuple[torch.nn.Module, torch.nn.Module]:
@@ -31,14 +36,15 @@ def branches(ck: dict) -> tuple[torch.nn.Module, torch.nn.Module]:
     s.load_state_dict({k: v.float() for k, v in ck["sketch_state_dict"].items()})
     p.load_state_dict({k: v.float() for k, v in ck["photo_state_dict"].items()})
     proj = CellProjection(ck["pca_mean"], ck["pca_components"])
-    return FrozenBlocksThen(Projected(proj, s), SKETCH_FROM).eval(), Projected(proj, p).eval()
+    return FrozenBlocksThen(Projected(proj, s), sketch_from()).eval(), Projected(proj, p).eval()
 
 
 def torch_modules() -> dict[str, tuple[torch.nn.Module, int]]:
     if not (CHECKPOINTS / f"{NAME}.pt").is_file():
         return {}
     s, p = branches(load_checkpoint(NAME))
-    return {f"{trunk.file_name(SKETCH_FROM)}+{NAME}_sketch_head.onnx": (Chain(trunk.trunk(SKETCH_FROM), s), PREPROCESS.size),
+    start = sketch_from()
+    return {f"{trunk.file_name(start)}+{NAME}_sketch_head.onnx": (Chain(trunk.trunk(start), s), PREPROCESS.size),
             f"{trunk.FILE}+{NAME}_photo_head.onnx": (Chain(trunk.trunk(), p), PREPROCESS.size)}
 
 
@@ -50,14 +56,15 @@ def main() -> None:
         return
     ck = load_checkpoint(NAME)
     s, p = branches(ck)
+    start = sketch_from()
     sf, pf = f"{NAME}_sketch_head.onnx", f"{NAME}_photo_head.onnx"
-    export_onnx(s, MODELS_DIR / sf, trunk.feature_shape(SKETCH_FROM))
+    export_onnx(s, MODELS_DIR / sf, trunk.feature_shape(start))
     export_onnx(p, MODELS_DIR / pf, trunk.FEATURE_SHAPE)
-    err = max(chain_parity(Chain(trunk.trunk(SKETCH_FROM), s), [MODELS_DIR / trunk.file_name(SKETCH_FROM), MODELS_DIR / sf],
+    err = max(chain_parity(Chain(trunk.trunk(start), s), [MODELS_DIR / trunk.file_name(start), MODELS_DIR / sf],
                            PREPROCESS.size),
               chain_parity(Chain(trunk.trunk(), p), [MODELS_DIR / trunk.FILE, MODELS_DIR / pf], PREPROCESS.size))
     cls = read_meta("classifier")
-    assert cls["sketch_model"][0] == trunk.file_name(SKETCH_FROM), "stage 1 must read the same trunk file"
+    assert cls["sketch_model"][0] == trunk.file_name(start), "stage 1 must read the same trunk file"
     write_meta(NAME, {
         "backend": NAME, "title": "Instance: right kind first, then the very photo drawn",
         "description": "Two stages: the classifier backend's class posterior (its heads, shared) puts the drawn kind of "
@@ -65,10 +72,10 @@ def main() -> None:
                        "photo-edge branch, photo branch; triplet loss with the drawn photo as positive and same-class "
                        "photos as hard negatives, mirrored pairs, edge maps) orders photos by how closely they match "
                        "the drawing. Score: log P(class) + fusion_weight x cosine",
-        "sketch_model": [trunk.file_name(SKETCH_FROM), sf], "photo_model": [trunk.FILE, pf],
+        "sketch_model": [trunk.file_name(start), sf], "photo_model": [trunk.FILE, pf],
         "class_sketch_model": cls["sketch_model"][-1], "class_photo_model": cls["photo_model"][-1],
         "classes": cls["classes"], "photo_classes": cls.get("photo_classes", cls["classes"]),
-        "fusion_weight": ck["fusion_weight"], "embedding_dim": int(s(torch.zeros(1, *trunk.feature_shape(SKETCH_FROM))).shape[1]),
+        "fusion_weight": ck["fusion_weight"], "embedding_dim": int(s(torch.zeros(1, *trunk.feature_shape(start))).shape[1]),
         "preprocess": PREPROCESS.to_dict(), "photo_preprocess": cls.get("photo_preprocess", PREPROCESS.to_dict()),
         "curves": f"{NAME}_curves.json", "train_config": ck["config"], "onnx_parity_max_abs": err})
     curves = run_dir(NAME) / "curves.json"

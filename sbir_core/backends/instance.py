@@ -7,7 +7,7 @@ Stage 2 orders photos by an instance embedding that keeps the spatial layout of 
 (`sbir_core.nets.instance`): cosine similarity of sketch and photo. The score is
 log P(class) + w * cosine, with w chosen on the validation split (`fusion_weight` in the metadata;
 small: a photo of a less likely class overtakes only on a clearly closer match). One run of the
-block-13 trunk feeds both the classifier's sketch head and the instance sketch head.
+classifier's sketch trunk file feeds both the classifier's sketch head and the instance sketch head.
 Retrieval by distance (`search_within`) keeps every photo whose instance cosine reaches the
 threshold, in the two-stage order; cards show that cosine.
 """

@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
         meta["class_mix"] = float(best)
         meta["class_mix_val"] = res
         # the picker and Compare say what ranks the photos
-        meta["title"] = "cGAN (imaginary photo + class reading)" if best > 0 else "cGAN (imaginary photo)"
+        meta["title"] = "cGAN (imaginary photo + class reading)" if float(best) > 0 else "cGAN (imaginary photo)"
         path.write_text(json.dumps(meta, indent=1) + "\n")
 
 

@@ -12,7 +12,8 @@ What changed from `sbir_core.train.cgan` (version 1), each for a reason seen in 
 - **Class conditioning**: G's bottleneck also sees an embedding of the shipped sketch classifier's
   posterior (`models/classifier.json`, 365 classes), so colour and texture can follow the class the
   sketch is read as. The posterior of every training sketch and edge map is computed once, with the
-  ONNX files serving runs (`trunk_lite0_192_b13.onnx` + `classifier_head.onnx`).
+  ONNX files serving runs (`CLASSIFIER_FILES`: the classifier's trunk file + `classifier_head.onnx`; v2 was
+  trained with the block-13 classifier, so a retrain reads the posterior of the one shipped now).
 - **E1 tied to E2**: the imaginary photo is embedded by the same frozen ImageNet EfficientNet-Lite0
   (E2) as the gallery photos; the feature loss (mid + high, as in version 1) trains G alone. This
   keeps the new model files small (the sketch side ships G only and reuses `cgan_photo.onnx`) and a
@@ -47,7 +48,7 @@ from ..nets.perceptual import MidHighEncoder
 from ..nets.pix2pix import MultiScaleDiscriminator, UNetGenerator, init_weights
 from .cgan import balanced_subset, grid_image, photo_tensor, random_jitter, resolve, sketchy_pairs, to_unit
 
-CLASSIFIER_FILES = ("trunk_lite0_192_b13.onnx", "classifier_head.onnx")
+CLASSIFIER_FILES = ("trunk_lite0_192_b11.onnx", "classifier_head.onnx")
 CLASSIFIER_RES = 192
 N_CLASSES = 365
 
