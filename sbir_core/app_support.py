@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 EXAMPLES_DIR = REPO_ROOT / "assets" / "examples"
 METRICS_FILE = MODELS_DIR / "metrics_sketchy.json"
+BENCH_FILE = REPO_ROOT / "bench.json"
 EXAMPLE_CLASSES = ("apple", "airplane", "car_(sedan)", "cat", "butterfly", "fish", "guitar", "tree")   # each has 2+ bundled photos
 GALLERY_BUILD_HINT = "build it with `python -m sbir_core.build_gallery --index` (see the README), or pick another gallery"
 
@@ -356,6 +357,17 @@ def load_report(path: Path | None = None) -> dict[str, Any] | None:
     except (OSError, json.JSONDecodeError):
         return None
     return report if isinstance(report, dict) and isinstance(report.get("backends"), dict) else None
+
+
+def first_row_hits(path: Path | None = None) -> dict[str, float]:
+    """{backend: doodles -> bundled gallery hit@4} from the benchmark's JSON (bench.json): how often
+    a visitor's quick drawing finds a right photo in the first row. Empty when absent or unreadable."""
+    try:
+        results = json.loads(Path(path or BENCH_FILE).read_text())["quality"]["results"]
+        hits = {n: r["sets"]["quickdraw"]["hit@4"] for n, r in results.items()}
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, AttributeError):
+        return {}
+    return {n: float(h) for n, h in hits.items() if isinstance(h, (int, float))}
 
 
 METRIC_COLUMNS = ("mAP@all", "P@20", "acc@1", "acc@5", "acc@10")

@@ -649,11 +649,32 @@ def test_default_backend_loads_even_with_a_damaged_report_and_a_broken_backend(m
         pytest.skip("needs the triplet and classifier models")
     (models_copy / "metrics_sketchy.json").write_text('{"backends": [damaged')
     monkeypatch.setattr(app_support, "METRICS_FILE", models_copy / "metrics_sketchy.json")
-    assert app_support.load_report() is None
+    (models_copy / "bench.json").write_text('{"quality": {"results": 3}}')
+    monkeypatch.setattr(app_support, "BENCH_FILE", models_copy / "bench.json")
+    assert app_support.load_report() is None and app_support.first_row_hits() == {}
     (models_copy / "triplet_sketch_head.onnx").unlink()
     at = AppTest.from_file(str(REPO_ROOT / "app.py"), default_timeout=120).run()
     assert not at.exception
     assert at.session_state["backend"] == "classifier"
+
+
+def test_default_backend_is_the_one_whose_first_row_serves_doodles_best(tmp_path, monkeypatch):
+    """The benchmark's doodles -> gallery hit@4 picks the first page's backend, before Sketchy mAP@all."""
+    pytest.importorskip("streamlit")
+    from streamlit.testing.v1 import AppTest
+    from sbir_core import app_support
+    if not {"triplet.json", "classifier.json"} <= {p.name for p in MODELS_DIR.iterdir()}:
+        pytest.skip("needs the triplet and classifier models")
+    sets = lambda h: {"sets": {"quickdraw": {"hit@4": h}}}                          # noqa: E731
+    (tmp_path / "bench.json").write_text(json.dumps({"quality": {"results": {"triplet": sets(0.9),
+                                                                             "classifier": sets(0.5)}}}))
+    (tmp_path / "metrics.json").write_text(json.dumps({"backends": {"classifier": {"mAP@all": 0.9},
+                                                                    "triplet": {"mAP@all": 0.1}}}))
+    monkeypatch.setattr(app_support, "BENCH_FILE", tmp_path / "bench.json")
+    monkeypatch.setattr(app_support, "METRICS_FILE", tmp_path / "metrics.json")
+    assert app_support.first_row_hits() == {"triplet": 0.9, "classifier": 0.5}
+    at = AppTest.from_file(str(REPO_ROOT / "app.py"), default_timeout=120).run()
+    assert not at.exception and at.session_state["backend"] == "triplet"
 
 
 def test_search_page_names_an_unreadable_photo_instead_of_an_exception_box(tmp_path, monkeypatch):
