@@ -31,31 +31,15 @@ from typing import Any, Sequence
 from ..config import REPO_ROOT
 from .browser import CHROMIUM, DRAWINGS, FLAGS, LOOPBACK, SERVER_PID, Visitor, free_port
 from .env import load_average
-from .env import pinned_env
-from .load import LOOPBACK as _LB, stop_server
+from .load import stop_server
 from .load import start_server as _start_server
 
 
 def start_server(port: int, app_dir: Path, log_path: Path, sampled_to: Path | None = None):
     """`bench.load.start_server`, or with `sampled_to` the same command under the stack sampler."""
-    if sampled_to is None:
-        return _start_server(port, app_dir, log_path)
-    import subprocess
-    import urllib.request
-    cmd = [sys.executable, "-m", "sbir_core.bench.pysample", str(sampled_to), "-m", "streamlit", "run",
-           str(app_dir / "app.py"), "--server.port", str(port), "--server.address", _LB, "--server.headless", "true",
-           "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
-    proc = subprocess.Popen(cmd, cwd=app_dir, env={**pinned_env(), "PYTHONPATH": f"{app_dir}:{REPO_ROOT}"},
-                            stdout=open(log_path, "wb"), stderr=subprocess.STDOUT)
-    for _ in range(300):
-        try:
-            with urllib.request.urlopen(f"http://{_LB}:{port}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    return proc
-        except OSError:
-            time.sleep(0.3)
-    proc.kill()
-    raise RuntimeError("the sampled app server did not start")
+    wrapper = ("-m", "sbir_core.bench.pysample", str(sampled_to)) if sampled_to is not None else ()
+    return _start_server(port, app_dir, log_path, wrapper=wrapper)
+
 
 MUTATIONS_JS = r"""
 (() => {

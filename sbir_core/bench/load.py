@@ -54,14 +54,16 @@ def free_port() -> int:
 
 
 def start_server(port: int, app_dir: Path = REPO_ROOT, log_path: Path | None = None,
-                 timeout_s: float = 90.0) -> subprocess.Popen:
+                 timeout_s: float = 90.0, wrapper: Sequence[str] = ()) -> subprocess.Popen:
     """The app in `app_dir` on 127.0.0.1:port (headless, no usage statistics), ready to answer; its
-    output goes to `log_path` (else the end of it is in the error when it dies)."""
-    cmd = [sys.executable, "-m", "streamlit", "run", str(app_dir / "app.py"), "--server.port", str(port),
+    output goes to `log_path` (else the end of it is in the error when it dies). `wrapper`: a module
+    of this repository that runs streamlit under it (`-m sbir_core.bench.pysample OUT`)."""
+    cmd = [sys.executable, *wrapper, "-m", "streamlit", "run", str(app_dir / "app.py"), "--server.port", str(port),
            "--server.address", LOOPBACK, "--server.headless", "true", "--browser.gatherUsageStats", "false",
            "--server.fileWatcherType", "none"]
     out = open(log_path, "wb") if log_path else subprocess.PIPE
-    proc = subprocess.Popen(cmd, cwd=app_dir, env={**pinned_env(), "PYTHONPATH": str(app_dir)}, stdout=out,
+    path = f"{app_dir}:{REPO_ROOT}" if wrapper else str(app_dir)
+    proc = subprocess.Popen(cmd, cwd=app_dir, env={**pinned_env(), "PYTHONPATH": path}, stdout=out,
                             stderr=subprocess.STDOUT)
     deadline = time.time() + timeout_s
     while time.time() < deadline:

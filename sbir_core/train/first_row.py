@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 
-import numpy as np
-
 SHARES = (0.0, 0.9, 0.7, 0.5, 0.35, 0.25)
 MAX_LOSS = 0.005
 
