@@ -31,3 +31,16 @@ def small_photo_dir(tmp_path_factory, sketchy_dir) -> Path:
         for p in sorted((sketchy_dir / "photo" / c).iterdir())[:5]:
             (out / c / p.name).symlink_to(p)
     return out
+
+
+@pytest.fixture(scope="session")
+def held_out(sketchy_dir) -> dict:
+    """One test-split Sketchy sketch per class for a few classes (photos and sketches never trained on)."""
+    from sbir_core.data.readers import sketchy
+    from sbir_core.data.splits import split_of
+    _, sketches = sketchy(sketchy_dir)
+    out = {}
+    for s in sketches:
+        if split_of(s.photo_id) == "test" and s.label in ("airplane", "cat", "shoe", "teapot") and s.label not in out:
+            out[s.label] = s
+    return out

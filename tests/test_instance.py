@@ -8,8 +8,8 @@ from PIL import Image
 from sbir_core import Gallery, load_backend
 from sbir_core.config import MODELS_DIR
 from sbir_core.data.preprocess import sketch_input
-from sbir_core.data.readers import shoes, sketchy
-from sbir_core.data.splits import shoe_splits, split_of
+from sbir_core.data.readers import shoes
+from sbir_core.data.splits import shoe_splits
 from sbir_core.nets.instance import InstanceBranch
 from sbir_core.train.instance import instance_report, threshold_curve, triplet
 
@@ -66,16 +66,6 @@ def test_shoe_split_holds_out_whole_shoes():
     from sbir_core.bench.data import shoes as bench_shoes
     ev = bench_shoes()
     assert len(ev.gallery) == len(photos) and set(ev.query_photo_ids) == test
-
-
-@pytest.fixture(scope="module")
-def held_out(sketchy_dir):
-    _, sk = sketchy(sketchy_dir)
-    out = {}
-    for s in sk:
-        if split_of(s.photo_id) == "test" and s.label in ("airplane", "cat", "shoe", "teapot") and s.label not in out:
-            out[s.label] = s
-    return out
 
 
 def test_two_stage_order_right_kind_first_then_by_similarity(held_out, small_photo_dir):

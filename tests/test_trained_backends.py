@@ -16,17 +16,6 @@ def need_model(name: str) -> None:
         pytest.skip(f"{name} is not exported")
 
 
-@pytest.fixture(scope="module")
-def held_out(sketchy_dir):
-    """One test-split sketch per class for a few classes."""
-    _, sketches = sketchy(sketchy_dir)
-    out = {}
-    for s in sketches:
-        if split_of(s.photo_id) == "test" and s.label in ("airplane", "cat", "shoe", "teapot") and s.label not in out:
-            out[s.label] = s
-    return out
-
-
 @pytest.mark.parametrize("name", ["classifier", "classifier_small"])
 def test_label_lookup_ordering(name, held_out, small_photo_dir):
     """Photos of the predicted class come first, then the next most probable classes, in that order."""

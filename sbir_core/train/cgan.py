@@ -247,6 +247,14 @@ def grid_image(rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]], scale: int
     return im.resize((im.width * scale, im.height * scale), Image.Resampling.LANCZOS)
 
 
+def log_curve(curves: list[dict], row: dict, path: Path) -> None:
+    """One evaluation row: printed, appended, and the whole curve rewritten (a stopped run keeps it)."""
+    curves.append(row)
+    print(json.dumps(row), flush=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(curves, indent=1) + "\n")
+
+
 @torch.no_grad()
 def sample_grid(G, data: dict, idx: np.ndarray, device) -> Image.Image:
     """Held-out sketches, their imaginary photos (eval mode: dropout off) and the real photos."""
@@ -381,11 +389,8 @@ def train(cfg: CGANConfig, resume: bool = False) -> Path:
                    **{k: round(run[k] / max(run["n"], 1), 5) for k in ("d_loss", "g_gan", "g_l1", "g_feat")},
                    **{k: round(v, 5) for k, v in validate(cfg, G, e1, data, val_sk, device).items()},
                    "minutes": round((time.time() - t_start) / 60, 2)}
-            curves.append(row)
+            log_curve(curves, row, curves_path)
             run = {k: 0.0 for k in run} | {"n": 0}
-            print(json.dumps(row), flush=True)
-            curves_path.parent.mkdir(parents=True, exist_ok=True)
-            curves_path.write_text(json.dumps(curves, indent=1) + "\n")
             if row["val_mAP"] > best:
                 best = row["val_mAP"]
                 save(best_path)

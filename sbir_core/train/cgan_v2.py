@@ -33,11 +33,15 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 from . import add_config_arguments
 from ..config import data_dir
@@ -46,7 +50,8 @@ from ..data.splits import split_of
 from ..nets.backbone import freeze, lite0
 from ..nets.perceptual import MidHighEncoder
 from ..nets.pix2pix import MultiScaleDiscriminator, UNetGenerator, init_weights
-from .cgan import balanced_subset, grid_image, photo_tensor, random_jitter, resolve, sketchy_pairs, to_unit
+from .cgan import (balanced_subset, grid_image, log_curve, photo_tensor, random_jitter, resolve, sketchy_pairs,
+                   to_unit)
 
 CLASSIFIER_FILES = ("trunk_lite0_192_b11.onnx", "classifier_head.onnx")
 CLASSIFIER_RES = 192
@@ -389,11 +394,8 @@ def train(cfg: CGANv2Config, resume: bool = False) -> Path:
             row = {"step": step, **{k: round(run[k] / max(run["n"], 1), 5) for k in ("d", "gan", "fm", "l1", "feat")},
                    **{k: round(v, 5) for k, v in validate(cfg, G, e2, data, val_sk).items()},
                    "edge_share": round(share, 3), "minutes": round(minutes(), 2)}
-            curves.append(row)
+            log_curve(curves, row, curves_path)
             run = {k: 0.0 for k in run} | {"n": 0}
-            print(json.dumps(row), flush=True)
-            curves_path.parent.mkdir(parents=True, exist_ok=True)
-            curves_path.write_text(json.dumps(curves, indent=1) + "\n")
             if row["val_mAP"] > best:
                 best = row["val_mAP"]
                 save(best_path)

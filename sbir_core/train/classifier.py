@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from ..config import MODELS_DIR, REPO_ROOT
 from ..data.classes import SKETCHY_CLASSES, VOCABULARY, class_index
-from . import cached
+from . import add_config_arguments, cached
 from .cached import balanced_weights, batch_tensor, topk_accuracy
 from ..nets.backbone import TRUNK_BLOCKS
 from .features import block_suffix, sketch_trunk_end
@@ -125,8 +125,7 @@ class Source:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    for k, v in asdict(ClassifierConfig()).items():
-        ap.add_argument(f"--{k.replace('_', '-')}", type=type(v), default=v)
+    add_config_arguments(ap, ClassifierConfig)
     ap.add_argument("--run-name", default="", help="write runs/<name>/ (an ablation) instead of the shipped model's run")
     args = vars(ap.parse_args(argv))
     run_name = args.pop("run_name")
