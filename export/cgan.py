@@ -138,7 +138,7 @@ def export_generator(cfg, ck: dict | None, path: Path, atol: float = 1e-3) -> fl
 
 def export_v2(cfg, ck: dict | None, models_dir: Path, pretrained: bool = True, ckpt: Path | None = None) -> dict[str, float]:
     """Version 2: cgan_generator.onnx, cgan_photo.onnx (E2, rewritten only when missing) and cgan.json."""
-    from sbir_core.train.cgan_v2 import CLASSIFIER_FILES
+    from sbir_core.train.cgan_v2 import classifier_files
     errs = {GEN_FILE: export_generator(cfg, ck, models_dir / GEN_FILE)}
     if not (models_dir / PHOTO_FILE).is_file():
         errs[PHOTO_FILE] = export_onnx(freeze(MidHighEncoder(lite0(pretrained=pretrained))), models_dir / PHOTO_FILE,
@@ -158,7 +158,7 @@ def export_v2(cfg, ck: dict | None, models_dir: Path, pretrained: bool = True, c
                         "and edge maps) imagines the photo behind the sketch, conditioned on the sketch "
                         "classifier's reading; the frozen ImageNet encoder embeds it and the gallery photos "
                         "(after Guo et al., ACM MM 2017 and SketchyGAN)"),
-        "sketch_model": GEN_FILE, "class_model": list(CLASSIFIER_FILES), "photo_model": PHOTO_FILE,
+        "sketch_model": GEN_FILE, "class_model": classifier_files(), "photo_model": PHOTO_FILE,
         "preprocess": cfg.sketch_preprocess().to_dict(), "photo_preprocess": cfg.photo_preprocess().to_dict(),
         "embedding_dim": FEATURE_DIM, "curves": "cgan_curves.json", "train_config": train_config,
         "train_steps": (ck or {}).get("step", 0), "train_minutes": round((ck or {}).get("minutes", 0.0), 1),

@@ -87,3 +87,19 @@ def test_int8_quantization_keeps_features_of_a_conv_net(tmp_path):
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     c = compare(tmp_path / "f.onnx", tmp_path / "q.onnx", rng.uniform(-1, 1, (8, 3, 32, 32)).astype(np.float32), runs=3)
     assert 0.97 < c["cosine_min"] < 1.0 - 1e-7
+
+
+def test_backends_reading_the_classifier_name_its_shipped_files():
+    """`instance` and `cgan` run the classifier's sketch chain for their class reading: after a
+    classifier retrain that moves its trunk file, their metadata must name the new files, or serving
+    would feed one trunk's features to another trunk's head."""
+    import json
+    cls = json.loads((MODELS_DIR / "classifier.json").read_text())
+    inst = json.loads((MODELS_DIR / "instance.json").read_text())
+    assert inst["sketch_model"][0] == cls["sketch_model"][0]
+    assert inst["class_sketch_model"] == cls["sketch_model"][1]
+    cgan = json.loads((MODELS_DIR / "cgan.json").read_text())
+    if "class_model" in cgan:
+        assert cgan["class_model"] == cls["sketch_model"]
+    for files in (cls["sketch_model"], inst["sketch_model"], cgan.get("class_model", [])):
+        assert all((MODELS_DIR / f).is_file() for f in files)

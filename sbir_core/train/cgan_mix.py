@@ -54,11 +54,8 @@ def attach_classifier(meta: dict) -> dict:
     """A version-1 model's metadata with the sketch classifier's chain named (version 2 names it
     already): serving then prepares the sketch at the classifier's side and shrinks it for G."""
     from ..backends.onnx_model import read_meta
-    from .cgan_v2 import CLASSIFIER_FILES
     cls = read_meta("classifier")
-    if list(cls["sketch_model"]) != list(CLASSIFIER_FILES):
-        raise SystemExit(f"the classifier's files changed ({cls['sketch_model']}); update CLASSIFIER_FILES")
-    return {**meta, "class_model": list(CLASSIFIER_FILES), "class_preprocess": cls["preprocess"]}
+    return {**meta, "class_model": list(cls["sketch_model"]), "class_preprocess": cls["preprocess"]}
 
 
 def main(argv: list[str] | None = None) -> None:

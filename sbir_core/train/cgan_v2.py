@@ -12,7 +12,7 @@ What changed from `sbir_core.train.cgan` (version 1), each for a reason seen in 
 - **Class conditioning**: G's bottleneck also sees an embedding of the shipped sketch classifier's
   posterior (`models/classifier.json`, 365 classes), so colour and texture can follow the class the
   sketch is read as. The posterior of every training sketch and edge map is computed once, with the
-  ONNX files serving runs (`CLASSIFIER_FILES`: the classifier's trunk file + `classifier_head.onnx`; v2 was
+  ONNX files serving runs (`classifier_files()`: the classifier's trunk file + `classifier_head.onnx`; v2 was
   trained with the block-13 classifier, so a retrain reads the posterior of the one shipped now).
 - **E1 tied to E2**: the imaginary photo is embedded by the same frozen ImageNet EfficientNet-Lite0
   (E2) as the gallery photos; the feature loss (mid + high, as in version 1) trains G alone. This
@@ -53,7 +53,14 @@ from ..nets.pix2pix import MultiScaleDiscriminator, UNetGenerator, init_weights
 from .cgan import (balanced_subset, grid_image, log_curve, photo_tensor, random_jitter, resolve, sketchy_pairs,
                    to_unit)
 
-CLASSIFIER_FILES = ("trunk_lite0_192_b11.onnx", "classifier_head.onnx")
+
+def classifier_files() -> list[str]:
+    """The shipped sketch classifier's ONNX chain (trunk file + head), as `models/classifier.json`
+    names it: the class reading G is conditioned on and the cGAN backend mixes in follows a retrain."""
+    from ..backends.onnx_model import read_meta
+    return list(read_meta("classifier")["sketch_model"])
+
+
 CLASSIFIER_RES = 192
 N_CLASSES = 365
 
@@ -161,7 +168,7 @@ def class_posteriors(images: np.ndarray, batch: int = 32) -> np.ndarray:
     through the same ONNX chain serving runs."""
     from ..backends.onnx_model import OnnxChain
     from ..config import MODELS_DIR
-    chain = OnnxChain.load(list(CLASSIFIER_FILES), MODELS_DIR, threads=1)
+    chain = OnnxChain.load(classifier_files(), MODELS_DIR, threads=1)
     out = []
     for i in range(0, len(images), batch):
         x = np.repeat(((images[i:i + batch].astype(np.float32) / 255.0 - 0.5) / 0.5)[:, None], 3, axis=1)
