@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> None:
             loss.backward()
             opt.step()
             sched.step()
-            tot_loss += float(loss)
+            tot_loss += float(loss.detach())
             tot_acc += float((logits.argmax(-1) == y).float().mean())
         val = {name: evaluate(name, "val") for name in ("sketches", "tuberlin", "quickdraw")}
         val_acc = float(np.mean([v["top1"] for v in val.values()]))               # what picks the epoch
