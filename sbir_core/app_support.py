@@ -608,9 +608,10 @@ def card_scores(result: SearchResult, kind: str, photo_confidence: Sequence[floa
                 "of that photo's class.")
         shown = [f"{v:.0%}" for v in values]
     elif kind == "mixed":
-        values, word = s, "score"
-        note = ("Card scores: cosine similarity of the imagined photo and the photo, plus a weight × "
-                "P(the sketch shows the photo's class) for photos with a class.")
+        values, word = s, "similarity"
+        note = ("Card scores: cosine similarity of the imagined photo and the photo (1 = same direction). "
+                "The order also weighs P(the sketch shows the photo's class), so photos of the class the "
+                "sketch is read as come first.")
         shown = [f"{v:.2f}" for v in values]
     else:
         values, word = s, "similarity"

@@ -217,6 +217,9 @@ def test_backend_mixes_the_class_reading_into_the_score(small_photo_dir, sketchy
     r = backend.search(sketch, gallery, k=len(gallery))
     best = max(set(labels), key=lambda lab: probs[0, backend.classes.index(lab)])
     assert r.labels[:5] == [best] * 5                                     # the class reading orders classes
+    assert np.allclose(r.scores, cos[0][r.indices], atol=1e-5)            # cards: the imaginary photo's cosine
+    assert np.all(np.diff(r.extras["rank_scores"]) <= 1e-6)               # the order: the mixed score
+    assert "query" not in r.extras
     within = backend.search_within(sketch, gallery, 0.3)
     cos_of = dict(zip(range(len(labels)), cos[0]))
     assert all(cos_of[i] >= 0.3 for i in within.indices)
@@ -241,6 +244,7 @@ def test_area_resize_shrinks_a_sketch_as_prepare_sketch_does(sketchy_dir):
 def test_mixed_card_scores_say_what_they_are():
     from sbir_core.app_support import card_scores
     from sbir_core.backends.base import SearchResult
-    r = SearchResult(["a", "b"], np.asarray([87.31, 0.42]), ["cat", None], np.asarray([0, 1]))
+    r = SearchResult(["a", "b"], np.asarray([0.31, 0.42]), ["cat", None], np.asarray([0, 1]))
     cs = card_scores(r, "mixed")
-    assert "P(the sketch shows the photo's class)" in cs.note and cs.texts[0].endswith("87.31")
+    assert "P(the sketch shows the photo's class)" in cs.note and "cosine similarity" in cs.note
+    assert cs.texts == ["#1 · 0.31", "#2 · 0.42"]

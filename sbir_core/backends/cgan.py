@@ -80,6 +80,7 @@ class CGANBackend(EmbeddingBackend):
             extras["top_classes"] = [(self.classes[i], float(probs[0, i])) for i in top]
             if self.class_mix > 0:
                 q = np.concatenate([q, probs], axis=1)                                 # (B, D + C)
+                extras["query"] = q[:1]                                                # for the cards' cosine
         return q, extras
 
     def score(self, queries: np.ndarray, features: np.ndarray, labels: Sequence[str | None]) -> np.ndarray:
@@ -94,6 +95,19 @@ class CGANBackend(EmbeddingBackend):
         cls = np.where(idx >= 0, probs[:, np.maximum(idx, 0)], 0.0)                      # (Q, N)
         return s + self.class_mix * cls
 
+    def search(self, sketch: Any, gallery: Any, k: int = 20) -> SearchResult:
+        """Ranked by the score; with the class reading mixed in, the cards' scores are the imaginary
+        photo's cosine similarity (the mixed score, cosine + class_mix x P(class), is no number a
+        visitor can read; it stays in `extras['rank_scores']`)."""
+        r = super().search(sketch, gallery, k)
+        q = r.extras.pop("query", None)
+        if q is None:
+            return r
+        feats = gallery.features(self)
+        cos = (q[:, :feats.shape[1]] @ feats[r.indices].T)[0].astype(np.float32)          # (k,)
+        r.extras["rank_scores"] = r.scores
+        return SearchResult(r.ids, cos, r.labels, r.indices, r.extras)
+
     def search_within(self, sketch: Any, gallery: Any, threshold: float) -> SearchResult:
         """Every photo whose cosine similarity to the imaginary photo is >= threshold, in the order
         of the (mixed) score: the threshold keeps meaning a cosine when the class reading is mixed in."""
@@ -103,15 +117,11 @@ class CGANBackend(EmbeddingBackend):
                 or not np.isfinite(threshold):
             raise ValueError(f"threshold must be a cosine similarity (a number, at most 1 to find anything), "
                              f"got {threshold!r:.40}")
-        from ..data.preprocess import sketch_input
-        check_gallery(gallery)
-        result = self.search(sketch, gallery, k=len(gallery))
-        feats = gallery.features(self)
-        q, _ = self.encode_sketches(sketch_input(sketch, self.preprocess)[None])
-        cos = (q[:, :feats.shape[1]] @ feats.T)[0][result.indices]                      # (N,) in ranking order
-        keep = cos >= threshold
-        return SearchResult([i for i, k in zip(result.ids, keep) if k], result.scores[keep],
-                            [l for l, k in zip(result.labels, keep) if k], result.indices[keep], result.extras)
+        r = self.search(sketch, gallery, k=len(gallery))                                 # scores: cosines
+        keep = r.scores >= threshold
+        r.extras["rank_scores"] = r.extras["rank_scores"][keep]
+        return SearchResult([i for i, k in zip(r.ids, keep) if k], r.scores[keep],
+                            [l for l, k in zip(r.labels, keep) if k], r.indices[keep], r.extras)
 
     def _label_index(self, labels: Sequence[str | None]) -> np.ndarray:
         """Each photo's class index in the classifier's list (-1 when unlabelled or unknown); kept for
