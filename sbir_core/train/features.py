@@ -123,7 +123,8 @@ def photo_records(root: Path) -> list[Record]:
     return recs
 
 
-PARTS = ("sketches", "photos", "edges", "quickdraw", "strokes", "tuberlin", "quickdraw_eval", "shoes", "oriented")
+PARTS = ("sketches", "photos", "edges", "quickdraw", "strokes", "tuberlin", "quickdraw_eval", "shoes", "oriented",
+         "block_photos")
 
 
 def shoe_records(root: Path) -> tuple[list[Record], list[Record]]:
@@ -183,7 +184,8 @@ def build(views: int = 4, seed: int = 0, end: int | None = None, parts: Iterable
     Sketchy sketches, photos and their edge maps, Quick, Draw! bitmaps and strokes, TU-Berlin
     sketches, and the held-out Quick, Draw! doodles (to report on, never to train on). With an `end`
     (a sketch branch that trains the trunk's last blocks) photos are skipped: the photo branch keeps
-    the whole frozen trunk."""
+    the whole frozen trunk; `block_photos` (only with an `end`) caches Sketchy and shoe photos there
+    (`photos_b<end>`, `shoe_photos_b<end>`: original, mirrored) for a photo branch that trains blocks too."""
     root = data_dir()
     CACHE.mkdir(parents=True, exist_ok=True)
     sess = trunk_session(PREPROCESS.size, end)
@@ -224,6 +226,14 @@ def build(views: int = 4, seed: int = 0, end: int | None = None, parts: Iterable
         return im, ImageOps.mirror(im)
     if "photos" in parts and not suffix:                                          # (N, 2, ...): original, mirrored
         cache_views("photos", precs, (to_tensor(prepare_photo(v, pp.size), pp) for r in precs for v in mirrored(r)), 2)
+    if "block_photos" in parts:                    # photos after blocks[:end]: a photo branch that trains blocks too
+        if not suffix:
+            raise ValueError("block_photos needs --end (the whole trunk's photos are the `photos` part)")
+        brecs = photo_records(root)
+        cache_views("photos", brecs, (to_tensor(prepare_photo(v, pp.size), pp) for r in brecs for v in mirrored(r)), 2)
+        shoe_photos, _ = shoe_records(root)
+        cache_views("shoe_photos", shoe_photos, (to_tensor(prepare_photo(v, pp.size), pp)
+                                                 for r in shoe_photos for v in mirrored(r)), 2)
     if "edges" in parts:
         cache_views("edges", precs, (to_tensor(prepare_sketch(edge_map(v), pp.size, pp.margin), pp)
                                      for r in precs for v in mirrored(r)), 2)
@@ -295,4 +305,6 @@ if __name__ == "__main__":
     unknown = set(args.parts.split(",")) - set(PARTS)
     if unknown:
         ap.error(f"unknown parts {sorted(unknown)}; choose from {', '.join(PARTS)}")
+    if "block_photos" in args.parts.split(",") and args.end is None:
+        ap.error("--parts block_photos needs --end N (it writes photos_bN, shoe_photos_bN)")
     build(args.views, end=args.end, parts=args.parts.split(","))
