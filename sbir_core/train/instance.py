@@ -70,6 +70,8 @@ class InstanceConfig:
                                    # blocks[cache_from:sketch_from] in memory
     init: str = ""                 # a checkpoint (e.g. models/checkpoints/instance.pt) to start both branches
                                    # and the cell PCA from: training starts from that model's behaviour
+    photo_blocks: bool = False     # with sketch_from < 16: the photo branch trains its own copy of those blocks
+                                   # (photos cached after blocks[:cache_from]: `features --parts block_photos`)
     block_lr: float = 1e-4         # peak learning rate of the trained trunk blocks (no weight decay)
     eval_every: int = 500
     max_minutes: float = 35.0
@@ -102,26 +104,29 @@ class Domain:
                            and (source is None or r["source"] == source)], dtype=int)
 
 
-def load_domains(sketch_from: int = TRUNK_BLOCKS) -> dict[str, Domain]:
+def load_domains(sketch_from: int = TRUNK_BLOCKS, photo_blocks: bool = False) -> dict[str, Domain]:
     """Sketches and edge maps after blocks[:sketch_from] (the sketch branch's input), photos after the
-    whole frozen trunk (the photo branch's)."""
+    whole frozen trunk (the photo branch's), or after blocks[:sketch_from] too (`photo_blocks`)."""
     suffix = "" if sketch_from == TRUNK_BLOCKS else f"_b{sketch_from}"
-    sk, ph, ed = cached.load("sketches_oriented" + suffix), cached.load("photos"), cached.load("edges" + suffix)
-    ss, sp, se = (cached.load("shoe_sketches" + suffix), cached.load("shoe_photos"),
+    psuffix = suffix if photo_blocks else ""
+    sk, ph, ed = (cached.load("sketches_oriented" + suffix), cached.load("photos" + psuffix),
+                  cached.load("edges" + suffix))
+    ss, sp, se = (cached.load("shoe_sketches" + suffix), cached.load("shoe_photos" + psuffix),
                   cached.load("shoe_edges" + suffix))
     return {"sketchy": Domain("sketchy", sk.feats, ph.feats, ed.feats, sk.records, ph.records),
             "shoes": Domain("shoes", ss.feats, sp.feats, se.feats, ss.records, sp.records)}
 
 
 @torch.no_grad()
-def advance(domains: dict[str, Domain], start: int, end: int, batch: int = 256) -> None:
+def advance(domains: dict[str, Domain], start: int, end: int, batch: int = 256,
+            arrays: tuple[str, ...] = ("sketches", "edges")) -> None:
     """Run the sketch-side arrays (sketches, edge maps) through the frozen ImageNet blocks[start:end]
     once, in memory (float16): training then reads features after blocks[:end] from a cache made
     after blocks[:start], and trains only blocks[end:]."""
     from ..nets.backbone import freeze, lite0
     blocks = freeze(torch.nn.Sequential(*lite0()._blocks[start:end]))
     for d in domains.values():
-        for a in ("sketches", "edges"):
+        for a in arrays:
             x = getattr(d, a)
             n, v = x.shape[:2]
             out = None
@@ -366,17 +371,19 @@ def main(argv: list[str] | None = None) -> dict:
     if init is not None:                           # the branches' shape is the checkpoint's
         for k in ("mode", "pca", "mid", "cell", "gdim", "global_share", "residual"):
             setattr(cfg, k, init["config"][k])
-    domains = load_domains(cfg.cache_from if cfg.sketch_from < TRUNK_BLOCKS else TRUNK_BLOCKS)
+    photo_blocks = cfg.photo_blocks and cfg.sketch_from < TRUNK_BLOCKS
+    domains = load_domains(cfg.cache_from if cfg.sketch_from < TRUNK_BLOCKS else TRUNK_BLOCKS, photo_blocks)
     if cfg.cache_from < cfg.sketch_from < TRUNK_BLOCKS:
         t0 = time.time()
-        advance(domains, cfg.cache_from, cfg.sketch_from)
+        advance(domains, cfg.cache_from, cfg.sketch_from,
+                arrays=("sketches", "edges") + (("photos",) if photo_blocks else ()))
         print(f"sketches and edges through frozen blocks {cfg.cache_from}-{cfg.sketch_from - 1} "
               f"in {time.time() - t0:.0f}s", flush=True)
     t_start = time.time()
     pca = (init["pca_mean"], init["pca_components"]) if init is not None else None
     pca_mean, pca_components = project_domains(
         domains, cfg.pca, rng, pca=pca,
-        arrays=("sketches", "photos", "edges") if cfg.sketch_from == TRUNK_BLOCKS else ("photos",))
+        arrays=("sketches", "photos", "edges") if cfg.sketch_from == TRUNK_BLOCKS else () if photo_blocks else ("photos",))
     pca_mean, pca_components = pca_mean.float(), pca_components.float()
     print(f"cell PCA 320 -> {cfg.pca} {'fitted' if pca is None else 'taken'} and applied in "
           f"{time.time() - t_start:.0f}s", flush=True)
@@ -390,13 +397,15 @@ def main(argv: list[str] | None = None) -> dict:
         photo_net.load_state_dict({k: v.float() for k, v in init["photo_state_dict"].items()})
     if cfg.sketch_from < TRUNK_BLOCKS:             # trunk blocks trained too, from ImageNet's weights
         sketch_net = TrainedBlocks(sketch_net, CellProjection(pca_mean, pca_components), cfg.sketch_from)
+    if photo_blocks:                               # ... and the photo side's own copy
+        photo_net = TrainedBlocks(photo_net, CellProjection(pca_mean, pca_components), cfg.sketch_from)
     if cfg.residual and init is None:              # centres start at each domain's mean training grid
         with torch.no_grad():
             for net, attr in ((sketch_net, "sketches"), (photo_net, "photos")):
                 rows = [(getattr(d, attr), d.sketch_rows("train") if attr == "sketches" else
                          np.unique(d.own[d.sketch_rows("train")])) for d in domains.values()]
                 net.center.copy_(torch.from_numpy(np.concatenate([a[r, 0] for a, r in rows]).mean(0)))
-    blocks = list(sketch_net.blocks.parameters()) if isinstance(sketch_net, TrainedBlocks) else []
+    blocks = [q for n in (sketch_net, photo_net) if isinstance(n, TrainedBlocks) for q in n.blocks.parameters()]
     ids = {id(q) for q in blocks}
     params = [q for q in list(sketch_net.parameters()) + list(photo_net.parameters()) if id(q) not in ids]
     groups = [{"params": params, "lr": cfg.lr, "weight_decay": cfg.weight_decay}]
