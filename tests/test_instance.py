@@ -175,3 +175,16 @@ def test_advance_runs_cached_features_through_the_frozen_blocks():
     assert d.sketches.shape == (3, 2) + b13.shape[1:] and d.photos is photos
     assert np.allclose(d.sketches.reshape(b13.shape), b13, atol=2e-2)          # float16 storage
     assert np.allclose(d.edges.reshape(4, *b13.shape[1:]), b13[:4], atol=2e-2)
+
+
+def test_block_photos_cache_needs_an_end_so_the_whole_trunk_cache_is_never_overwritten():
+    """`--parts block_photos` writes photos_b<END>; without --end it would be the whole trunk's
+    `photos` cache, which other trainers read: the CLI refuses with a message, build() raises."""
+    import subprocess
+    import sys
+    from sbir_core.train.features import build
+    r = subprocess.run([sys.executable, "-m", "sbir_core.train.features", "--parts", "block_photos"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "block_photos needs --end" in r.stderr and "Traceback" not in r.stderr
+    with pytest.raises(ValueError, match="needs --end"):
+        build(end=None, parts=["block_photos"])

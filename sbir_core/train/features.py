@@ -186,6 +186,8 @@ def build(views: int = 4, seed: int = 0, end: int | None = None, parts: Iterable
     (a sketch branch that trains the trunk's last blocks) photos are skipped: the photo branch keeps
     the whole frozen trunk; `block_photos` (only with an `end`) caches Sketchy and shoe photos there
     (`photos_b<end>`, `shoe_photos_b<end>`: original, mirrored) for a photo branch that trains blocks too."""
+    if "block_photos" in set(parts) and end is None:
+        raise ValueError("block_photos needs --end (the whole trunk's photos are the `photos` part)")
     root = data_dir()
     CACHE.mkdir(parents=True, exist_ok=True)
     sess = trunk_session(PREPROCESS.size, end)
@@ -227,8 +229,6 @@ def build(views: int = 4, seed: int = 0, end: int | None = None, parts: Iterable
     if "photos" in parts and not suffix:                                          # (N, 2, ...): original, mirrored
         cache_views("photos", precs, (to_tensor(prepare_photo(v, pp.size), pp) for r in precs for v in mirrored(r)), 2)
     if "block_photos" in parts:                    # photos after blocks[:end]: a photo branch that trains blocks too
-        if not suffix:
-            raise ValueError("block_photos needs --end (the whole trunk's photos are the `photos` part)")
         brecs = photo_records(root)
         cache_views("photos", brecs, (to_tensor(prepare_photo(v, pp.size), pp) for r in brecs for v in mirrored(r)), 2)
         shoe_photos, _ = shoe_records(root)
