@@ -3,6 +3,8 @@
     python -m sbir_core.train.features --parts shoes,oriented     # caches (once, ~15 min on 2 cores)
     python -m sbir_core.train.instance                              # ~10 min; runs/instance/
     python -m sbir_core.train.instance --mode pooled --run-name instance_pooled   # ablations, see docs/instance.md
+    python -m sbir_core.train.instance --sketch-from 13 --cache-from 11 --photo-blocks \
+        --init models/checkpoints/instance.pt --run-name instance_b13_photo       # trains trunk blocks 13-15 too
 
 Sketch-photo pairs from Sketchy (each sketch names its photo) and the shoe set (train split of
 `sbir_core.data.splits.shoe_splits`), on the frozen trunk's cached *spatial* features (320x6x6).
