@@ -182,7 +182,8 @@ def test_block_photos_cache_needs_an_end_so_the_whole_trunk_cache_is_never_overw
     `photos` cache, which other trainers read: the CLI refuses with a message, build() raises."""
     import subprocess
     import sys
-    from sbir_core.train.features import build
+    from sbir_core.train.features import DEFAULT_PARTS, PARTS, build
+    assert "block_photos" in PARTS and "block_photos" not in DEFAULT_PARTS       # the default run stays as it was
     r = subprocess.run([sys.executable, "-m", "sbir_core.train.features", "--parts", "block_photos"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "block_photos needs --end" in r.stderr and "Traceback" not in r.stderr

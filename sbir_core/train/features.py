@@ -123,8 +123,9 @@ def photo_records(root: Path) -> list[Record]:
     return recs
 
 
-PARTS = ("sketches", "photos", "edges", "quickdraw", "strokes", "tuberlin", "quickdraw_eval", "shoes", "oriented",
-         "block_photos")
+DEFAULT_PARTS = ("sketches", "photos", "edges", "quickdraw", "strokes", "tuberlin", "quickdraw_eval", "shoes",
+                 "oriented")
+PARTS = DEFAULT_PARTS + ("block_photos",)      # block_photos only on request (and only with an end)
 
 
 def shoe_records(root: Path) -> tuple[list[Record], list[Record]]:
@@ -179,7 +180,7 @@ def sketch_image(path: str) -> Any:
     return render_canvas(src) if isinstance(src, list) else src
 
 
-def build(views: int = 4, seed: int = 0, end: int | None = None, parts: Iterable[str] = PARTS) -> None:
+def build(views: int = 4, seed: int = 0, end: int | None = None, parts: Iterable[str] = DEFAULT_PARTS) -> None:
     """Cache features after the trunk's blocks[:end] for the chosen parts (all by default):
     Sketchy sketches, photos and their edge maps, Quick, Draw! bitmaps and strokes, TU-Berlin
     sketches, and the held-out Quick, Draw! doodles (to report on, never to train on). With an `end`
@@ -300,7 +301,7 @@ if __name__ == "__main__":
     ap.add_argument("--views", type=int, default=4)
     ap.add_argument("--end", type=int, default=None,
                     help="features after the trunk's MBConv blocks[:END] (default: all 16 of them)")
-    ap.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
+    ap.add_argument("--parts", default=",".join(DEFAULT_PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
     args = ap.parse_args()
     unknown = set(args.parts.split(",")) - set(PARTS)
     if unknown:
