@@ -15,6 +15,7 @@ from sbir_core.train.features import PREPROCESS, sketch_trunk_end
 from sbir_core.train.instance import run_dir
 
 from . import trunk
+from .cgan import weights_to_fp16
 from .common import CHECKPOINTS, Chain, chain_parity, export_onnx, load_checkpoint, ship_checkpoint, write_meta
 
 NAME = "instance"
@@ -27,16 +28,31 @@ def sketch_from() -> int:
 
 
 def branches(ck: dict) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """The checkpoint's sketch head (frozen blocks 13-15 + sketch branch) and photo branch, eval mode."""
-    from sbir_core.nets.instance import CellProjection, FrozenBlocksThen, InstanceBranch, Projected
+    """The checkpoint's sketch head and photo branch, eval mode. Sketch head: the frozen ImageNet
+    blocks from where the classifier's sketch trunk ends up to the first block the checkpoint trained
+    (all of them to 15 for a branch on the frozen grid), then its trained blocks, the cell PCA and
+    the sketch branch."""
+    from sbir_core.nets.backbone import TRUNK_BLOCKS
+    from sbir_core.nets.instance import CellProjection, FrozenBlocksThen, InstanceBranch, Projected, TrainedBlocks
     c = ck["config"]
+    trained_from = c.get("sketch_from", TRUNK_BLOCKS)
+    cls_from = sketch_from()
+    cls_from = TRUNK_BLOCKS if cls_from is None else cls_from
+    if cls_from > trained_from:
+        raise ValueError(f"the classifier's sketch trunk ends after block {cls_from}, past the instance branch's "
+                         f"first trained block {trained_from}: one trunk run cannot feed both stages")
     kw = dict(mode=c["mode"], mid=c["mid"], cell=c["cell"], gdim=c["gdim"], global_share=c["global_share"],
               in_channels=c["pca"], residual=c.get("residual", False))
     s, p = InstanceBranch(**kw), InstanceBranch(**kw)
-    s.load_state_dict({k: v.float() for k, v in ck["sketch_state_dict"].items()})
+    proj = CellProjection(ck["pca_mean"].float(), ck["pca_components"].float())
     p.load_state_dict({k: v.float() for k, v in ck["photo_state_dict"].items()})
-    proj = CellProjection(ck["pca_mean"], ck["pca_components"])
-    return FrozenBlocksThen(Projected(proj, s), sketch_from()).eval(), Projected(proj, p).eval()
+    if trained_from < TRUNK_BLOCKS:
+        head: torch.nn.Module = TrainedBlocks(s, proj, trained_from)
+        head.load_state_dict({k: v.float() for k, v in ck["sketch_state_dict"].items()})
+    else:
+        s.load_state_dict({k: v.float() for k, v in ck["sketch_state_dict"].items()})
+        head = Projected(proj, s)
+    return FrozenBlocksThen(head, cls_from, end=trained_from).eval(), Projected(proj, p).eval()
 
 
 def torch_modules() -> dict[str, tuple[torch.nn.Module, int]]:
@@ -59,6 +75,7 @@ def main() -> None:
     start = sketch_from()
     sf, pf = f"{NAME}_sketch_head.onnx", f"{NAME}_photo_head.onnx"
     export_onnx(s, MODELS_DIR / sf, trunk.feature_shape(start))
+    weights_to_fp16(MODELS_DIR / sf)               # half the file; fp32 arithmetic (parity checked below)
     export_onnx(p, MODELS_DIR / pf, trunk.FEATURE_SHAPE)
     err = max(chain_parity(Chain(trunk.trunk(start), s), [MODELS_DIR / trunk.file_name(start), MODELS_DIR / sf],
                            PREPROCESS.size),

@@ -129,3 +129,63 @@ def test_cell_projection_is_the_fitted_whitening():
     x = torch.from_numpy(cells.astype(np.float32).reshape(500, 20, 1, 1))
     y = proj(x).reshape(500, 8).numpy()
     assert np.allclose(y.mean(0), 0, atol=1e-3) and np.allclose(np.cov(y.T), np.eye(8), atol=1e-2)
+
+
+def test_trained_blocks_start_as_the_frozen_trunk_and_keep_imagenet_statistics():
+    """The sketch side that trains trunk blocks 13-15 is, before training, the frozen-grid model it
+    starts from (whole trunk, projection, branch); split anywhere, served behind the classifier's
+    shorter trunk through frozen blocks up to the first trained one, it is the same function. While
+    training, its blocks' batch-norm statistics do not move."""
+    from sbir_core.nets.backbone import Trunk, lite0
+    from sbir_core.nets.instance import CellProjection, FrozenBlocksThen, Projected, TrainedBlocks
+    torch.manual_seed(0)
+    net, branch = lite0().eval(), InstanceBranch("spatial", in_channels=8, residual=True).eval()
+    proj = CellProjection(torch.randn(320), torch.randn(8, 320) / 20)
+    x = torch.randn(2, 3, 192, 192)                                      # the served 6 x 6 grid
+    trained = TrainedBlocks(branch, proj, 13).eval()
+    with torch.no_grad():
+        frozen_grid = Projected(proj, branch)(Trunk(net)(x))
+        e = trained(Trunk(net, 13)(x))
+        served = FrozenBlocksThen(trained, 11, end=13).eval()(Trunk(net, 11)(x))
+    assert torch.allclose(e, frozen_grid, atol=1e-5) and torch.allclose(served, frozen_grid, atol=1e-5)
+    bn = next(m for m in trained.blocks.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    before = bn.running_mean.clone()
+    trained.train()
+    assert branch.training and not bn.training
+    trained(Trunk(net, 13)(x)).sum().backward()
+    assert torch.equal(bn.running_mean, before) and bn.weight.grad is not None
+    with pytest.raises(ValueError, match="do not fit"):
+        FrozenBlocksThen(trained, 14, end=13)
+
+
+def test_advance_runs_cached_features_through_the_frozen_blocks():
+    """Training reads block-11 caches and trains blocks 13-15: the sketch-side arrays are moved on
+    through blocks 11-12 once, in memory, and equal the trunk cut at block 13; photos stay as cached."""
+    from sbir_core.nets.backbone import Trunk, lite0
+    from sbir_core.train.instance import Domain, advance
+    net = lite0().eval()
+    x = torch.randn(6, 3, 64, 64)
+    with torch.no_grad():
+        b11, b13 = Trunk(net, 11)(x).numpy(), Trunk(net, 13)(x).numpy()
+    photos = np.zeros((2, 2, 320, 2, 2), np.float16)
+    recs = [{"photo_id": f"p{i}", "label": "shoe", "split": "train", "source": "shoes"} for i in range(2)]
+    d = Domain("toy", b11.reshape(3, 2, *b11.shape[1:]), photos, b11[:4].reshape(2, 2, *b11.shape[1:]),
+               recs + [dict(recs[0])], recs)
+    advance({"toy": d}, 11, 13, batch=4)
+    assert d.sketches.shape == (3, 2) + b13.shape[1:] and d.photos is photos
+    assert np.allclose(d.sketches.reshape(b13.shape), b13, atol=2e-2)          # float16 storage
+    assert np.allclose(d.edges.reshape(4, *b13.shape[1:]), b13[:4], atol=2e-2)
+
+
+def test_block_photos_cache_needs_an_end_so_the_whole_trunk_cache_is_never_overwritten():
+    """`--parts block_photos` writes photos_b<END>; without --end it would be the whole trunk's
+    `photos` cache, which other trainers read: the CLI refuses with a message, build() raises."""
+    import subprocess
+    import sys
+    from sbir_core.train.features import DEFAULT_PARTS, PARTS, build
+    assert "block_photos" in PARTS and "block_photos" not in DEFAULT_PARTS       # the default run stays as it was
+    r = subprocess.run([sys.executable, "-m", "sbir_core.train.features", "--parts", "block_photos"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "block_photos needs --end" in r.stderr and "Traceback" not in r.stderr
+    with pytest.raises(ValueError, match="needs --end"):
+        build(end=None, parts=["block_photos"])

@@ -65,17 +65,43 @@ class InstanceBranch(nn.Module):
 
 
 class FrozenBlocksThen(nn.Module):
-    """Frozen ImageNet MBConv blocks[start:] then a branch: serves the sketch branch on the features
+    """Frozen ImageNet MBConv blocks[start:end] then a branch: serves the sketch branch on the features
     the `classifier` backend's trunk file already computes (after blocks[:start]), so one trunk run
-    feeds both stages. (B, C_start, h, w) -> the branch's output."""
+    feeds both stages. (B, C_start, h, w) -> the branch's output. `end` < 16 when the branch trains
+    blocks[end:] itself (`TrainedBlocks`); start == end is no block at all."""
 
-    def __init__(self, branch: nn.Module, start: int):
+    def __init__(self, branch: nn.Module, start: int, end: int = TRUNK_BLOCKS):
         super().__init__()
-        self.blocks = freeze(nn.Sequential(*lite0()._blocks[start:TRUNK_BLOCKS]))
+        if not 0 <= start <= end <= TRUNK_BLOCKS:
+            raise ValueError(f"frozen blocks [{start}:{end}] do not fit a {TRUNK_BLOCKS}-block trunk")
+        self.blocks = freeze(nn.Sequential(*lite0()._blocks[start:end]))
         self.branch = branch
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
         return self.branch(self.blocks(f))
+
+
+class TrainedBlocks(nn.Module):
+    """MBConv blocks[start:16] (ImageNet weights to start with, then trained for instance matching),
+    the fixed cell projection and a branch: the sketch side of `instance` when it trains trunk blocks
+    on features cached after blocks[:start] (`features --end START`). Batch-norm statistics stay
+    ImageNet's (eval mode even while training: batches of ~100 sketches of one kind would skew them);
+    its scales and shifts train. At start it is exactly the frozen trunk's grid, then the branch.
+    (B, C_start, h, w) -> the branch's output."""
+
+    def __init__(self, branch: nn.Module, projection: nn.Module, start: int):
+        super().__init__()
+        self.start = start
+        self.blocks = nn.Sequential(*lite0()._blocks[start:TRUNK_BLOCKS])
+        self.projection, self.branch = projection, branch
+
+    def train(self, mode: bool = True) -> "TrainedBlocks":
+        super().train(mode)
+        self.blocks.eval()
+        return self
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        return self.branch(self.projection(self.blocks(f)))
 
 
 class CellProjection(nn.Module):

@@ -123,7 +123,9 @@ def photo_records(root: Path) -> list[Record]:
     return recs
 
 
-PARTS = ("sketches", "photos", "edges", "quickdraw", "strokes", "tuberlin", "quickdraw_eval", "shoes", "oriented")
+DEFAULT_PARTS = ("sketches", "photos", "edges", "quickdraw", "strokes", "tuberlin", "quickdraw_eval", "shoes",
+                 "oriented")
+PARTS = DEFAULT_PARTS + ("block_photos",)      # block_photos only on request (and only with an end)
 
 
 def shoe_records(root: Path) -> tuple[list[Record], list[Record]]:
@@ -178,12 +180,15 @@ def sketch_image(path: str) -> Any:
     return render_canvas(src) if isinstance(src, list) else src
 
 
-def build(views: int = 4, seed: int = 0, end: int | None = None, parts: Iterable[str] = PARTS) -> None:
+def build(views: int = 4, seed: int = 0, end: int | None = None, parts: Iterable[str] = DEFAULT_PARTS) -> None:
     """Cache features after the trunk's blocks[:end] for the chosen parts (all by default):
     Sketchy sketches, photos and their edge maps, Quick, Draw! bitmaps and strokes, TU-Berlin
     sketches, and the held-out Quick, Draw! doodles (to report on, never to train on). With an `end`
     (a sketch branch that trains the trunk's last blocks) photos are skipped: the photo branch keeps
-    the whole frozen trunk."""
+    the whole frozen trunk; `block_photos` (only with an `end`) caches Sketchy and shoe photos there
+    (`photos_b<end>`, `shoe_photos_b<end>`: original, mirrored) for a photo branch that trains blocks too."""
+    if "block_photos" in set(parts) and end is None:
+        raise ValueError("block_photos needs --end (the whole trunk's photos are the `photos` part)")
     root = data_dir()
     CACHE.mkdir(parents=True, exist_ok=True)
     sess = trunk_session(PREPROCESS.size, end)
@@ -224,6 +229,12 @@ def build(views: int = 4, seed: int = 0, end: int | None = None, parts: Iterable
         return im, ImageOps.mirror(im)
     if "photos" in parts and not suffix:                                          # (N, 2, ...): original, mirrored
         cache_views("photos", precs, (to_tensor(prepare_photo(v, pp.size), pp) for r in precs for v in mirrored(r)), 2)
+    if "block_photos" in parts:                    # photos after blocks[:end]: a photo branch that trains blocks too
+        brecs = photo_records(root)
+        cache_views("photos", brecs, (to_tensor(prepare_photo(v, pp.size), pp) for r in brecs for v in mirrored(r)), 2)
+        shoe_photos, _ = shoe_records(root)
+        cache_views("shoe_photos", shoe_photos, (to_tensor(prepare_photo(v, pp.size), pp)
+                                                 for r in shoe_photos for v in mirrored(r)), 2)
     if "edges" in parts:
         cache_views("edges", precs, (to_tensor(prepare_sketch(edge_map(v), pp.size, pp.margin), pp)
                                      for r in precs for v in mirrored(r)), 2)
@@ -290,9 +301,11 @@ if __name__ == "__main__":
     ap.add_argument("--views", type=int, default=4)
     ap.add_argument("--end", type=int, default=None,
                     help="features after the trunk's MBConv blocks[:END] (default: all 16 of them)")
-    ap.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
+    ap.add_argument("--parts", default=",".join(DEFAULT_PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
     args = ap.parse_args()
     unknown = set(args.parts.split(",")) - set(PARTS)
     if unknown:
         ap.error(f"unknown parts {sorted(unknown)}; choose from {', '.join(PARTS)}")
+    if "block_photos" in args.parts.split(",") and args.end is None:
+        ap.error("--parts block_photos needs --end N (it writes photos_bN, shoe_photos_bN)")
     build(args.views, end=args.end, parts=args.parts.split(","))

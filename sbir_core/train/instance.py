@@ -3,6 +3,8 @@
     python -m sbir_core.train.features --parts shoes,oriented     # caches (once, ~15 min on 2 cores)
     python -m sbir_core.train.instance                              # ~10 min; runs/instance/
     python -m sbir_core.train.instance --mode pooled --run-name instance_pooled   # ablations, see docs/instance.md
+    python -m sbir_core.train.instance --sketch-from 13 --cache-from 11 --photo-blocks \
+        --init models/checkpoints/instance.pt --run-name instance_b13_photo       # trains trunk blocks 13-15 too
 
 Sketch-photo pairs from Sketchy (each sketch names its photo) and the shoe set (train split of
 `sbir_core.data.splits.shoe_splits`), on the frozen trunk's cached *spatial* features (320x6x6).
@@ -32,6 +34,7 @@ import torch.nn.functional as F
 
 from ..config import MODELS_DIR, REPO_ROOT
 from ..evaluate import metrics
+from ..nets.backbone import TRUNK_BLOCKS
 from . import cached
 
 # the fusion weights tried on the validation split (score = log P(photo's class) + w * cosine)
@@ -62,6 +65,16 @@ class InstanceConfig:
     mirror: bool = True            # mirrored pairs
     edge_weight: float = 0.5
     shoe_share: float = 0.3        # share of a batch's groups drawn from the shoe set
+    sketch_from: int = 16          # < 16: the sketch branch also trains MBConv blocks[sketch_from:16] (ImageNet
+                                   # init) for instance matching; needs --init
+    cache_from: int = 11           # with sketch_from < 16: sketch/edge features cached after blocks[:cache_from]
+                                   # (`features --parts shoes,oriented --end N`), run once through the frozen
+                                   # blocks[cache_from:sketch_from] in memory
+    init: str = ""                 # a checkpoint (e.g. models/checkpoints/instance.pt) to start both branches
+                                   # and the cell PCA from: training starts from that model's behaviour
+    photo_blocks: bool = False     # with sketch_from < 16: the photo branch trains its own copy of those blocks
+                                   # (photos cached after blocks[:cache_from]: `features --parts block_photos`)
+    block_lr: float = 1e-4         # peak learning rate of the trained trunk blocks (no weight decay)
     eval_every: int = 500
     max_minutes: float = 35.0
     seed: int = 0
@@ -93,19 +106,52 @@ class Domain:
                            and (source is None or r["source"] == source)], dtype=int)
 
 
-def load_domains() -> dict[str, Domain]:
-    sk, ph, ed = cached.load("sketches_oriented"), cached.load("photos"), cached.load("edges")
-    ss, sp, se = cached.load("shoe_sketches"), cached.load("shoe_photos"), cached.load("shoe_edges")
+def load_domains(sketch_from: int = TRUNK_BLOCKS, photo_blocks: bool = False) -> dict[str, Domain]:
+    """Sketches and edge maps after blocks[:sketch_from] (the sketch branch's input), photos after the
+    whole frozen trunk (the photo branch's), or after blocks[:sketch_from] too (`photo_blocks`)."""
+    suffix = "" if sketch_from == TRUNK_BLOCKS else f"_b{sketch_from}"
+    psuffix = suffix if photo_blocks else ""
+    sk, ph, ed = (cached.load("sketches_oriented" + suffix), cached.load("photos" + psuffix),
+                  cached.load("edges" + suffix))
+    ss, sp, se = (cached.load("shoe_sketches" + suffix), cached.load("shoe_photos" + psuffix),
+                  cached.load("shoe_edges" + suffix))
     return {"sketchy": Domain("sketchy", sk.feats, ph.feats, ed.feats, sk.records, ph.records),
             "shoes": Domain("shoes", ss.feats, sp.feats, se.feats, ss.records, sp.records)}
 
 
+@torch.no_grad()
+def advance(domains: dict[str, Domain], start: int, end: int, batch: int = 256,
+            arrays: tuple[str, ...] = ("sketches", "edges")) -> None:
+    """Run the sketch-side arrays (sketches, edge maps) through the frozen ImageNet blocks[start:end]
+    once, in memory (float16): training then reads features after blocks[:end] from a cache made
+    after blocks[:start], and trains only blocks[end:]."""
+    from ..nets.backbone import freeze, lite0
+    blocks = freeze(torch.nn.Sequential(*lite0()._blocks[start:end]))
+    for d in domains.values():
+        for a in arrays:
+            x = getattr(d, a)
+            n, v = x.shape[:2]
+            out = None
+            for i in range(0, n, max(1, batch // v)):
+                f = torch.from_numpy(np.asarray(x[i:i + max(1, batch // v)], np.float32))
+                y = blocks(f.flatten(0, 1))
+                y = y.reshape(f.shape[0], v, *y.shape[1:]).numpy().astype(np.float16)
+                if out is None:
+                    out = np.empty((n, v) + y.shape[2:], np.float16)
+                out[i:i + len(y)] = y
+            setattr(d, a, out)
+
+
 def project_domains(domains: dict[str, Domain], k: int, rng: np.random.Generator,
-                    cells_per_array: int = 4000) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fit the cell PCA on samples of every array (sketches, photos, edges of both sets), then replace
-    each array by its projection (in memory, float32): training then reads (N, V, k, 6, 6)."""
+                    cells_per_array: int = 4000, pca: tuple[torch.Tensor, torch.Tensor] | None = None,
+                    arrays: tuple[str, ...] = ("sketches", "photos", "edges")) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fit the cell PCA on samples of every array (sketches, photos, edges of both sets), or take a
+    given one (`pca`: mean, components), then replace each of `arrays` by its projection (in memory,
+    float32): training then reads (N, V, k, 6, 6)."""
     from ..nets.instance import fit_cell_pca
-    arrays = [(d, a) for d in domains.values() for a in ("sketches", "photos", "edges")]
+    if pca is not None:
+        return _apply_pca(domains, pca[0].float(), pca[1].float(), arrays)
+    arrays = [(d, a) for d in domains.values() for a in arrays]
     samples = []
     for d, a in arrays:
         x = getattr(d, a)
@@ -113,10 +159,15 @@ def project_domains(domains: dict[str, Domain], k: int, rng: np.random.Generator
         f = np.asarray(x[rows, 0], dtype=np.float32)                              # (r, C, h, w)
         samples.append(f.transpose(0, 2, 3, 1).reshape(-1, f.shape[1]))
     mean, comps = fit_cell_pca(np.concatenate(samples), k)
+    return _apply_pca(domains, mean, comps, tuple(dict.fromkeys(a for _, a in arrays)))
+
+
+def _apply_pca(domains: dict[str, Domain], mean: torch.Tensor, comps: torch.Tensor,
+               names: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor]:
     w, b = comps.numpy(), -(comps.numpy() @ mean.numpy())
-    for d, a in arrays:
+    for d, a in [(d, a) for d in domains.values() for a in names]:
         x = getattr(d, a)
-        out = np.empty((x.shape[0], x.shape[1], k) + x.shape[3:], np.float32)
+        out = np.empty((x.shape[0], x.shape[1], len(w)) + x.shape[3:], np.float32)
         for i in range(0, len(x), 256):
             out[i:i + 256] = np.einsum("nvchw,kc->nvkhw", np.asarray(x[i:i + 256], np.float32), w, optimize=True) \
                 + b[None, None, :, None, None]
@@ -225,11 +276,13 @@ def instance_report(sim: np.ndarray, own: np.ndarray) -> dict[str, float]:
 
 def classifier_probs(domain: Domain, rows: np.ndarray) -> tuple[np.ndarray, list[str]]:
     """The shipped `classifier`'s sketch posteriors (stage 1) for cached sketch rows (view 0, the
-    clean sketch), through its ONNX head on the block-13 features cached for the same sketches."""
+    clean sketch), through its ONNX head on the features cached for the same sketches after the
+    classifier's sketch trunk (blocks[:sketch_from])."""
     from ..backends.onnx_model import OnnxModel, read_meta
+    from .features import block_suffix, sketch_trunk_end
     meta = read_meta("classifier")
     head = OnnxModel.load(MODELS_DIR / meta["sketch_model"][-1], threads=1)
-    b13 = cached.load("sketches_b13")
+    b13 = cached.load("sketches" + block_suffix(sketch_trunk_end(meta.get("train_config", {}))))
     assert [r["path"] for r in b13.records] == [r["path"] for r in domain.sketch_records]
     p = np.concatenate([head(np.asarray(b13.feats[np.sort(rows[i:i + 128])], np.float32)[
         np.argsort(np.argsort(rows[i:i + 128])), 0])[0] for i in range(0, len(rows), 128)])
@@ -296,7 +349,7 @@ def score(val: dict) -> float:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from ..nets.instance import InstanceBranch
+    from ..nets.instance import CellProjection, InstanceBranch, TrainedBlocks
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     for k, v in asdict(InstanceConfig()).items():
@@ -314,52 +367,84 @@ def main(argv: list[str] | None = None) -> dict:
     out = run_dir(run_name)
     out.mkdir(parents=True, exist_ok=True)
 
-    domains = load_domains()
+    init = torch.load(cfg.init, map_location="cpu", weights_only=False) if cfg.init else None
+    if cfg.sketch_from < TRUNK_BLOCKS and init is None:
+        ap.error("--sketch-from below 16 needs --init (the cell PCA and branches to start from)")
+    if init is not None:                           # the branches' shape is the checkpoint's
+        for k in ("mode", "pca", "mid", "cell", "gdim", "global_share", "residual"):
+            setattr(cfg, k, init["config"][k])
+    photo_blocks = cfg.photo_blocks and cfg.sketch_from < TRUNK_BLOCKS
+    domains = load_domains(cfg.cache_from if cfg.sketch_from < TRUNK_BLOCKS else TRUNK_BLOCKS, photo_blocks)
+    if cfg.cache_from < cfg.sketch_from < TRUNK_BLOCKS:
+        t0 = time.time()
+        advance(domains, cfg.cache_from, cfg.sketch_from,
+                arrays=("sketches", "edges") + (("photos",) if photo_blocks else ()))
+        print(f"sketches and edges through frozen blocks {cfg.cache_from}-{cfg.sketch_from - 1} "
+              f"in {time.time() - t0:.0f}s", flush=True)
     t_start = time.time()
-    pca_mean, pca_components = project_domains(domains, cfg.pca, rng)
-    print(f"cell PCA 320 -> {cfg.pca} fitted and applied in {time.time() - t_start:.0f}s", flush=True)
+    pca = (init["pca_mean"], init["pca_components"]) if init is not None else None
+    pca_mean, pca_components = project_domains(
+        domains, cfg.pca, rng, pca=pca,
+        arrays=("sketches", "photos", "edges") if cfg.sketch_from == TRUNK_BLOCKS else () if photo_blocks else ("photos",))
+    pca_mean, pca_components = pca_mean.float(), pca_components.float()
+    print(f"cell PCA 320 -> {cfg.pca} {'fitted' if pca is None else 'taken'} and applied in "
+          f"{time.time() - t_start:.0f}s", flush=True)
     sampler = Sampler(domains, cfg, rng)
     branch = dict(mode=cfg.mode, mid=cfg.mid, cell=cfg.cell, gdim=cfg.gdim, global_share=cfg.global_share,
                   in_channels=cfg.pca, residual=cfg.residual)
     sketch_net, photo_net = InstanceBranch(**branch), InstanceBranch(**branch)
-    if cfg.residual:                               # centres start at each domain's mean training grid
+    if init is not None:
+        sketch_net.load_state_dict({k: v.float() for k, v in init["sketch_state_dict"].items() if not k.startswith(
+            ("blocks.", "projection."))})
+        photo_net.load_state_dict({k: v.float() for k, v in init["photo_state_dict"].items()})
+    if cfg.sketch_from < TRUNK_BLOCKS:             # trunk blocks trained too, from ImageNet's weights
+        sketch_net = TrainedBlocks(sketch_net, CellProjection(pca_mean, pca_components), cfg.sketch_from)
+    if photo_blocks:                               # ... and the photo side's own copy
+        photo_net = TrainedBlocks(photo_net, CellProjection(pca_mean, pca_components), cfg.sketch_from)
+    if cfg.residual and init is None:              # centres start at each domain's mean training grid
         with torch.no_grad():
             for net, attr in ((sketch_net, "sketches"), (photo_net, "photos")):
                 rows = [(getattr(d, attr), d.sketch_rows("train") if attr == "sketches" else
                          np.unique(d.own[d.sketch_rows("train")])) for d in domains.values()]
                 net.center.copy_(torch.from_numpy(np.concatenate([a[r, 0] for a, r in rows]).mean(0)))
-    params = list(sketch_net.parameters()) + list(photo_net.parameters())
-    opt = torch.optim.AdamW(params, cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.steps, pct_start=0.1)
+    blocks = [q for n in (sketch_net, photo_net) if isinstance(n, TrainedBlocks) for q in n.blocks.parameters()]
+    ids = {id(q) for q in blocks}
+    params = [q for q in list(sketch_net.parameters()) + list(photo_net.parameters()) if id(q) not in ids]
+    groups = [{"params": params, "lr": cfg.lr, "weight_decay": cfg.weight_decay}]
+    if blocks:                                     # pretrained blocks: a smaller step, no decay towards zero
+        groups.append({"params": blocks, "lr": cfg.block_lr, "weight_decay": 0.0})
+    opt = torch.optim.AdamW(groups)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, [g["lr"] for g in groups], total_steps=cfg.steps, pct_start=0.1)
     probs_cache: dict = {}
     curves, best = [], (-1.0, None, None)
     t_start, t0, sums = time.time(), time.time(), {"loss": 0.0, "sketch": 0.0, "edge": 0.0}
-    for step in range(1, cfg.steps + 1):
-        sketch_net.train(), photo_net.train()
-        loss_s, loss_e = torch.zeros(()), torch.zeros(())
-        for name, (sk, sv, ph, pv) in sampler.batch().items():
-            d = domains[name]
-            s = sketch_net(gather(d.sketches, sk, sv))
-            p = photo_net(gather(d.photos, ph, pv))
-            labels = np.asarray([d.photo_labels[i] for i in ph])
-            ok = torch.from_numpy(ph[:, None] != ph[None, :])
-            if not cfg.same_class:
-                ok = ok & torch.from_numpy(labels[:, None] != labels[None, :])
-            loss_s = loss_s + triplet(s, p, ok, cfg.margin) + cfg.nce_weight * info_nce(s, p, ok, cfg.temperature)
-            if cfg.edges:
-                e = sketch_net(gather(d.edges, ph, pv))
-                loss_e = loss_e + triplet(e, p, ok, cfg.margin) + cfg.nce_weight * info_nce(e, p, ok, cfg.temperature)
-        loss = loss_s + cfg.edge_weight * loss_e
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        sums["loss"] += loss.item()
-        sums["sketch"] += loss_s.item()
-        sums["edge"] += loss_e.item()
+    for step in range(0 if init is not None else 1, cfg.steps + 1):
+        if step > 0:                               # step 0: the starting model's own validation row
+            sketch_net.train(), photo_net.train()
+            loss_s, loss_e = torch.zeros(()), torch.zeros(())
+            for name, (sk, sv, ph, pv) in sampler.batch().items():
+                d = domains[name]
+                s = sketch_net(gather(d.sketches, sk, sv))
+                p = photo_net(gather(d.photos, ph, pv))
+                labels = np.asarray([d.photo_labels[i] for i in ph])
+                ok = torch.from_numpy(ph[:, None] != ph[None, :])
+                if not cfg.same_class:
+                    ok = ok & torch.from_numpy(labels[:, None] != labels[None, :])
+                loss_s = loss_s + triplet(s, p, ok, cfg.margin) + cfg.nce_weight * info_nce(s, p, ok, cfg.temperature)
+                if cfg.edges:
+                    e = sketch_net(gather(d.edges, ph, pv))
+                    loss_e = loss_e + triplet(e, p, ok, cfg.margin) + cfg.nce_weight * info_nce(e, p, ok, cfg.temperature)
+            loss = loss_s + cfg.edge_weight * loss_e
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            sums["loss"] += loss.item()
+            sums["sketch"] += loss_s.item()
+            sums["edge"] += loss_e.item()
         timed_out = time.time() - t_start > 60 * cfg.max_minutes
         if step % cfg.eval_every == 0 or step == cfg.steps or timed_out:
-            n = step - (curves[-1]["step"] if curves else 0)
+            n = max(1, step - (curves[-1]["step"] if curves else 0))
             val = evaluate_split(sketch_net, photo_net, domains, "val", probs_cache, weights=(0.0,))
             row = {"step": step, **{f"train_{k}": v / n for k, v in sums.items()},
                    "val_shoes_acc@1": val["shoes"]["instance_only"]["acc@1"],
