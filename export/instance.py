@@ -1,9 +1,12 @@
 """Export the `instance` backend: `python -m export.instance`.
 
-Sketches: the classifier's sketch trunk file (after blocks[:11]) + instance_sketch_head.onnx (the
-frozen ImageNet blocks from there to 15, then the trained sketch branch); the classifier's own sketch
-head reads the same trunk features for stage 1. Photos: the shared trunk + instance_photo_head.onnx, and the
-classifier's photo head. No classifier file is copied: the metadata names them.
+Sketches: the classifier's sketch trunk file (after blocks[:8]) + instance_sketch_head.onnx (the
+frozen ImageNet blocks from there to the branch's grid, then the trained sketch branch); the
+classifier's own sketch head reads the same trunk features for stage 1. Photos, for a branch on the
+whole trunk's grid: the shared trunk + instance_photo_head.onnx, and the classifier's photo head. For
+a branch on an earlier grid (`train.instance --grid-from`): the classifier's sketch trunk file +
+instance_photo_head.onnx, whose second output is the whole trunk's features for the classifier's
+photo head (one trunk run per photo). No classifier file is copied: the metadata names them.
 """
 from __future__ import annotations
 
@@ -33,19 +36,26 @@ def branches(ck: dict) -> tuple[torch.nn.Module, torch.nn.Module]:
     (all of them to 15 for a branch on the frozen grid), then its trained blocks, the cell PCA and
     the sketch branch."""
     from sbir_core.nets.backbone import TRUNK_BLOCKS
-    from sbir_core.nets.instance import CellProjection, FrozenBlocksThen, InstanceBranch, Projected, TrainedBlocks
+    from sbir_core.nets.instance import (CellProjection, FrozenBlocksThen, InstanceBranch, PhotoGridHead, Projected,
+                                         TrainedBlocks)
     c = ck["config"]
     trained_from = c.get("sketch_from", TRUNK_BLOCKS)
+    grid_from, pool = c.get("grid_from", TRUNK_BLOCKS), c.get("grid_pool", 1)
     cls_from = sketch_from()
     cls_from = TRUNK_BLOCKS if cls_from is None else cls_from
-    if cls_from > trained_from:
+    if cls_from > min(trained_from, grid_from):
         raise ValueError(f"the classifier's sketch trunk ends after block {cls_from}, past the instance branch's "
-                         f"first trained block {trained_from}: one trunk run cannot feed both stages")
+                         f"grid or first trained block {min(trained_from, grid_from)}: one trunk run cannot feed both stages")
     kw = dict(mode=c["mode"], mid=c["mid"], cell=c["cell"], gdim=c["gdim"], global_share=c["global_share"],
-              in_channels=c["pca"], residual=c.get("residual", False))
+              in_channels=c["pca"], residual=c.get("residual", False),
+              grid=tuple(ck["sketch_state_dict"]["center"].shape)[-1] if c.get("residual") else 6)
     s, p = InstanceBranch(**kw), InstanceBranch(**kw)
     proj = CellProjection(ck["pca_mean"].float(), ck["pca_components"].float())
     p.load_state_dict({k: v.float() for k, v in ck["photo_state_dict"].items()})
+    if grid_from < TRUNK_BLOCKS:                   # both branches on an earlier grid: photos need a two-output head
+        s.load_state_dict({k: v.float() for k, v in ck["sketch_state_dict"].items()})
+        return (FrozenBlocksThen(Projected(proj, s, pool), cls_from, end=grid_from).eval(),
+                PhotoGridHead(Projected(proj, p, pool), cls_from, grid_from).eval())
     if trained_from < TRUNK_BLOCKS:
         head: torch.nn.Module = TrainedBlocks(s, proj, trained_from)
         head.load_state_dict({k: v.float() for k, v in ck["sketch_state_dict"].items()})
@@ -55,13 +65,21 @@ def branches(ck: dict) -> tuple[torch.nn.Module, torch.nn.Module]:
     return FrozenBlocksThen(head, cls_from, end=trained_from).eval(), Projected(proj, p).eval()
 
 
+def photo_start(ck: dict) -> int | None:
+    """Where the photo chain's trunk file ends: the whole trunk (None) for a branch on its grid; the
+    classifier's sketch trunk for a branch on an earlier grid (the photo head then runs the rest)."""
+    from sbir_core.nets.backbone import TRUNK_BLOCKS
+    return sketch_from() if ck["config"].get("grid_from", TRUNK_BLOCKS) < TRUNK_BLOCKS else None
+
+
 def torch_modules() -> dict[str, tuple[torch.nn.Module, int]]:
     if not (CHECKPOINTS / f"{NAME}.pt").is_file():
         return {}
-    s, p = branches(load_checkpoint(NAME))
-    start = sketch_from()
+    ck = load_checkpoint(NAME)
+    s, p = branches(ck)
+    start, pstart = sketch_from(), photo_start(ck)
     return {f"{trunk.file_name(start)}+{NAME}_sketch_head.onnx": (Chain(trunk.trunk(start), s), PREPROCESS.size),
-            f"{trunk.FILE}+{NAME}_photo_head.onnx": (Chain(trunk.trunk(), p), PREPROCESS.size)}
+            f"{trunk.file_name(pstart)}+{NAME}_photo_head.onnx": (Chain(trunk.trunk(pstart), p), PREPROCESS.size)}
 
 
 def main() -> None:
@@ -72,27 +90,33 @@ def main() -> None:
         return
     ck = load_checkpoint(NAME)
     s, p = branches(ck)
-    start = sketch_from()
+    start, pstart = sketch_from(), photo_start(ck)
     sf, pf = f"{NAME}_sketch_head.onnx", f"{NAME}_photo_head.onnx"
     export_onnx(s, MODELS_DIR / sf, trunk.feature_shape(start))
     weights_to_fp16(MODELS_DIR / sf)               # half the file; fp32 arithmetic (parity checked below)
-    export_onnx(p, MODELS_DIR / pf, trunk.FEATURE_SHAPE)
+    two = pstart is not None                       # + the whole trunk's features for the classifier's photo head
+    export_onnx(p, MODELS_DIR / pf, trunk.feature_shape(pstart),
+                output_names=("output", "trunk_features") if two else ("output",))
+    if not two:                                    # the whole trunk's features stay exact: fp16 weights of the
+        weights_to_fp16(MODELS_DIR / pf)           # frozen blocks moved them by 0.3 % (2.5e-2 of 7.6), past parity
     err = max(chain_parity(Chain(trunk.trunk(start), s), [MODELS_DIR / trunk.file_name(start), MODELS_DIR / sf],
                            PREPROCESS.size),
-              chain_parity(Chain(trunk.trunk(), p), [MODELS_DIR / trunk.FILE, MODELS_DIR / pf], PREPROCESS.size))
+              chain_parity(Chain(trunk.trunk(pstart), p), [MODELS_DIR / trunk.file_name(pstart), MODELS_DIR / pf],
+                           PREPROCESS.size))
     cls = read_meta("classifier")
     assert cls["sketch_model"][0] == trunk.file_name(start), "stage 1 must read the same trunk file"
     write_meta(NAME, {
         "backend": NAME, "title": "Instance: right kind first, then the very photo drawn",
         "description": "Two stages: the classifier backend's class posterior (its heads, shared) puts the drawn kind of "
-                       "object first; inside it, an instance embedding of the trunk's 6x6 spatial features (sketch and "
+                       f"object first; inside it, an instance embedding of the frozen trunk's spatial features after block "
+                       f"{ck['config'].get('grid_from', 16) - 1} (a 6x6 grid; sketch and "
                        "photo-edge branch, photo branch; triplet loss with the drawn photo as positive and same-class "
                        "photos as hard negatives, mirrored pairs, edge maps) orders photos by how closely they match "
                        "the drawing. Score: log P(class) + fusion_weight x cosine",
-        "sketch_model": [trunk.file_name(start), sf], "photo_model": [trunk.FILE, pf],
+        "sketch_model": [trunk.file_name(start), sf], "photo_model": [trunk.file_name(pstart), pf],
         "class_sketch_model": cls["sketch_model"][-1], "class_photo_model": cls["photo_model"][-1],
         "classes": cls["classes"], "photo_classes": cls.get("photo_classes", cls["classes"]),
-        "fusion_weight": ck["fusion_weight"], "embedding_dim": int(s(torch.zeros(1, *trunk.feature_shape(start))).shape[1]),
+        "fusion_weight": ck["fusion_weight"], "default_threshold": ck.get("default_threshold", 0.2), "embedding_dim": int(s(torch.zeros(1, *trunk.feature_shape(start))).shape[1]),
         "preprocess": PREPROCESS.to_dict(), "photo_preprocess": cls.get("photo_preprocess", PREPROCESS.to_dict()),
         "curves": f"{NAME}_curves.json", "train_config": ck["config"], "onnx_parity_max_abs": err})
     curves = run_dir(NAME) / "curves.json"

@@ -98,6 +98,7 @@ def test_backends_reading_the_classifier_name_its_shipped_files():
     inst = json.loads((MODELS_DIR / "instance.json").read_text())
     assert inst["sketch_model"][0] == cls["sketch_model"][0]
     assert inst["class_sketch_model"] == cls["sketch_model"][1]
+    assert inst["photo_model"][0] in (cls["sketch_model"][0], cls["photo_model"][0])   # its photo head starts there
     cgan = json.loads((MODELS_DIR / "cgan.json").read_text())
     if "class_model" in cgan:
         assert cgan["class_model"] == cls["sketch_model"]

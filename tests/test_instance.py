@@ -39,6 +39,9 @@ def test_instance_ranks_and_threshold_curve():
     curve = {c["threshold"]: c for c in threshold_curve(sim, np.array([0, 1]), (0.5, 0.85))}
     assert curve[0.5] == {"threshold": 0.5, "recall": 1.0, "mean_returned": 2.0}
     assert curve[0.85] == {"threshold": 0.85, "recall": 0.5, "mean_returned": 1.0}
+    from sbir_core.train.instance import pick_threshold
+    val = {"sketchy": {"threshold_curve": threshold_curve(sim, np.array([0, 1]), (0.5, 0.85, 0.95))}}
+    assert pick_threshold(val) == 0.85 and pick_threshold(val, recall=1.0) == 0.5   # highest that keeps the recall
 
 
 @pytest.mark.parametrize("mode,dim", [("spatial", 32 * 36), ("pooled", 128), ("both", 32 * 36 + 128)])
@@ -189,3 +192,34 @@ def test_block_photos_cache_needs_an_end_so_the_whole_trunk_cache_is_never_overw
     assert r.returncode == 2 and "block_photos needs --end" in r.stderr and "Traceback" not in r.stderr
     with pytest.raises(ValueError, match="needs --end"):
         build(end=None, parts=["block_photos"])
+
+
+def test_grid_heads_serve_what_the_trainer_reads_with_one_trunk_run_per_photo():
+    """A branch on the block-11 grid (`--grid-from 11 --grid-pool 2`) trains on cached block-11
+    features pooled in memory (`pool_grid`); served, the sketch side runs behind the classifier's
+    block-8 trunk through frozen blocks 8-10, and the photo head returns that branch's embedding and
+    the whole trunk's features (for the classifier's photo head) from the same block-8 input."""
+    from sbir_core.nets.backbone import Trunk, lite0
+    from sbir_core.nets.instance import CellProjection, FrozenBlocksThen, PhotoGridHead, Projected
+    from sbir_core.train.instance import pool_grid
+    torch.manual_seed(0)
+    net = lite0().eval()
+    x = torch.randn(2, 3, 96, 96)                                        # block-11 grid 6 x 6 -> pooled 3 x 3
+    sketch_b, photo_b = (InstanceBranch("spatial", in_channels=8, residual=True, grid=3).eval() for _ in range(2))
+    for b in (sketch_b, photo_b):
+        with torch.no_grad():
+            b.center.copy_(torch.randn(8, 3, 3))
+    proj = CellProjection(torch.randn(112), torch.randn(8, 112) / 10)
+    with torch.no_grad():
+        b11 = Trunk(net, 11)(x)
+        pooled = torch.from_numpy(pool_grid(b11.numpy()[:, None], 2)[:, 0].astype(np.float32))
+        trained_sketch, trained_photo = sketch_b(proj(pooled)), photo_b(proj(pooled))
+        b8 = Trunk(net, 8)(x)
+        served = FrozenBlocksThen(Projected(proj, sketch_b, 2), 8, end=11).eval()(b8)
+        emb, trunk_features = PhotoGridHead(Projected(proj, photo_b, 2), 8, 11).eval()(b8)
+        whole = Trunk(net)(x)
+    assert torch.allclose(served, trained_sketch, atol=2e-3)            # float16 cache storage
+    assert torch.allclose(emb, trained_photo, atol=2e-3)
+    assert torch.allclose(trunk_features, whole, atol=1e-5)
+    with pytest.raises(ValueError, match="cannot be reached"):
+        PhotoGridHead(photo_b, 12, 11)

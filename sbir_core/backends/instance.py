@@ -34,9 +34,9 @@ LOG_FLOOR = 1e-12      # log P(class) of a class the classifier rules out entire
 class InstanceBackend(OnnxBackend):
     """Features per photo: [class probabilities (C) | instance embedding (D)]; per sketch the same."""
 
-    # Where retrieval by distance starts in the app: instance cosines are low (the drawn photo's is
-    # mostly 0.15-0.3); at 0.2 the drawn photo is among the photos returned for 45 % of held-out
-    # Sketchy sketches, ~3 % of the photos (docs/instance.md). At 0.5 nothing came back.
+    # Where retrieval by distance starts in the app (instance cosines are low: the drawn photo's is
+    # mostly 0.15-0.3; at the other backends' 0.5 nothing comes back): `default_threshold` in the
+    # metadata, chosen on the validation split by the trainer (docs/instance.md); this when absent.
     default_threshold = 0.2
 
     def __init__(self, threads: int | None = None, models_dir: Path | None = None):
@@ -58,6 +58,7 @@ class InstanceBackend(OnnxBackend):
                 raise ModelFileError(f"model metadata {self.name}.json: field 'classes' lists {self.n_classes} "
                                      f"classes but {head.path.name} scores {n_out}; {REBUILD_HINT}")
         self.fusion_weight = float(self.meta.get("fusion_weight", 0.0))
+        self.default_threshold = float(self.meta.get("default_threshold", self.default_threshold))
         self._key += "-" + file_fingerprint(self.class_photo_head.path)[:8]
         self.class_positions = {c: i for i, c in enumerate(self.meta["classes"])}
 
@@ -65,8 +66,9 @@ class InstanceBackend(OnnxBackend):
     def encode_photos(self, x: np.ndarray) -> np.ndarray:
         trunk, head = self.photo_model.models
         f = trunk(x)[0]
-        probs = self.class_photo_head(f)[0].astype(np.float32)
-        return np.concatenate([probs, l2_normalise(head(f)[0]).astype(np.float32)], axis=1)      # (B, C + D)
+        out = head(f)                  # (embedding,) or, on an earlier grid, (embedding, whole-trunk features)
+        probs = self.class_photo_head(out[1] if len(out) > 1 else f)[0].astype(np.float32)
+        return np.concatenate([probs, l2_normalise(out[0]).astype(np.float32)], axis=1)           # (B, C + D)
 
     def encode_sketches(self, x: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
         trunk, head = self.sketch_model.models

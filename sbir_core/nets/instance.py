@@ -129,11 +129,34 @@ def fit_cell_pca(cells: "np.ndarray", k: int) -> tuple[torch.Tensor, torch.Tenso
 
 
 class Projected(nn.Module):
-    """CellProjection then a branch: what is exported (the projection is fixed, the branch trained)."""
+    """(pool p x p, then) CellProjection, then a branch: what is exported (the projection is fixed, the
+    branch trained). `pool` > 1 for a branch on an earlier, finer grid (`train.instance --grid-pool`)."""
 
-    def __init__(self, projection: CellProjection, branch: nn.Module):
+    def __init__(self, projection: CellProjection, branch: nn.Module, pool: int = 1):
         super().__init__()
-        self.projection, self.branch = projection, branch
+        self.projection, self.branch, self.pool = projection, branch, pool
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
+        if self.pool > 1:
+            f = F.avg_pool2d(f, self.pool)
         return self.branch(self.projection(f))
+
+
+class PhotoGridHead(nn.Module):
+    """Photos for a branch on the grid after blocks[:grid_from], with one trunk run per photo: frozen
+    blocks[start:grid_from], then two outputs: the branch's embedding of that grid, and the rest of
+    the frozen trunk (blocks[grid_from:16], (B, 320, 6, 6)) that the classifier's photo head reads.
+    (B, C_start, h, w) -> (embedding, trunk features)."""
+
+    def __init__(self, branch: nn.Module, start: int, grid_from: int):
+        super().__init__()
+        if not 0 <= start <= grid_from < TRUNK_BLOCKS:
+            raise ValueError(f"a grid after block {grid_from} cannot be reached from block {start}")
+        blocks = lite0()._blocks
+        self.to_grid = freeze(nn.Sequential(*blocks[start:grid_from]))
+        self.rest = freeze(nn.Sequential(*blocks[grid_from:TRUNK_BLOCKS]))
+        self.branch = branch
+
+    def forward(self, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        g = self.to_grid(f)
+        return self.branch(g), self.rest(g)

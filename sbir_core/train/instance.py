@@ -1,13 +1,15 @@
 """Train the `instance` backend: find the very photo that was drawn (fine-grained SBIR).
 
-    python -m sbir_core.train.features --parts shoes,oriented     # caches (once, ~15 min on 2 cores)
-    python -m sbir_core.train.instance                              # ~10 min; runs/instance/
-    python -m sbir_core.train.instance --mode pooled --run-name instance_pooled   # ablations, see docs/instance.md
-    python -m sbir_core.train.instance --sketch-from 13 --cache-from 11 --photo-blocks \
+    python -m sbir_core.train.features --parts shoes,oriented,block_photos --end 13   # caches (~6 min on 2 cores)
+    python -m sbir_core.train.instance                              # ~1 min; runs/instance/
+    python -m sbir_core.train.instance --grid-from 11 --run-name instance_g11  # other grids, see docs/instance.md
+    python -m sbir_core.train.instance --grid-from 16 --sketch-from 13 --cache-from 11 --photo-blocks \
         --init models/checkpoints/instance.pt --run-name instance_b13_photo       # trains trunk blocks 13-15 too
 
 Sketch-photo pairs from Sketchy (each sketch names its photo) and the shoe set (train split of
-`sbir_core.data.splits.shoe_splits`), on the frozen trunk's cached *spatial* features (320x6x6).
+`sbir_core.data.splits.shoe_splits`), on the frozen trunk's cached *spatial* features: by default
+the grid after blocks[:13] (192 x 6 x 6), which matches a sketch to its very photo better than the
+whole trunk's 320 x 6 x 6 (more about parts and pose, less about the class).
 Two branches (sketches and photo edge maps share one; photos have their own) embed the grid
 (`sbir_core.nets.instance.InstanceBranch`). Loss: triplet on cosine distance, the positive being
 the drawn photo, the negative the hardest photo in the batch. Batches are built from groups of
@@ -52,7 +54,7 @@ class InstanceConfig:
     gdim: int = 128
     global_share: float = 0.3
     residual: bool = True          # spatial part = centred projected grid + a learnt correction (zero at start)
-    steps: int = 3000
+    steps: int = 400
     groups: int = 12               # groups (one class, or shoes) per batch
     per_group: int = 8             # photos per group: the same-class hard negatives
     lr: float = 1e-3
@@ -75,7 +77,11 @@ class InstanceConfig:
     photo_blocks: bool = False     # with sketch_from < 16: the photo branch trains its own copy of those blocks
                                    # (photos cached after blocks[:cache_from]: `features --parts block_photos`)
     block_lr: float = 1e-4         # peak learning rate of the trained trunk blocks (no weight decay)
-    eval_every: int = 500
+    grid_from: int = 13            # < 16: both branches read the frozen trunk's grid after blocks[:grid_from]
+                                   # (`features --parts shoes,oriented,block_photos --end N`; 13: 192 x 6 x 6),
+                                   # average-pooled by grid_pool; 16: the whole trunk's grid (320 x 6 x 6)
+    grid_pool: int = 1
+    eval_every: int = 100
     max_minutes: float = 35.0
     seed: int = 0
     threads: int = 1
@@ -106,17 +112,29 @@ class Domain:
                            and (source is None or r["source"] == source)], dtype=int)
 
 
-def load_domains(sketch_from: int = TRUNK_BLOCKS, photo_blocks: bool = False) -> dict[str, Domain]:
+def load_domains(sketch_from: int = TRUNK_BLOCKS, photo_blocks: bool = False, grid_pool: int = 1) -> dict[str, Domain]:
     """Sketches and edge maps after blocks[:sketch_from] (the sketch branch's input), photos after the
-    whole frozen trunk (the photo branch's), or after blocks[:sketch_from] too (`photo_blocks`)."""
+    whole frozen trunk (the photo branch's), or after blocks[:sketch_from] too (`photo_blocks`).
+    grid_pool > 1: every array average-pooled by that factor, in memory (the `grid_from` grid)."""
     suffix = "" if sketch_from == TRUNK_BLOCKS else f"_b{sketch_from}"
     psuffix = suffix if photo_blocks else ""
     sk, ph, ed = (cached.load("sketches_oriented" + suffix), cached.load("photos" + psuffix),
                   cached.load("edges" + suffix))
     ss, sp, se = (cached.load("shoe_sketches" + suffix), cached.load("shoe_photos" + psuffix),
                   cached.load("shoe_edges" + suffix))
-    return {"sketchy": Domain("sketchy", sk.feats, ph.feats, ed.feats, sk.records, ph.records),
-            "shoes": Domain("shoes", ss.feats, sp.feats, se.feats, ss.records, sp.records)}
+    feats = [x.feats if grid_pool == 1 else pool_grid(x.feats, grid_pool) for x in (sk, ph, ed, ss, sp, se)]
+    return {"sketchy": Domain("sketchy", *feats[:3], sk.records, ph.records),
+            "shoes": Domain("shoes", *feats[3:], ss.records, sp.records)}
+
+
+def pool_grid(x: np.ndarray, p: int, batch: int = 512) -> np.ndarray:
+    """(N, V, C, h, w) -> (N, V, C, h/p, w/p) float16 by p x p average pooling (as `nets.instance.GridPool`)."""
+    n, v, c, h, w = x.shape
+    out = np.empty((n, v, c, h // p, w // p), np.float16)
+    for i in range(0, n, batch):
+        y = np.asarray(x[i:i + batch], np.float32)
+        out[i:i + batch] = y.reshape(len(y), v, c, h // p, p, w // p, p).mean((4, 6))
+    return out
 
 
 @torch.no_grad()
@@ -342,6 +360,13 @@ def pick_weight(val: dict) -> float:
     return max(ok, key=lambda w: (f[str(w)]["acc@10"], f[str(w)]["acc@1"]))
 
 
+def pick_threshold(val: dict, recall: float = 0.5) -> float:
+    """Where retrieval by distance starts in the app: the highest threshold at which the drawn photo is
+    still returned for at least `recall` of the validation Sketchy sketches."""
+    ok = [c["threshold"] for c in val["sketchy"]["threshold_curve"] if c["recall"] >= recall]
+    return max(ok) if ok else THRESHOLDS[0]
+
+
 def score(val: dict) -> float:
     """Model selection on val: mean of shoe acc@10 and Sketchy within-class-aware acc@10 (w = 0) and acc@1s."""
     sh, sk = val["shoes"]["instance_only"], val["sketchy"]["fusion"][str(FUSION_GRID[0])]
@@ -374,7 +399,13 @@ def main(argv: list[str] | None = None) -> dict:
         for k in ("mode", "pca", "mid", "cell", "gdim", "global_share", "residual"):
             setattr(cfg, k, init["config"][k])
     photo_blocks = cfg.photo_blocks and cfg.sketch_from < TRUNK_BLOCKS
-    domains = load_domains(cfg.cache_from if cfg.sketch_from < TRUNK_BLOCKS else TRUNK_BLOCKS, photo_blocks)
+    if cfg.grid_from < TRUNK_BLOCKS and (cfg.sketch_from < TRUNK_BLOCKS or init is not None):
+        ap.error("--grid-from below 16 trains new branches on a frozen earlier grid: add --grid-from 16 for "
+                 "--sketch-from or --init (branches on the whole trunk's grid)")
+    if cfg.grid_from < TRUNK_BLOCKS:
+        domains = load_domains(cfg.grid_from, photo_blocks=True, grid_pool=cfg.grid_pool)
+    else:
+        domains = load_domains(cfg.cache_from if cfg.sketch_from < TRUNK_BLOCKS else TRUNK_BLOCKS, photo_blocks)
     if cfg.cache_from < cfg.sketch_from < TRUNK_BLOCKS:
         t0 = time.time()
         advance(domains, cfg.cache_from, cfg.sketch_from,
@@ -387,11 +418,11 @@ def main(argv: list[str] | None = None) -> dict:
         domains, cfg.pca, rng, pca=pca,
         arrays=("sketches", "photos", "edges") if cfg.sketch_from == TRUNK_BLOCKS else () if photo_blocks else ("photos",))
     pca_mean, pca_components = pca_mean.float(), pca_components.float()
-    print(f"cell PCA 320 -> {cfg.pca} {'fitted' if pca is None else 'taken'} and applied in "
+    print(f"cell PCA {pca_mean.numel()} -> {cfg.pca} {'fitted' if pca is None else 'taken'} and applied in "
           f"{time.time() - t_start:.0f}s", flush=True)
     sampler = Sampler(domains, cfg, rng)
     branch = dict(mode=cfg.mode, mid=cfg.mid, cell=cfg.cell, gdim=cfg.gdim, global_share=cfg.global_share,
-                  in_channels=cfg.pca, residual=cfg.residual)
+                  in_channels=cfg.pca, residual=cfg.residual, grid=domains["sketchy"].sketches.shape[-1])
     sketch_net, photo_net = InstanceBranch(**branch), InstanceBranch(**branch)
     if init is not None:
         sketch_net.load_state_dict({k: v.float() for k, v in init["sketch_state_dict"].items() if not k.startswith(
@@ -466,13 +497,13 @@ def main(argv: list[str] | None = None) -> dict:
     sketch_net.load_state_dict(best[1])
     photo_net.load_state_dict(best[2])
     val = evaluate_split(sketch_net, photo_net, domains, "val", probs_cache)
-    w = pick_weight(val)
+    w, threshold = pick_weight(val), pick_threshold(val)
     test = evaluate_split(sketch_net, photo_net, domains, "test", probs_cache)
-    report = {"config": asdict(cfg), "fusion_weight": w, "val": val, "test": test,
+    report = {"config": asdict(cfg), "fusion_weight": w, "default_threshold": threshold, "val": val, "test": test,
               "minutes": round((time.time() - t_start) / 60, 1)}
     torch.save({"config": asdict(cfg), "sketch_state_dict": best[1], "photo_state_dict": best[2],
                 "pca_mean": pca_mean, "pca_components": pca_components,
-                "fusion_weight": w, "best_val_score": best[0]}, out / "ckpt.pt")
+                "fusion_weight": w, "default_threshold": threshold, "best_val_score": best[0]}, out / "ckpt.pt")
     (out / "curves.json").write_text(json.dumps(curves, indent=1) + "\n")
     (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
     print(json.dumps(summary(report)), flush=True)
