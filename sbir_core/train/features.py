@@ -125,7 +125,7 @@ def photo_records(root: Path) -> list[Record]:
 
 DEFAULT_PARTS = ("sketches", "photos", "edges", "quickdraw", "strokes", "tuberlin", "quickdraw_eval", "shoes",
                  "oriented")
-PARTS = DEFAULT_PARTS + ("block_photos",)      # block_photos only on request (and only with an end)
+PARTS = DEFAULT_PARTS + ("block_photos", "oriented_aug")   # on request; block_photos only with an end
 
 
 def shoe_records(root: Path) -> tuple[list[Record], list[Record]]:
@@ -289,6 +289,9 @@ def build(views: int = 4, seed: int = 0, end: int | None = None, parts: Iterable
     if "oriented" in parts:                        # Sketchy sketches for the instance backend: clean and mirrored
         recs = sketch_records(root)
         cache_views("sketches_oriented", recs, oriented_views(recs, False), 2)
+    if "oriented_aug" in parts:                    # ... plus an augmented sketch (never flipped) and its mirror
+        recs = sketch_records(root)
+        cache_views("sketches_oriented_aug", recs, oriented_views(recs, True), 4)
 
     if "quickdraw_eval" in parts:                  # the benchmark's held-out doodles, for the trainers' reports
         erecs = stroke_records(root, QUICKDRAW_EVAL_ROWS, "test")

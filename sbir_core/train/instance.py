@@ -81,6 +81,7 @@ class InstanceConfig:
                                    # (`features --parts shoes,oriented,block_photos --end N`; 13: 192 x 6 x 6),
                                    # average-pooled by grid_pool; 16: the whole trunk's grid (320 x 6 x 6)
     grid_pool: int = 1
+    sketch_aug: bool = False       # Sketchy sketches with augmented views too (`features --parts oriented_aug`)
     eval_every: int = 100
     max_minutes: float = 35.0
     seed: int = 0
@@ -112,13 +113,14 @@ class Domain:
                            and (source is None or r["source"] == source)], dtype=int)
 
 
-def load_domains(sketch_from: int = TRUNK_BLOCKS, photo_blocks: bool = False, grid_pool: int = 1) -> dict[str, Domain]:
+def load_domains(sketch_from: int = TRUNK_BLOCKS, photo_blocks: bool = False, grid_pool: int = 1,
+                 sketch_aug: bool = False) -> dict[str, Domain]:
     """Sketches and edge maps after blocks[:sketch_from] (the sketch branch's input), photos after the
     whole frozen trunk (the photo branch's), or after blocks[:sketch_from] too (`photo_blocks`).
     grid_pool > 1: every array average-pooled by that factor, in memory (the `grid_from` grid)."""
     suffix = "" if sketch_from == TRUNK_BLOCKS else f"_b{sketch_from}"
     psuffix = suffix if photo_blocks else ""
-    sk, ph, ed = (cached.load("sketches_oriented" + suffix), cached.load("photos" + psuffix),
+    sk, ph, ed = (cached.load("sketches_oriented" + ("_aug" if sketch_aug else "") + suffix), cached.load("photos" + psuffix),
                   cached.load("edges" + suffix))
     ss, sp, se = (cached.load("shoe_sketches" + suffix), cached.load("shoe_photos" + psuffix),
                   cached.load("shoe_edges" + suffix))
@@ -403,7 +405,7 @@ def main(argv: list[str] | None = None) -> dict:
         ap.error("--grid-from below 16 trains new branches on a frozen earlier grid: add --grid-from 16 for "
                  "--sketch-from or --init (branches on the whole trunk's grid)")
     if cfg.grid_from < TRUNK_BLOCKS:
-        domains = load_domains(cfg.grid_from, photo_blocks=True, grid_pool=cfg.grid_pool)
+        domains = load_domains(cfg.grid_from, photo_blocks=True, grid_pool=cfg.grid_pool, sketch_aug=cfg.sketch_aug)
     else:
         domains = load_domains(cfg.cache_from if cfg.sketch_from < TRUNK_BLOCKS else TRUNK_BLOCKS, photo_blocks)
     if cfg.cache_from < cfg.sketch_from < TRUNK_BLOCKS:
