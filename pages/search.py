@@ -57,7 +57,7 @@ def live_results(canvas_slot, right, narrow: bool) -> None:
                 r = outcome.result
                 head, stat = st.container(key="resultshead").columns([5, 2], vertical_alignment="bottom")
                 head.subheader(f"Top {len(r.ids)} in “{ui.gallery_title()}”" if threshold is None else
-                               f"{r.extras['within']} photos with similarity ≥ {threshold:.2f}"
+                               f"{r.extras['within']} photo{'' if r.extras['within'] == 1 else 's'} with similarity ≥ {threshold:.2f}"
                                + (f" (the first {len(r.ids)} shown)" if r.extras["within"] > len(r.ids) else ""))
                 stat.metric("Query latency", f"{outcome.latency_ms:.0f} ms", help=ui.latency_text(r))
                 if not r.ids:

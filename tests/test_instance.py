@@ -40,8 +40,10 @@ def test_instance_ranks_and_threshold_curve():
     assert curve[0.5] == {"threshold": 0.5, "recall": 1.0, "mean_returned": 2.0}
     assert curve[0.85] == {"threshold": 0.85, "recall": 0.5, "mean_returned": 1.0}
     from sbir_core.train.instance import pick_threshold
-    val = {"sketchy": {"threshold_curve": threshold_curve(sim, np.array([0, 1]), (0.5, 0.85, 0.95))}}
-    assert pick_threshold(val) == 0.85 and pick_threshold(val, recall=1.0) == 0.5   # highest that keeps the recall
+    val = {"sketchy": {"threshold_curve": threshold_curve(sim, np.array([0, 1]), (0.5, 0.82, 0.95))}}
+    assert pick_threshold(val, recall=0.5) == 0.5                       # 0.82 keeps half, but is no slider stop
+    val = {"sketchy": {"threshold_curve": threshold_curve(sim, np.array([0, 1]), (0.5, 0.8, 0.9, 0.95))}}
+    assert pick_threshold(val, recall=0.5) == 0.9 and pick_threshold(val, recall=1.0) == 0.8   # highest that keeps it
 
 
 @pytest.mark.parametrize("mode,dim", [("spatial", 32 * 36), ("pooled", 128), ("both", 32 * 36 + 128)])
@@ -102,9 +104,16 @@ def test_retrieval_by_threshold_counts_every_photo_within(held_out, small_photo_
     sketch = Image.open(held_out["airplane"].path)
     full = backend.search(sketch, gallery, k=len(gallery))
     t = float(np.sort(full.scores)[-7])
+    kind = full.extras["class_probability"]                             # P(sketch shows the photo's kind)
+    assert backend.class_gate > 0 and np.all((kind >= 0) & (kind <= 1))
     within = backend.search_within(sketch, gallery, t)
-    assert len(within.ids) == int((full.scores >= t).sum()) >= 7
-    assert np.all(within.scores >= t) and within.ids == [i for i, s in zip(full.ids, full.scores) if s >= t]
+    ok = (full.scores >= t) & (kind >= min(backend.class_gate, kind.max()))
+    assert len(within.ids) == int(ok.sum()) and within.ids == [i for i, k in zip(full.ids, ok) if k]
+    assert np.all(within.scores >= t)
+    gate, backend.class_gate = backend.class_gate, 0.0                  # no gate: every photo that close
+    ungated = backend.search_within(sketch, gallery, t)
+    backend.class_gate = gate
+    assert len(ungated.ids) == int((full.scores >= t).sum()) >= 7
     assert backend.search_within(sketch, gallery, 1.01).ids == []
     with pytest.raises(ValueError, match="threshold"):
         backend.search_within(sketch, gallery, float("nan"))

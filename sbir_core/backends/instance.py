@@ -59,6 +59,7 @@ class InstanceBackend(OnnxBackend):
                                      f"classes but {head.path.name} scores {n_out}; {REBUILD_HINT}")
         self.fusion_weight = float(self.meta.get("fusion_weight", 0.0))
         self.default_threshold = float(self.meta.get("default_threshold", self.default_threshold))
+        self.class_gate = float(self.meta.get("class_gate", 0.0))
         self._key += "-" + file_fingerprint(self.class_photo_head.path)[:8]
         self.class_positions = {c: i for i, c in enumerate(self.meta["classes"])}
 
@@ -121,20 +122,27 @@ class InstanceBackend(OnnxBackend):
 
     def _with_cosine(self, r: SearchResult, sketch: Any, gallery: "Gallery") -> SearchResult:
         q = r.extras.pop("query")
-        cos = self.similarity(q, gallery.features(self))[0]                              # (N,)
+        features = gallery.features(self)
+        cos = self.similarity(q, features)[0]                                            # (N,)
+        lab, weight = self._photo_classes(features, gallery.labels)
         r.extras["rank_scores"] = r.scores
+        r.extras["class_probability"] = (q[0, lab] * weight)[r.indices]                # P(the photo's kind)
         return SearchResult(r.ids, cos[r.indices].astype(np.float32), r.labels, r.indices, r.extras)
 
     def search_within(self, sketch: Any, gallery: "Gallery", threshold: float) -> SearchResult:
         """Retrieval by distance: every photo whose instance cosine similarity is at least
-        `threshold`, in the two-stage order; how many there are is the result's length."""
+        `threshold` and whose kind the sketch's reading gives at least `class_gate` (the gallery's
+        likeliest kind always passes), in the two-stage order; how many there are is the result's length. Without the gate a drawn sun
+        brought flowers and clocks (the same layout), not one sun."""
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.floating, np.integer)) \
                 or not np.isfinite(threshold):
             raise ValueError(f"threshold must be a cosine similarity (a number, at most 1 to find anything), "
                              f"got {threshold!r:.40}")
         check_gallery(gallery)
         r = self.search(sketch, gallery, k=len(gallery))
-        keep = r.scores >= threshold
-        r.extras["rank_scores"] = r.extras["rank_scores"][keep]
+        kind = r.extras["class_probability"]                   # the likeliest kind in the gallery always passes
+        keep = (r.scores >= threshold) & (kind >= min(self.class_gate, kind.max(initial=0.0)))
+        for key in ("rank_scores", "class_probability"):
+            r.extras[key] = r.extras[key][keep]
         return SearchResult([i for i, k in zip(r.ids, keep) if k], r.scores[keep],
                             [lab for lab, k in zip(r.labels, keep) if k], r.indices[keep], r.extras)

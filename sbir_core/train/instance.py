@@ -43,6 +43,8 @@ from . import cached
 FUSION_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 MAP_TOLERANCE = 0.005          # a weight may cost at most this much val mAP@all against w = 0 (class order)
 THRESHOLDS = tuple(round(float(t), 3) for t in np.arange(0.0, 0.401, 0.025))   # the instance cosines' range
+CLASS_GATE = 0.05              # retrieval by distance keeps only photos of kinds the sketch's reading gives >= this
+SLIDER_STEP = 0.05             # the app's similarity slider: a default threshold must be one of its stops
 
 
 @dataclass
@@ -349,6 +351,10 @@ def evaluate_split(sketch_net, photo_net, domains: dict[str, Domain], split: str
                 m = metrics(s, ql, labels, qp, gp)
                 res["fusion"][str(w)] = {"mAP@all": m["mAP@all"], "P@20": m["P@20"], **instance_report(s, own)}
             res["instance_only"]["mAP@all"] = metrics(sim, ql, labels)["mAP@all"]
+            pos = {c: i for i, c in enumerate(classes)}                      # as served: the class gate
+            kind = probs[:, [pos[lab] for lab in labels]]
+            gate = kind >= np.minimum(CLASS_GATE, kind.max(1, keepdims=True))
+            res["threshold_curve_gated"] = threshold_curve(np.where(gate, sim, -np.inf), own)
         out[name] = res
     return out
 
@@ -362,10 +368,12 @@ def pick_weight(val: dict) -> float:
     return max(ok, key=lambda w: (f[str(w)]["acc@10"], f[str(w)]["acc@1"]))
 
 
-def pick_threshold(val: dict, recall: float = 0.5) -> float:
+def pick_threshold(val: dict, recall: float = 0.7) -> float:
     """Where retrieval by distance starts in the app: the highest threshold at which the drawn photo is
-    still returned for at least `recall` of the validation Sketchy sketches."""
-    ok = [c["threshold"] for c in val["sketchy"]["threshold_curve"] if c["recall"] >= recall]
+    still returned (class gate applied, as served) for at least `recall` of the validation Sketchy sketches."""
+    v = val["sketchy"]
+    ok = [c["threshold"] for c in v.get("threshold_curve_gated", v["threshold_curve"])
+          if c["recall"] >= recall and abs(c["threshold"] / SLIDER_STEP - round(c["threshold"] / SLIDER_STEP)) < 1e-6]
     return max(ok) if ok else THRESHOLDS[0]
 
 
@@ -501,11 +509,13 @@ def main(argv: list[str] | None = None) -> dict:
     val = evaluate_split(sketch_net, photo_net, domains, "val", probs_cache)
     w, threshold = pick_weight(val), pick_threshold(val)
     test = evaluate_split(sketch_net, photo_net, domains, "test", probs_cache)
-    report = {"config": asdict(cfg), "fusion_weight": w, "default_threshold": threshold, "val": val, "test": test,
+    report = {"config": asdict(cfg), "fusion_weight": w, "default_threshold": threshold, "class_gate": CLASS_GATE,
+              "val": val, "test": test,
               "minutes": round((time.time() - t_start) / 60, 1)}
     torch.save({"config": asdict(cfg), "sketch_state_dict": best[1], "photo_state_dict": best[2],
                 "pca_mean": pca_mean, "pca_components": pca_components,
-                "fusion_weight": w, "default_threshold": threshold, "best_val_score": best[0]}, out / "ckpt.pt")
+                "fusion_weight": w, "default_threshold": threshold, "class_gate": CLASS_GATE,
+                "best_val_score": best[0]}, out / "ckpt.pt")
     (out / "curves.json").write_text(json.dumps(curves, indent=1) + "\n")
     (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
     print(json.dumps(summary(report)), flush=True)

@@ -24,6 +24,18 @@ from ..evaluate import instance_rank, metrics
 from .instance import THRESHOLDS
 
 
+def curve(sim: np.ndarray, own: list[int], right: np.ndarray) -> list[dict]:
+    """Retrieval by distance per threshold: share of sketches whose drawn photo is returned, mean
+    photos returned, and the share of returned photos that are of the drawn kind."""
+    own_sim = sim[np.arange(len(sim)), own]
+    out = []
+    for t in THRESHOLDS:
+        keep = sim >= t
+        out.append({"threshold": t, "recall": float((own_sim >= t).mean()), "mean_returned": float(keep.sum(1).mean()),
+                    "right_kind": float((keep & right).sum() / max(1, keep.sum()))})
+    return out
+
+
 def score_backend(name: str, sets: list) -> dict:
     from ..backends import load_backend
     backend = load_backend(name, threads=1)
@@ -44,9 +56,14 @@ def score_backend(name: str, sets: list) -> dict:
                                 for i in range(0, len(s.queries), 32)])
             sim = backend.similarity(q, feats)
             col = {p: j for j, p in enumerate(s.gallery_photo_ids)}
-            own = sim[np.arange(len(sim)), [col[p] for p in s.query_photo_ids]]
-            res["threshold_curve"] = [{"threshold": t, "recall": float((own >= t).mean()),
-                                       "mean_returned": float((sim >= t).sum(1).mean())} for t in THRESHOLDS]
+            own = [col[p] for p in s.query_photo_ids]
+            right = np.asarray(s.query_labels)[:, None] == np.asarray(gl)[None, :]
+            res["threshold_curve"] = curve(sim, own, right)
+            if hasattr(backend, "class_gate"):              # as served: only photos of kinds the reading allows
+                lab, weight = backend._photo_classes(feats, s.gallery.labels)
+                kind = q[:, lab] * weight
+                gate = kind >= np.minimum(backend.class_gate, kind.max(1, keepdims=True))
+                res["threshold_curve_served"] = curve(np.where(gate, sim, -np.inf), own, right)
         res["seconds"] = round(time.perf_counter() - t0, 1)
         out[s.name] = res
         print(f"{name} / {s.name}: " + ", ".join(f"{k} {v:.3f}" for k, v in res.items()
