@@ -116,7 +116,9 @@ def main() -> None:
         "sketch_model": [trunk.file_name(start), sf], "photo_model": [trunk.file_name(pstart), pf],
         "class_sketch_model": cls["sketch_model"][-1], "class_photo_model": cls["photo_model"][-1],
         "classes": cls["classes"], "photo_classes": cls.get("photo_classes", cls["classes"]),
-        "fusion_weight": ck["fusion_weight"], "default_threshold": ck.get("default_threshold", 0.2), "class_gate": ck.get("class_gate", 0.0), "embedding_dim": int(s(torch.zeros(1, *trunk.feature_shape(start))).shape[1]),
+        "fusion_weight": ck["fusion_weight"],
+        "default_threshold": ck.get("default_threshold", 0.2), "class_gate": ck.get("class_gate", 0.0),
+        "embedding_dim": int(s(torch.zeros(1, *trunk.feature_shape(start))).shape[1]),
         "preprocess": PREPROCESS.to_dict(), "photo_preprocess": cls.get("photo_preprocess", PREPROCESS.to_dict()),
         "curves": f"{NAME}_curves.json", "train_config": ck["config"], "onnx_parity_max_abs": err})
     curves = run_dir(NAME) / "curves.json"

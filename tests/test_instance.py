@@ -107,7 +107,7 @@ def test_retrieval_by_threshold_counts_every_photo_within(held_out, small_photo_
     kind = full.extras["class_probability"]                             # P(sketch shows the photo's kind)
     assert backend.class_gate > 0 and np.all((kind >= 0) & (kind <= 1))
     within = backend.search_within(sketch, gallery, t)
-    ok = (full.scores >= t) & (kind >= min(backend.class_gate, kind.max()))
+    ok = (full.scores >= t) & ((kind >= backend.class_gate) | (kind == kind.max()))
     assert len(within.ids) == int(ok.sum()) and within.ids == [i for i, k in zip(full.ids, ok) if k]
     assert np.all(within.scores >= t)
     gate, backend.class_gate = backend.class_gate, 0.0                  # no gate: every photo that close
@@ -232,3 +232,12 @@ def test_grid_heads_serve_what_the_trainer_reads_with_one_trunk_run_per_photo():
     assert torch.allclose(trunk_features, whole, atol=1e-5)
     with pytest.raises(ValueError, match="cannot be reached"):
         PhotoGridHead(photo_b, 12, 11)
+
+
+def test_class_gate_keeps_likely_kinds_and_always_the_likeliest():
+    """Retrieval by distance keeps photos of kinds the reading gives >= the gate; when no kind in
+    the gallery reaches it (a doubtful reading), the likeliest kind still passes."""
+    from sbir_core.backends.instance import kinds_within
+    kind = np.array([[0.5, 0.04, 0.06], [0.01, 0.03, 0.02]])             # (Q, N) P(photo's kind)
+    assert kinds_within(kind, 0.05).tolist() == [[True, False, True], [False, True, False]]
+    assert kinds_within(kind[0], 0.0).all() and kinds_within(np.zeros(0), 0.05).shape == (0,)

@@ -30,6 +30,13 @@ if TYPE_CHECKING:
 LOG_FLOOR = 1e-12      # log P(class) of a class the classifier rules out entirely
 
 
+def kinds_within(kind: np.ndarray, gate: float) -> np.ndarray:
+    """(..., N) P(sketch shows photo n's kind) -> which photos the class gate lets through: kinds the
+    reading gives at least `gate`, and always the gallery's likeliest kind (a doubtful reading still
+    finds something). Retrieval by distance serves it; the trainer and `score_instance` measure it."""
+    return kind >= np.minimum(gate, kind.max(axis=-1, keepdims=True, initial=0.0))
+
+
 @register_backend("instance")
 class InstanceBackend(OnnxBackend):
     """Features per photo: [class probabilities (C) | instance embedding (D)]; per sketch the same."""
@@ -131,17 +138,16 @@ class InstanceBackend(OnnxBackend):
 
     def search_within(self, sketch: Any, gallery: "Gallery", threshold: float) -> SearchResult:
         """Retrieval by distance: every photo whose instance cosine similarity is at least
-        `threshold` and whose kind the sketch's reading gives at least `class_gate` (the gallery's
-        likeliest kind always passes), in the two-stage order; how many there are is the result's length. Without the gate a drawn sun
-        brought flowers and clocks (the same layout), not one sun."""
+        `threshold` and whose kind passes the class gate (`kinds_within`), in the two-stage order;
+        how many there are is the result's length. Without the gate a drawn sun brought flowers and
+        clocks (the same layout), not one sun."""
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.floating, np.integer)) \
                 or not np.isfinite(threshold):
             raise ValueError(f"threshold must be a cosine similarity (a number, at most 1 to find anything), "
                              f"got {threshold!r:.40}")
         check_gallery(gallery)
         r = self.search(sketch, gallery, k=len(gallery))
-        kind = r.extras["class_probability"]                   # the likeliest kind in the gallery always passes
-        keep = (r.scores >= threshold) & (kind >= min(self.class_gate, kind.max(initial=0.0)))
+        keep = (r.scores >= threshold) & kinds_within(r.extras["class_probability"], self.class_gate)
         for key in ("rank_scores", "class_probability"):
             r.extras[key] = r.extras[key][keep]
         return SearchResult([i for i, k in zip(r.ids, keep) if k], r.scores[keep],

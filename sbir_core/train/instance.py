@@ -132,7 +132,7 @@ def load_domains(sketch_from: int = TRUNK_BLOCKS, photo_blocks: bool = False, gr
 
 
 def pool_grid(x: np.ndarray, p: int, batch: int = 512) -> np.ndarray:
-    """(N, V, C, h, w) -> (N, V, C, h/p, w/p) float16 by p x p average pooling (as `nets.instance.GridPool`)."""
+    """(N, V, C, h, w) -> (N, V, C, h/p, w/p) float16 by p x p average pooling (served: `Projected(pool=p)`)."""
     n, v, c, h, w = x.shape
     out = np.empty((n, v, c, h // p, w // p), np.float16)
     for i in range(0, n, batch):
@@ -352,8 +352,8 @@ def evaluate_split(sketch_net, photo_net, domains: dict[str, Domain], split: str
                 res["fusion"][str(w)] = {"mAP@all": m["mAP@all"], "P@20": m["P@20"], **instance_report(s, own)}
             res["instance_only"]["mAP@all"] = metrics(sim, ql, labels)["mAP@all"]
             pos = {c: i for i, c in enumerate(classes)}                      # as served: the class gate
-            kind = probs[:, [pos[lab] for lab in labels]]
-            gate = kind >= np.minimum(CLASS_GATE, kind.max(1, keepdims=True))
+            from ..backends.instance import kinds_within
+            gate = kinds_within(probs[:, [pos[lab] for lab in labels]], CLASS_GATE)
             res["threshold_curve_gated"] = threshold_curve(np.where(gate, sim, -np.inf), own)
         out[name] = res
     return out

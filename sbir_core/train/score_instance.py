@@ -60,9 +60,9 @@ def score_backend(name: str, sets: list) -> dict:
             right = np.asarray(s.query_labels)[:, None] == np.asarray(gl)[None, :]
             res["threshold_curve"] = curve(sim, own, right)
             if hasattr(backend, "class_gate"):              # as served: only photos of kinds the reading allows
+                from ..backends.instance import kinds_within
                 lab, weight = backend._photo_classes(feats, s.gallery.labels)
-                kind = q[:, lab] * weight
-                gate = kind >= np.minimum(backend.class_gate, kind.max(1, keepdims=True))
+                gate = kinds_within(q[:, lab] * weight, backend.class_gate)
                 res["threshold_curve_served"] = curve(np.where(gate, sim, -np.inf), own, right)
         res["seconds"] = round(time.perf_counter() - t0, 1)
         out[s.name] = res
