@@ -106,9 +106,13 @@ class InstanceBackend(OnnxBackend):
         """(Q, N) instance cosine similarity of sketches and photos."""
         return self.split(queries)[1] @ self.split(features)[1].T
 
-    def score(self, queries: np.ndarray, features: np.ndarray, labels: Sequence[str | None]) -> np.ndarray:
+    def kind_probability(self, queries: np.ndarray, features: np.ndarray, labels: Sequence[str | None]) -> np.ndarray:
+        """(Q, N) P(the sketch shows photo n's kind): stage 1, and what the class gate reads."""
         lab, weight = self._photo_classes(features, labels)                              # (N,), (N,)
-        p_class = queries[:, lab].astype(np.float64) * weight                            # (Q, N) stage 1
+        return queries[:, lab].astype(np.float64) * weight
+
+    def score(self, queries: np.ndarray, features: np.ndarray, labels: Sequence[str | None]) -> np.ndarray:
+        p_class = self.kind_probability(queries, features, labels)                       # (Q, N) stage 1
         w = max(self.fusion_weight, 1e-6)              # 0 would be class order alone; a tiny w breaks its ties
         return np.log(np.maximum(p_class, LOG_FLOOR)) + w * self.similarity(queries, features)
 
@@ -130,11 +134,10 @@ class InstanceBackend(OnnxBackend):
     def _with_cosine(self, r: SearchResult, sketch: Any, gallery: "Gallery") -> SearchResult:
         q = r.extras.pop("query")
         features = gallery.features(self)
-        cos = self.similarity(q, features)[0]                                            # (N,)
-        lab, weight = self._photo_classes(features, gallery.labels)
+        cos = self.similarity(q, features[r.indices])[0]                                 # (k,) the results only
         r.extras["rank_scores"] = r.scores
-        r.extras["class_probability"] = (q[0, lab] * weight)[r.indices]                # P(the photo's kind)
-        return SearchResult(r.ids, cos[r.indices].astype(np.float32), r.labels, r.indices, r.extras)
+        r.extras["class_probability"] = self.kind_probability(q, features, gallery.labels)[0, r.indices]
+        return SearchResult(r.ids, cos.astype(np.float32), r.labels, r.indices, r.extras)
 
     def search_within(self, sketch: Any, gallery: "Gallery", threshold: float) -> SearchResult:
         """Retrieval by distance: every photo whose instance cosine similarity is at least

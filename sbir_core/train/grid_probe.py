@@ -24,11 +24,11 @@ def _pool(x: np.ndarray, p: int) -> np.ndarray:
 
 
 def _whitening(samples: list[np.ndarray], k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The instance branch's cell PCA (`fit_cell_pca`) on up to 60,000 sampled cells."""
+    from ..nets.instance import fit_cell_pca
     cells = np.concatenate([a.transpose(0, 2, 3, 1).reshape(-1, a.shape[1]) for a in samples])
-    cells = cells[rng.choice(len(cells), min(len(cells), 60000), replace=False)].astype(np.float64)
-    mean = cells.mean(0)
-    _, s, vt = np.linalg.svd(cells - mean, full_matrices=False)
-    return mean, vt[:k] / (s[:k, None] / np.sqrt(len(cells)))
+    mean, comps = fit_cell_pca(cells[rng.choice(len(cells), min(len(cells), 60000), replace=False)], k)
+    return mean.numpy(), comps.numpy()
 
 
 def _unit(grids: np.ndarray, centre: np.ndarray) -> np.ndarray:

@@ -61,8 +61,7 @@ def score_backend(name: str, sets: list) -> dict:
             res["threshold_curve"] = curve(sim, own, right)
             if hasattr(backend, "class_gate"):              # as served: only photos of kinds the reading allows
                 from ..backends.instance import kinds_within
-                lab, weight = backend._photo_classes(feats, s.gallery.labels)
-                gate = kinds_within(q[:, lab] * weight, backend.class_gate)
+                gate = kinds_within(backend.kind_probability(q, feats, s.gallery.labels), backend.class_gate)
                 res["threshold_curve_served"] = curve(np.where(gate, sim, -np.inf), own, right)
         res["seconds"] = round(time.perf_counter() - t0, 1)
         out[s.name] = res
