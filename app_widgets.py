@@ -15,12 +15,12 @@ import streamlit as st
 from PIL import Image
 
 from sbir_core import Gallery, SearchResult
-from sbir_core.app_support import (CANVAS_ASPECT, ERASER_FACTOR, PEN_SIZES, SKETCH_WIDTH, CardScores, Example,
+from sbir_core.app_support import (CANVAS_ASPECT, ERASER_FACTOR, PEN_SIZES, SKETCH_WIDTH, UNLIKELY_KIND, CardScores, Example,
                                    Reading, SearchOutcome, Thumbnails, backend_infos, canvas_size, card_label,
                                    card_scores, drawing_without_last_stroke, example_sketches, first_k,
-                                   gallery_classes, gallery_sources, grid_columns, hits, photo_class_confidence, png_bytes,
-                                   read_sketch, safe_search, scale_drawing, score_kind, sketch_from_drawing,
-                                   supports_threshold, try_classes)
+                                   gallery_classes, gallery_sources, grid_columns, hits, kind_probabilities,
+                                   photo_class_confidence, png_bytes, read_sketch, safe_search, scale_drawing, score_kind,
+                                   sketch_from_drawing, supports_threshold, try_classes, unlikely_from)
 from sbir_core.backends import Backend, ModelFileError, load_backend
 from sbir_core.data.classes import display
 from sbir_core.data.preprocess import ImageInputError, load_image
@@ -612,8 +612,12 @@ def result_grid(result: SearchResult, thumbs: Thumbnails, columns: int, label: s
     correct = hits(result, label)
     n = len(result.ids) if max_items is None else min(max_items, len(result.ids))
     scores = card_texts(result, backend, gallery) if gallery is not None else None
+    unlikely = None if compact or gallery is None else unlikely_from(kind_probabilities(result, backend))
     cards = []
     for i in range(n):
+        if i == unlikely:
+            cards.append(f"<div class='grid-divider'>Less likely below: the reading gives each of these kinds "
+                         f"under {UNLIKELY_KIND:.0%}</div>")
         gi = int(result.indices[i])
         name = card_label(result.labels[i], gallery.display_label(gi) if gallery is not None else None)
         mark = "" if correct is None else ("✅ " if correct[i] else "❌ ")
@@ -622,7 +626,8 @@ def result_grid(result: SearchResult, thumbs: Thumbnails, columns: int, label: s
         text = (f"<div class='card-name compact' title='{title}'>{mark}{html.escape(name)}</div>" if compact else
                 f"<div class='card-name' title='{title}'>{mark}{html.escape(name)}</div>"
                 f"<div class='card-score'>{score}</div>")
-        cards.append(f"<div class='result-card{' compact' if compact else ''}'>"
+        muted = " unlikely" if unlikely is not None and i >= unlikely else ""
+        cards.append(f"<div class='result-card{' compact' if compact else ''}{muted}'>"
                      f"<img src='{thumbs.src(gi)}' alt='{title}'>{text}</div>")
     with st.container(key=key):
         if cards:
@@ -665,6 +670,9 @@ def page_style() -> None:
     .result-card { border: 1px solid rgba(49, 51, 63, 0.2); border-radius: 0.5rem; padding: calc(1rem - 1px);
                    padding-bottom: 0.3rem; min-width: 0; }
     .result-card.compact { border: none; padding: 0; }
+    .result-card.unlikely { opacity: 0.6; }
+    .grid-divider { grid-column: 1 / -1; color: #6b7280; font-size: 0.85rem; border-top: 1px dashed #d1d5db;
+                    padding-top: 0.5rem; margin-top: 0.25rem; }
     .result-card img { width: 100%; height: auto; aspect-ratio: 1; display: block; border-radius: 6px;
                        margin-bottom: 1rem; }
     .result-card.compact img { margin-bottom: 0.9rem; }

@@ -585,6 +585,29 @@ def photo_class_confidence(backend: Any, gallery: Gallery, indices: Sequence[int
     return conf
 
 
+UNLIKELY_KIND = 0.02    # a result photo whose kind the reading gives less than this is marked "unlikely"
+
+
+def kind_probabilities(result: SearchResult, backend: Any) -> np.ndarray | None:
+    """P(the sketch shows each result photo's kind), where the backend reads the sketch's kind: a
+    classifier's scores (its label lookup) or `instance`'s stage 1; None for the other backends."""
+    if "class_probability" in result.extras:
+        return np.asarray(result.extras["class_probability"], dtype=np.float64)
+    if score_kind(backend) == "probability":
+        return np.asarray(backend.plain_scores(np.asarray(result.scores, dtype=np.float64)))
+    return None
+
+
+def unlikely_from(kind_probability: np.ndarray | None, floor: float = UNLIKELY_KIND) -> int | None:
+    """Where a ranked list runs into kinds the reading gives under `floor` (a house's list ending in
+    horses): the first such position after at least one likely photo, so the grid can say so there.
+    None when there is no such place (all likely, no reading, or nothing likely at all)."""
+    if kind_probability is None:
+        return None
+    below = np.flatnonzero(np.asarray(kind_probability) < floor)
+    return int(below[0]) if len(below) and below[0] > 0 else None
+
+
 @dataclass
 class CardScores:
     """The text under each result card, and one line saying what it means."""

@@ -6,6 +6,7 @@ import io
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from sbir_core import load_backend
@@ -251,6 +252,35 @@ def test_card_scores_never_show_one_number_on_every_card():
     prob = card_scores(_result(["cup", "cup", "hat"], [0.339, 0.339, 0.2]), "probability", [0.9, 0.5, 0.8])
     assert prob.texts == ["#1 · 31%", "#2 · 17%", "#3 · 16%"] and "P(the sketch" in prob.note
     assert card_scores(_result(["a", "b"], [0.3, 0.9]), "rank").texts == ["#1", "#2"]
+
+
+def test_unlikely_kinds_start_after_a_likely_photo():
+    from sbir_core.app_support import unlikely_from
+    assert unlikely_from(np.array([0.4, 0.3, 0.019, 0.3, 0.01])) == 2       # the first photo of an unlikely kind
+    assert unlikely_from(np.array([0.01, 0.005])) is None                     # nothing likely: no line at the top
+    assert unlikely_from(np.array([0.5, 0.2])) is None and unlikely_from(None) is None
+
+
+HOUSE = {"objects": [stroke([(100, 180), (100, 360), (300, 360), (300, 180), (100, 180)]),
+                     stroke([(80, 192), (200, 48), (320, 192)]), stroke([(180, 360), (180, 280), (224, 280), (224, 360)])]}
+
+
+@needs_gallery
+def test_a_house_list_says_where_unlikely_kinds_begin():
+    """A drawn house: houses and churches, then photos of kinds the reading gives < 2 % (horses), under a line."""
+    from sbir_core import Gallery
+    from sbir_core.app_support import kind_probabilities, sketch_from_drawing, unlikely_from
+    backend, gallery = load_backend("classifier"), Gallery.bundled()
+    r = backend.search(sketch_from_drawing(HOUSE), gallery, k=12)
+    p = kind_probabilities(r, backend)
+    start = unlikely_from(p)
+    assert start is not None and 0 < start < 12, p
+    assert (p[:start] >= 0.02).all() and p[start] < 0.02
+    at = app(HOUSE).run()                          # the page: a line there, the cards after it muted
+    grid = next(m.value for m in at.markdown if m.value.startswith("<div class='result-grid'"))
+    before, after = grid.split("grid-divider", 1)
+    assert before.count("result-card") > 0 and "unlikely" not in before
+    assert after.count("result-card unlikely") == after.count("result-card") == 12 - before.count("result-card")
 
 
 def test_card_labels_and_try_chips():

@@ -70,7 +70,7 @@ def test_result_grid_is_one_block_of_cards_with_thumbnails_by_url():
     grids = [m.value for m in at.markdown if "<div class='result-grid'" in m.value]
     assert len(grids) == 1
     k = int(at.session_state["k"])
-    assert grids[0].count("class='result-card'") == k
+    assert grids[0].count("class='result-card") == k                     # (after a line, 'result-card unlikely')
     srcs = re.findall(r"<img src='([^']+)'", grids[0])
     assert len(srcs) == k and all(s.startswith("app/static/thumbs/") for s in srcs)   # .streamlit: static serving on
     for src in srcs:                                                        # each a thumbnail file Streamlit serves
