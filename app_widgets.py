@@ -465,7 +465,7 @@ def query_name(s: dict[str, Any]) -> str:
 
 
 def upload_panel() -> None:
-    f = st.file_uploader("Upload a sketch (PNG or JPEG, dark lines on a light background)",
+    f = st.file_uploader("Upload a sketch: a drawing, or a phone photo of one on paper (PNG or JPEG)",
                          type=["png", "jpg", "jpeg", "webp", "bmp", "gif"], key="sketch_upload")
     if f is None:
         return

@@ -4,7 +4,7 @@ import zlib
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from sbir_core.data.preprocess import (BlankSketchError, ImageInputError, Preprocess, load_image,
                                        photo_input, prepare_photo, prepare_sketch, sketch_grey, sketch_input)
@@ -131,3 +131,56 @@ def test_canvas_rgba_grey_matches_compositing_in_colour():
     assert fast.shape == (120, 90)
     assert np.abs(fast - reference).max() <= 1
     assert (fast[:40] == 255).all() and (fast[40:60] == 0).all()
+
+
+def paper_photo(clean: Image.Image, light: str, seed: int = 0) -> Image.Image:
+    """`clean` (ink on white) as a phone photo of paper: grey sheet, uneven light, grain, a bit of blur;
+    `light="table"`: the sheet filling the middle of a darker table."""
+    rng = np.random.default_rng(seed)
+    g = np.asarray(clean.convert("L"), np.float32) / 255
+    h, w = g.shape
+    xx = np.mgrid[0:h, 0:w][1] / w
+    sheet = {"flat": 0.9, "gradient": 0.55 + 0.4 * xx, "table": 0.8}[light]
+    a = sheet * g + 0.16 * (1 - g)
+    if light == "table":
+        full = np.full((h * 4 // 3, w * 4 // 3), 0.3, np.float32)
+        full[h // 6:h // 6 + h, w // 6:w // 6 + w] = a
+        a = full
+    a = np.clip(a + rng.normal(0, 0.02, a.shape), 0, 1)
+    return Image.fromarray((a * 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(1)).convert("RGB")
+
+
+def test_clean_drawings_are_not_touched_by_the_paper_step():
+    """The canvas, the datasets and scans lie on a clean white ground: evening out paper light leaves them as they are."""
+    from sbir_core.data.preprocess import _grey_on_white
+    for im in (drawing(), drawing(mode="RGB")):
+        assert np.array_equal(sketch_grey(im), _grey_on_white(im))
+
+
+@pytest.mark.parametrize("light", ["flat", "gradient", "table"])
+def test_a_photo_of_a_drawing_on_paper_is_prepared_like_the_drawing(light):
+    """Grey paper, light falling off across the sheet, a table around it: prepared, the photo is ink on
+    white cropped to the drawing, as the clean drawing is (before: the sheet's grey counted as ink, the
+    crop took the whole photo, and the table flipped the image)."""
+    clean = drawing(400)
+    want = np.asarray(prepare_sketch(clean, size=64), np.float32)
+    got = np.asarray(prepare_sketch(paper_photo(clean, light), size=64), np.float32)
+    assert (got >= 250).mean() > 0.85                       # white ground
+    assert np.abs(got - want).mean() < 12, np.abs(got - want).mean()   # the same crop of the same strokes
+
+
+def test_a_drawing_photographed_on_a_table_reads_as_what_it_is():
+    """End to end through the shipped classifier: a cat face drawn on paper, photographed on a table."""
+    import math
+    from sbir_core.backends import load_backend
+    from sbir_core.data.render import render_canvas
+
+    def circle(cx, cy, r, n=20):
+        return [(cx + r * math.cos(2 * math.pi * i / n), cy + r * math.sin(2 * math.pi * i / n)) for i in range(n + 1)]
+    cat = [circle(.5, .55, .25), [(.32, .37), (.34, .15), (.44, .33)], [(.56, .33), (.66, .15), (.68, .37)],
+           circle(.42, .5, .03), circle(.58, .5, .03), [(.47, .62), (.5, .65), (.53, .62)],
+           [(.3, .6), (.12, .56)], [(.3, .65), (.12, .7)], [(.7, .6), (.88, .56)], [(.7, .65), (.88, .7)]]
+    clean = render_canvas([(np.array([p[0] for p in s]) * 400, np.array([p[1] for p in s]) * 400) for s in cat])
+    backend = load_backend("classifier", threads=1)
+    _, extras = backend.encode_sketches(sketch_input(paper_photo(clean, "table"), backend.preprocess)[None])
+    assert extras["top_classes"][0][0] == "cat", extras["top_classes"]

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 # Register exactly the decoders FORMATS names (Image.open(formats=...) needs them loaded).
 from PIL import (BmpImagePlugin, GifImagePlugin, JpegImagePlugin, PngImagePlugin, TiffImagePlugin,  # noqa: F401
                  WebPImagePlugin)
@@ -22,6 +22,10 @@ MAX_PIXELS = 40_000_000      # larger images are refused before they are decoded
 MAX_BYTES = 50 * 1024 * 1024
 INK_THRESHOLD = 200          # grey value below which a pixel counts as ink (on white)
 MIN_INK_FRACTION = 0.0002    # fewer ink pixels than this fraction of the image (and < 10) = blank
+PAPER_WHITE = 250            # a sketch with half its pixels at least this light lies on a clean white ground
+PAPER_LEVEL = 235            # after evening out the light, paper (and its grain) at or above this reads white
+ALPHA_MODES = ("RGBA", "LA", "PA", "P")   # images that may carry transparency (the canvas sends RGBA)
+SHEET_INSET = 4              # px of the 128-px light map cut off a sheet's edge (the light map spreads ~3 px)
 # The formats the app documents (and the datasets use); Pillow's other decoders stay out of reach.
 # (Phone JPEGs that Pillow opens as MPO come through the JPEG decoder.)
 FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")
@@ -225,16 +229,42 @@ def sketch_grey(image: Any) -> np.ndarray:
     """Any sketch (canvas RGBA, upload, dataset file) -> uint8 (H, W), dark ink on white."""
     src = load_image(image)
     g = _grey_on_white(src)
-    if src.mode in ("RGBA", "LA", "PA", "P") and _is_blank(g):
+    if src.mode in ALPHA_MODES and _is_blank(g):
         # Light ink on a transparent ground vanishes on white: the strokes are where the alpha is.
         alpha = np.asarray(src.convert("RGBA").getchannel("A"), dtype=np.uint8)
         if alpha.min() < 128 and not _is_blank(255 - alpha):
             return 255 - alpha
-    # Light ink on a dark ground (Quick, Draw! bitmaps, chalkboard photos): flip it.
+    # Light ink on a dark ground (Quick, Draw! bitmaps, chalkboard photos): flip it. (A dark border
+    # around a mostly light image is a table around a sheet of paper, not a dark ground.)
     border = np.concatenate([g[0], g[-1], g[:, 0], g[:, -1]])
-    if np.median(border) < 128:
+    if np.median(border) < 128 and np.median(g) < 128:
         g = 255 - g
-    return g
+    return g if src.mode in ALPHA_MODES else _whiten_paper(g)       # the canvas is drawn, not photographed
+
+
+def _whiten_paper(g: np.ndarray) -> np.ndarray:
+    """A photo of a drawing on paper -> ink on white. Grey paper and uneven light otherwise count as
+    ink (the crop takes the whole photo, the model sees a grey sheet): divide by the paper's own
+    brightness, estimated where the ink is not (a max filter at low resolution removes thin strokes).
+    Drawings on a clean white ground (the canvas, the datasets, scans) come back unchanged."""
+    if np.count_nonzero(g >= PAPER_WHITE) >= 0.5 * g.size or min(g.shape) < 32:
+        return g
+    scale = 128 / max(g.shape)
+    small = Image.fromarray(g).resize((max(8, round(g.shape[1] * scale)), max(8, round(g.shape[0] * scale))),
+                                      Image.Resampling.BOX)
+    paper = np.asarray(small.filter(ImageFilter.MaxFilter(5)).filter(ImageFilter.GaussianBlur(3)), np.float32)
+    h, w = paper.shape
+    edge = np.median(np.concatenate([paper[0], paper[-1], paper[:, 0], paper[:, -1]]))
+    centre = np.median(paper[h // 4:3 * h // 4, w // 4:3 * w // 4])
+    if edge < 0.6 * centre:                        # a sheet on a darker table: keep the sheet (its edge would be ink)
+        ys, xs = np.nonzero(paper >= (edge + centre) / 2)
+        y0, y1, x0, x1 = ys.min() + SHEET_INSET, ys.max() + 1 - SHEET_INSET, xs.min() + SHEET_INSET, xs.max() + 1 - SHEET_INSET
+        if y1 - y0 >= 8 and x1 - x0 >= 8:
+            paper = paper[y0:y1, x0:x1]
+            g = g[int(y0 / scale):int(y1 / scale), int(x0 / scale):int(x1 / scale)]
+    paper = np.asarray(Image.fromarray(paper).resize((g.shape[1], g.shape[0]), Image.Resampling.BILINEAR))
+    ratio = g.astype(np.float32) / np.maximum(paper, 1.0)                 # paper ~1, ink well below
+    return np.clip(ratio * (255.0 * 255.0 / PAPER_LEVEL), 0, 255).astype(np.uint8)
 
 
 def _is_blank(g: np.ndarray) -> bool:
