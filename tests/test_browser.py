@@ -13,6 +13,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytestmark = pytest.mark.browser
@@ -177,6 +178,30 @@ def test_examples_and_presenter_mode(server, browser):
     page.screenshot(path=str(ART / "presenter.png"))
     ctx.close()
  
+
+def test_upload_a_phone_photo_of_a_drawing_on_paper(server, browser, tmp_path):
+    """The Upload tab with a real file input: a cat face drawn on paper, photographed on a table (grey
+    sheet, dark surround, JPEG) is read as a cat and brings cat photos."""
+    from tests.test_preprocess import paper_photo
+    from sbir_core.data.render import render_canvas
+    face = [[(200 + 100 * np.cos(a), 220 + 100 * np.sin(a)) for a in np.linspace(0, 2 * np.pi, 21)],
+            [(128, 148), (136, 60), (176, 132)], [(224, 132), (264, 60), (272, 148)],
+            [(188, 248), (200, 260), (212, 248)], [(120, 240), (48, 224)], [(120, 260), (48, 280)],
+            [(280, 240), (352, 224)], [(280, 260), (352, 280)]]
+    photo = tmp_path / "cat_on_paper.jpg"
+    paper_photo(render_canvas([(np.array([p[0] for p in s]), np.array([p[1] for p in s])) for s in face]),
+                "table").save(photo, quality=85)
+    ctx, page = new_page(browser, server)
+    page.get_by_text("Upload", exact=True).first.click()
+    page.locator("input[type='file']").first.set_input_files(str(photo))
+    wait_results(page)
+    page.wait_for_timeout(1000)
+    no_exception(page)
+    assert page.locator(".sketch-reading").first.inner_text().startswith("I see: cat")
+    assert page.locator(".card-name").first.inner_text() == "cat"
+    page.screenshot(path=str(ART / "upload-paper-photo.png"))
+    ctx.close()
+
 
 # -- every screen a visitor brings ------------------------------------------------------------
 SCREENS = {                       # name: (width, height, touch phone, presenter mode)
