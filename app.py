@@ -85,11 +85,11 @@ def settings(where, backend_in_page: bool = False) -> None:
 
 
 pages = [
-    st.Page("pages/search.py", title="Search", icon="🔎", default=True),
-    st.Page("pages/compare.py", title="Compare", icon="⚖️"),
-    st.Page("pages/embedding_map.py", title="Embedding map", icon="🗺️"),
-    st.Page("pages/evaluation.py", title="Evaluation", icon="📊"),
-    st.Page("pages/galleries.py", title="Galleries", icon="🖼️"),
+    st.Page("app_pages/search.py", title="Search", icon="🔎", default=True),
+    st.Page("app_pages/compare.py", title="Compare", icon="⚖️"),
+    st.Page("app_pages/embedding_map.py", title="Embedding map", icon="🗺️"),
+    st.Page("app_pages/evaluation.py", title="Evaluation", icon="📊"),
+    st.Page("app_pages/galleries.py", title="Galleries", icon="🖼️"),
 ]
 page = st.navigation(pages, position="top" if ui.presenter() else "sidebar")
 ui.page_style()

@@ -586,7 +586,7 @@ def reading_panel(outcome: SearchOutcome, gallery: Gallery, backend: Backend | N
             c1, c2 = st.columns([3, 2], vertical_alignment="center")
             with c1:
                 try_chips(gallery, backend, "This gallery has")
-            c2.page_link("pages/galleries.py", label="Galleries", icon="🖼️")
+            c2.page_link("app_pages/galleries.py", label="Galleries", icon="🖼️")
 
 
 # -- results ---------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from sbir_core.uploads import collect_images
 
 st_testing = pytest.importorskip("streamlit.testing.v1")
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
-PAGES = ["pages/search.py", "pages/compare.py", "pages/embedding_map.py", "pages/evaluation.py", "pages/galleries.py"]
+PAGES = ["app_pages/search.py", "app_pages/compare.py", "app_pages/embedding_map.py", "app_pages/evaluation.py", "app_pages/galleries.py"]
 
 
 def stroke(points):
@@ -64,7 +64,7 @@ def test_every_page_runs_without_exception(page):
 @needs_gallery
 def test_compare_marks_correct_results():
     at = app().run()
-    at.switch_page("pages/compare.py").run()
+    at.switch_page("app_pages/compare.py").run()
     next(s for s in at.selectbox if s.label == "What is it?").set_value("apple").run()
     assert not at.exception
     table = at.dataframe[0].value
@@ -154,7 +154,7 @@ def test_evaluation_page_reads_a_report(tmp_path, monkeypatch):
     path.write_text(json.dumps(report))
     monkeypatch.setattr(support, "METRICS_FILE", path)
     at = app(None).run()
-    at.switch_page("pages/evaluation.py").run()
+    at.switch_page("app_pages/evaluation.py").run()
     assert not at.exception, at.exception
     assert len(at.dataframe) >= 2
     assert sum("the photo branch is refit alone" in c.value for c in at.caption) == 2    # triplet, triplet_noedge
@@ -334,7 +334,7 @@ def test_map_colours_the_classes_near_the_sketch_and_keeps_its_label_inside():
 @needs_gallery
 def test_galleries_page_names_galleries_for_people_and_never_says_unlabelled():
     at = app(None).run()
-    at.switch_page("pages/galleries.py").run()
+    at.switch_page("app_pages/galleries.py").run()
     assert not at.exception
     assert at.subheader[0].value.startswith("Bundled demo gallery")
     assert not any("unlabelled" in c.value for c in at.caption)

@@ -5,6 +5,7 @@ Screenshots go to test-artifacts/; the README's come from there (docs/search.png
 docs/compare.png = page-compare.png, docs/screen-*.png = screen-*.png)."""
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -40,35 +41,42 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server():
+@contextlib.contextmanager
+def streamlit_server(log_name: str = "streamlit.log"):
+    """The app in its own Streamlit process; yields its URL."""
     port = free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     ART.mkdir(exist_ok=True)
     # the server's output goes to a file: an undrained pipe fills up (64 KiB) and blocks the server
-    log = open(ART / "streamlit.log", "wb")
+    log = open(ART / log_name, "wb")
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
                              "--server.port", str(port), "--server.address", "127.0.0.1"],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    for _ in range(120):
-        try:
-            urllib.request.urlopen(url + "/_stcore/health", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        log.close()
-        pytest.fail("streamlit did not start; see test-artifacts/streamlit.log")
-    yield url
-    proc.terminate()
     try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    log.close()
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(url + "/_stcore/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail(f"streamlit did not start; see test-artifacts/{log_name}")
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def server():
+    with streamlit_server() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -201,6 +209,22 @@ def test_upload_a_phone_photo_of_a_drawing_on_paper(server, browser, tmp_path):
     assert page.locator(".card-name").first.inner_text() == "cat"
     page.screenshot(path=str(ART / "upload-paper-photo.png"))
     ctx.close()
+
+
+def test_a_fresh_server_opened_on_a_sub_page_shows_the_app(browser):
+    """A presenter restarts the app and the browser reloads the Evaluation tab: that first visit must get
+    the app (its navigation, its sidebar settings, the wide layout), not the page file run alone."""
+    with streamlit_server("streamlit-fresh.log") as url:
+        ctx, page = new_page(browser, url, "evaluation")
+        page.locator("[data-testid='stSidebarNav'] a", has_text="Evaluation").first.wait_for(timeout=60_000)
+        page.wait_for_timeout(2000)
+        nav = page.locator("[data-testid='stSidebarNav'] a").all_inner_texts()
+        assert [" ".join(t.split()[1:]) for t in nav] == ["Search", "Compare", "Embedding map", "Evaluation",
+                                                          "Galleries"], nav    # (each after its icon)
+        assert page.locator("[data-testid='stSidebar'] [data-testid='stSelectbox']").count() >= 2   # backend, gallery
+        no_exception(page)
+        page.screenshot(path=str(ART / "fresh-server-evaluation.png"))
+        ctx.close()
 
 
 # -- every screen a visitor brings ------------------------------------------------------------

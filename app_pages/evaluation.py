@@ -27,9 +27,10 @@ else:
     for metric in [c for c in ("mAP@all", "P@20", "acc@10") if c in table]:     # one chart each: a faceted
         st.altair_chart(alt.Chart(table).mark_bar().encode(                      # chart ignores the page's width
             x=alt.X(f"{metric}:Q", title=metric, scale=alt.Scale(domain=[0, 1])),
-            y=alt.Y("backend:N", sort="-x", title=None), color=alt.Color("backend:N", legend=None),
-            tooltip=["backend", alt.Tooltip(f"{metric}:Q", format=".3f")]).properties(height=24 * len(table)),
-            width="stretch")
+            y=alt.Y("backend:N", sort="-x", title=None, axis=alt.Axis(labelOverlap=False)),   # every backend named
+            color=alt.Color("backend:N", legend=None),
+            tooltip=["backend", alt.Tooltip(f"{metric}:Q", format=".3f")]).properties(height=26 * len(table)),
+            width="stretch", height=26 * len(table) + 60)
 
     st.subheader("Per class")
     pc = pd.DataFrame(per_class_rows(report))
