@@ -16,7 +16,7 @@ if "presenter" not in state:
     state["presenter"] = st.query_params.get("presenter", "0") in ("1", "true", "yes")
 for key in ("gallery_key", "backend"):                 # pages ask for a switch by setting *_next
     if f"{key}_next" in state:
-        state[f"{key}_picker"] = state.pop(f"{key}_next")
+        state[key] = state.pop(f"{key}_next")
 
 
 def default_backend(names: list[str]) -> str:
@@ -50,18 +50,25 @@ def settings(where, backend_in_page: bool = False) -> None:
     names = [i.name for i in infos]
     titles = {i.name: i.title for i in infos}
     state["backend_titles"] = titles                   # ui.backend_label: no metadata files read per stroke
-    if names and state.get("backend_picker") not in names:
-        state["backend_picker"] = default_backend(names)
+    if names and state.get("backend") not in names:    # first run: a picker value set before it (tests), else the default
+        state["backend"] = state["backend_picker"] if state.get("backend_picker") in names else default_backend(names)
     sources = gallery_sources()
     options = [s.key for s in sources] + ([ui.USER_GALLERY] if state.get("user_gallery") is not None else [])
     gtitles = {s.key: s.title for s in sources} | {ui.USER_GALLERY: "My photos"}
-    if options and state.get("gallery_key_picker") not in options:
-        state["gallery_key_picker"] = options[0]
+    if options and state.get("gallery_key") not in options:
+        state["gallery_key"] = state["gallery_key_picker"] if state.get("gallery_key_picker") in options else options[0]
+    # The choices live in plain keys: Streamlit drops a widget's state on a page where it is drawn
+    # elsewhere (the backend picker sits in the Search page's fragment), so each full run seeds the
+    # pickers from them, and a pick is written back at once (`ui.keep`).
+    for key, allowed in (("backend", names), ("gallery_key", options)):
+        if state.get(key) in allowed:
+            state[f"{key}_picker"] = state[key]
     if ui.presenter():
         state.pop("backend_slot", None)
         c1, c2, c3 = where.columns([3, 3, 1.4])
-        c1.selectbox("Backend", names, format_func=titles.get, key="backend_picker")
-        c2.selectbox("Gallery", options, format_func=gtitles.get, key="gallery_key_picker")
+        c1.selectbox("Backend", names, format_func=titles.get, key="backend_picker", on_change=ui.keep, args=("backend",))
+        c2.selectbox("Gallery", options, format_func=gtitles.get, key="gallery_key_picker", on_change=ui.keep,
+                     args=("gallery_key",))
         c3.toggle("Presenter mode", key="presenter")
         publish(names, options)
         return
@@ -74,8 +81,8 @@ def settings(where, backend_in_page: bool = False) -> None:
             ui.backend_picker()
         if not names:
             st.error("No backend is available: the models/ folder is empty.")
-        st.selectbox("Gallery", options, format_func=gtitles.get, key="gallery_key_picker",
-                     help="Which photos to search; browse or add your own on the Galleries page.")
+        st.selectbox("Gallery", options, format_func=gtitles.get, key="gallery_key_picker", on_change=ui.keep,
+                     args=("gallery_key",), help="Which photos to search; browse or add your own on the Galleries page.")
         st.slider("Results", 4, 40, 12, step=4, key="k")
         st.toggle("Presenter mode", key="presenter", help="Large canvas and results, no sidebar.")
         publish(names, options)

@@ -63,10 +63,15 @@ def backend_picker(where: Any = None) -> None:
     state = st.session_state
     titles = state.get("backend_titles") or {}
     (where if where is not None else st).selectbox(
-        "Backend", list(titles), format_func=titles.get, key="backend_picker",
+        "Backend", list(titles), format_func=titles.get, key="backend_picker", on_change=keep, args=("backend",),
         help="How sketches are matched to photos; the Compare page runs them all.")
     if titles:
         state["backend"] = state.get("backend_picker") or next(iter(titles))
+
+
+def keep(key: str) -> None:
+    """A picker's choice into its plain session key (`backend`, `gallery_key`), which outlives pages."""
+    st.session_state[key] = st.session_state[f"{key}_picker"]
 
 
 def active_gallery() -> tuple[Gallery | None, Thumbnails | None, str | None]:

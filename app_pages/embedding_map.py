@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 import app_widgets as ui
-from sbir_core.app_support import backend_infos, map_classes_to_colour, map_label_placement
+from sbir_core.app_support import backend_infos, load_report, map_classes_to_colour, map_label_placement
 from sbir_core.data.classes import display
 from sbir_core.tsne_map import EmbeddingMap, build_command, map_path, sketch_vector
 
@@ -29,7 +29,10 @@ def map_frame(name: str, mtime: float) -> pd.DataFrame:
 
 
 infos = [i for i in backend_infos() if i.error is None]
-with_maps = [i.name for i in infos if map_path(i.name).is_file()]
+mean_ap = {n: m.get("mAP@all") or 0.0 for n, m in ((load_report() or {}).get("backends") or {}).items()
+           if isinstance(m, dict)}
+with_maps = sorted((i.name for i in infos if map_path(i.name).is_file()),     # the best-measured space first:
+                   key=lambda n: -mean_ap.get(n, 0.0))                        # the joint embedding, not a baseline
 without = [i.name for i in infos if i.name not in with_maps and i.name != "random"]
 if not with_maps:
     st.info("No embedding map has been built yet. Build one per embedding backend with:\n\n"

@@ -283,6 +283,30 @@ def test_a_house_list_says_where_unlikely_kinds_begin():
     assert after.count("result-card unlikely") == after.count("result-card") == 12 - before.count("result-card")
 
 
+@needs_gallery
+def test_the_picked_backend_stays_picked_across_pages():
+    """Streamlit drops a widget's state on a page that draws it elsewhere: the backend picked on Search
+    (in its fragment) came back as the default on Compare and as the first backend on return."""
+    at = app().run()
+    next(s for s in at.selectbox if s.label == "Backend").set_value("triplet").run()
+    for page in ("app_pages/compare.py", "app_pages/embedding_map.py", "app_pages/search.py"):
+        at.switch_page(page).run()
+        assert not at.exception
+        assert next(s.value for s in at.selectbox if s.label == "Backend") == "triplet", page
+        assert at.session_state["backend"] == "triplet"
+
+
+@needs_gallery
+def test_embedding_map_opens_on_the_joint_embedding_not_a_baseline():
+    """With a classifier picked (it has no map), the page shows the best-measured space that has one: the
+    triplet joint embedding, not the untrained ImageNet baseline that happens to come first."""
+    at = app().run()
+    at.switch_page("app_pages/embedding_map.py").run()
+    assert not at.exception
+    pick = next(s for s in at.selectbox if s.label == "Map of")
+    assert pick.value == "triplet" and pick.options[-1] != pick.options[0], pick.options
+
+
 def test_card_labels_and_try_chips():
     from sbir_core.app_support import card_label, try_classes
     assert card_label("alarm_clock", "An alarm clock.") == "alarm clock"
