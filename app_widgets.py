@@ -17,8 +17,8 @@ from PIL import Image
 from sbir_core import Gallery, SearchResult
 from sbir_core.app_support import (CANVAS_ASPECT, ERASER_FACTOR, PEN_SIZES, SKETCH_WIDTH, UNLIKELY_KIND, CardScores, Example,
                                    Reading, SearchOutcome, Thumbnails, backend_infos, canvas_size, card_label,
-                                   card_scores, drawing_without_last_stroke, example_sketches, first_k,
-                                   gallery_classes, gallery_sources, grid_columns, hits, kind_probabilities,
+                                   card_scores, classes_in_gallery, drawing_without_last_stroke, example_sketches, first_k,
+                                   gallery_sources, grid_columns, hits, kind_probabilities,
                                    photo_class_confidence, png_bytes, read_sketch, safe_search, scale_drawing, score_kind,
                                    sketch_from_drawing, supports_threshold, try_classes, unlikely_from)
 from sbir_core.backends import Backend, ModelFileError, load_backend
@@ -188,7 +188,7 @@ def reading(backend_name: str, gallery: Gallery, threshold: float | None = None)
     if full.result is None:
         return None
     backend, _ = backend_or_message(backend_name)
-    return read_sketch(full.result, gallery_classes(gallery.labels), score_kind(backend))
+    return read_sketch(full.result, classes_in_gallery(gallery, backend), score_kind(backend))
 
 
 def gallery_title(key: str | None = None) -> str:

@@ -71,7 +71,10 @@ if problem:
 NO_CLASS = "(no class)"
 labels = sorted({display(label) if label else NO_CLASS for label in gallery.labels})
 n_classes = len([x for x in labels if x != NO_CLASS])
-st.subheader(f"{ui.gallery_title()} · {len(gallery)} photos · {n_classes} classes")
+unlabelled = sum(1 for label in gallery.labels if not label)
+st.subheader(f"{ui.gallery_title()} · {len(gallery)} photos · "
+             + (f"{n_classes} classes" if n_classes else "no class labels")
+             + (f" ({unlabelled} unlabelled)" if unlabelled and n_classes else ""))
 c1, c2 = st.columns([3, 1])
 pick = c1.selectbox("Class", ["(all)"] + labels, key="browse_class")
 shown = [i for i in range(len(gallery))

@@ -537,15 +537,30 @@ def gallery_classes(labels: Sequence[str | None]) -> set[str]:
     return {lab for lab in labels if lab}
 
 
-def read_sketch(result: SearchResult, classes_here: set[str], kind: str = "similarity", n: int = 3) -> Reading:
+def classes_in_gallery(gallery: Gallery, backend: Any) -> set[str] | None:
+    """The classes a reading can find photos of here: the photos' labels and, for unlabelled photos (your
+    own, without class folders), the class a classifying backend files each under (its photo classifier's
+    guess, as it ranks them). None when that cannot be known: unlabelled photos, a backend that does not
+    classify photos."""
+    here = gallery_classes(gallery.labels)
+    if all(gallery.labels):
+        return here
+    files = getattr(backend, "photo_labels", None) or getattr(backend, "photo_classes", None)
+    if not callable(files):
+        return None
+    classes = backend.meta["classes"]
+    return here | {classes[i] for i in files(gallery.features(backend), gallery.labels)}
+
+
+def read_sketch(result: SearchResult, classes_here: set[str] | None, kind: str = "similarity", n: int = 3) -> Reading:
     """The reading of one search: a classifier's top classes (and whether the gallery has photos of
-    the first), else the classes of the nearest photos with their best similarity. `result` should
-    rank the whole gallery, so that every class's best photo is in it."""
+    the first; `classes_here` None: unknown, never said missing), else the classes of the nearest photos
+    with their best similarity. `result` should rank the whole gallery, so that every class's best photo is in it."""
     top = result.extras.get("top_classes")
     if top:
         items = [(str(c), float(p)) for c, p in list(top)[:n]]
         first = items[0][0]
-        return Reading("classes", items, first, missing=first not in classes_here)
+        return Reading("classes", items, first, missing=classes_here is not None and first not in classes_here)
     if kind == "rank":
         return Reading("none")
     best: dict[str, float] = {}

@@ -234,6 +234,28 @@ def test_reading_of_a_classifier_says_when_the_gallery_has_no_such_photos():
     assert not read_sketch(r, {"bicycle"}, "probability").missing
 
 
+@needs_gallery
+def test_unlabelled_photos_count_as_the_class_a_classifier_files_them_under():
+    """Your own photos without class folders: a drawn cup must not read "No cup photos in this gallery"
+    when the photo classifier files some of them as cups (it did: every classifier reading said missing)."""
+    import csv
+    from sbir_core import Gallery
+    from sbir_core.app_support import classes_in_gallery, read_sketch
+    from sbir_core.gallery import BUNDLED_DIR
+    rows = [r for r in csv.DictReader(open(BUNDLED_DIR / "metadata.csv")) if r["label"] in ("cup", "cat")]
+    gallery, _ = Gallery.from_images([(r["id"], (BUNDLED_DIR / r["file"]).read_bytes()) for r in rows[:8]])
+    assert not any(gallery.labels)
+    classifier = load_backend("classifier")
+    here = classes_in_gallery(gallery, classifier)
+    assert here == {classifier.meta["classes"][i] for i in classifier.photo_labels(gallery.features(classifier),
+                                                                                     gallery.labels)}
+    assert {"cup", "cat"} & here, here                       # what the photos show, as the classifier files them
+    r = _result(["a"], [0.9], {"top_classes": [(sorted({"cup", "cat"} & here)[0], 0.9)]})
+    assert not read_sketch(r, here, "probability").missing and read_sketch(r, {"toolbox"}, "probability").missing
+    assert classes_in_gallery(gallery, load_backend("triplet")) is None    # cannot know: never says missing
+    assert not read_sketch(r, None, "probability").missing
+
+
 def test_reading_of_an_embedding_backend_names_the_nearest_classes():
     from sbir_core.app_support import read_sketch
     r = _result([None, "cup", "cup", "teapot_x", "hat"], [0.9, 0.8, 0.79, 0.5, 0.4])
