@@ -51,7 +51,8 @@ def settings(where, backend_in_page: bool = False) -> None:
     titles = {i.name: i.title for i in infos}
     state["backend_titles"] = titles                   # ui.backend_label: no metadata files read per stroke
     if names and state.get("backend") not in names:    # first run: a picker value set before it (tests), else the default
-        state["backend"] = state["backend_picker"] if state.get("backend_picker") in names else default_backend(names)
+        picked = state.get("backend_picker")
+        state["backend"] = picked if picked in names else default_backend(names)
     sources = gallery_sources()
     options = [s.key for s in sources] + ([ui.USER_GALLERY] if state.get("user_gallery") is not None else [])
     gtitles = {s.key: s.title for s in sources} | {ui.USER_GALLERY: "My photos"}
@@ -66,7 +67,8 @@ def settings(where, backend_in_page: bool = False) -> None:
     if ui.presenter():
         state.pop("backend_slot", None)
         c1, c2, c3 = where.columns([3, 3, 1.4])
-        c1.selectbox("Backend", names, format_func=titles.get, key="backend_picker", on_change=ui.keep, args=("backend",))
+        c1.selectbox("Backend", names, format_func=titles.get, key="backend_picker", on_change=ui.keep,
+                     args=("backend",))
         c2.selectbox("Gallery", options, format_func=gtitles.get, key="gallery_key_picker", on_change=ui.keep,
                      args=("gallery_key",))
         c3.toggle("Presenter mode", key="presenter")

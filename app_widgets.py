@@ -15,12 +15,12 @@ import streamlit as st
 from PIL import Image
 
 from sbir_core import Gallery, SearchResult
-from sbir_core.app_support import (CANVAS_ASPECT, ERASER_FACTOR, PEN_SIZES, SKETCH_WIDTH, UNLIKELY_KIND, CardScores, Example,
-                                   Reading, SearchOutcome, Thumbnails, backend_infos, canvas_size, card_label,
-                                   card_scores, classes_in_gallery, drawing_without_last_stroke, example_sketches, first_k,
-                                   gallery_sources, grid_columns, hits, kind_probabilities,
-                                   photo_class_confidence, png_bytes, read_sketch, safe_search, scale_drawing, score_kind,
-                                   sketch_from_drawing, supports_threshold, try_classes, unlikely_from)
+from sbir_core.app_support import (CANVAS_ASPECT, ERASER_FACTOR, PEN_SIZES, SKETCH_WIDTH, UNLIKELY_KIND, CardScores,
+                                   Example, Reading, SearchOutcome, Thumbnails, backend_infos, canvas_size, card_label,
+                                   card_scores, classes_in_gallery, drawing_without_last_stroke, example_sketches,
+                                   first_k, gallery_sources, grid_columns, hits, kind_probabilities,
+                                   photo_class_confidence, png_bytes, read_sketch, safe_search, scale_drawing,
+                                   score_kind, sketch_from_drawing, supports_threshold, try_classes, unlikely_from)
 from sbir_core.backends import Backend, ModelFileError, load_backend
 from sbir_core.data.classes import display
 from sbir_core.data.preprocess import ImageInputError, load_image

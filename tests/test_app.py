@@ -15,7 +15,8 @@ from sbir_core.uploads import collect_images
 
 st_testing = pytest.importorskip("streamlit.testing.v1")
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
-PAGES = ["app_pages/search.py", "app_pages/compare.py", "app_pages/embedding_map.py", "app_pages/evaluation.py", "app_pages/galleries.py"]
+PAGES = ["app_pages/search.py", "app_pages/compare.py", "app_pages/embedding_map.py", "app_pages/evaluation.py",
+         "app_pages/galleries.py"]
 
 
 def stroke(points):
@@ -284,7 +285,8 @@ def test_unlikely_kinds_start_after_a_likely_photo():
 
 
 HOUSE = {"objects": [stroke([(100, 180), (100, 360), (300, 360), (300, 180), (100, 180)]),
-                     stroke([(80, 192), (200, 48), (320, 192)]), stroke([(180, 360), (180, 280), (224, 280), (224, 360)])]}
+                     stroke([(80, 192), (200, 48), (320, 192)]),
+                     stroke([(180, 360), (180, 280), (224, 280), (224, 360)])]}
 
 
 @needs_gallery

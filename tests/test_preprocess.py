@@ -151,7 +151,7 @@ def paper_photo(clean: Image.Image, light: str, seed: int = 0) -> Image.Image:
 
 
 def test_clean_drawings_are_not_touched_by_the_paper_step():
-    """The canvas, the datasets and scans lie on a clean white ground: evening out paper light leaves them as they are."""
+    """The canvas, the datasets and scans lie on a clean white ground: evening out paper light leaves them be."""
     from sbir_core.data.preprocess import _grey_on_white
     for im in (drawing(), drawing(mode="RGB")):
         assert np.array_equal(sketch_grey(im), _grey_on_white(im))

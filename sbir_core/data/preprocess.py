@@ -258,7 +258,8 @@ def _whiten_paper(g: np.ndarray) -> np.ndarray:
     centre = np.median(paper[h // 4:3 * h // 4, w // 4:3 * w // 4])
     if edge < 0.6 * centre:                        # a sheet on a darker table: keep the sheet (its edge would be ink)
         ys, xs = np.nonzero(paper >= (edge + centre) / 2)
-        y0, y1, x0, x1 = ys.min() + SHEET_INSET, ys.max() + 1 - SHEET_INSET, xs.min() + SHEET_INSET, xs.max() + 1 - SHEET_INSET
+        y0, y1 = ys.min() + SHEET_INSET, ys.max() + 1 - SHEET_INSET
+        x0, x1 = xs.min() + SHEET_INSET, xs.max() + 1 - SHEET_INSET
         if y1 - y0 >= 8 and x1 - x0 >= 8:
             paper = paper[y0:y1, x0:x1]
             g = g[int(y0 / scale):int(y1 / scale), int(x0 / scale):int(x1 / scale)]
