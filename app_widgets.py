@@ -482,7 +482,8 @@ def upload_panel() -> None:
     try:
         im = load_image(data)
         im.thumbnail((1024, 1024))
-        set_sketch(png_bytes(im.convert("RGBA") if im.mode in ("RGBA", "LA", "P") else im.convert("L")), "upload")
+        set_sketch(png_bytes(im.convert("RGBA") if im.mode in ("RGBA", "LA", "P") else
+                             im if im.mode == "L" else im.convert("RGB")), "upload")   # colour kept: coloured ink
     except ImageInputError as e:
         st.session_state["upload_seen"] = None
         st.error(f"That file cannot be used as a sketch: {e}")

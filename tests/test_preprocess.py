@@ -184,3 +184,14 @@ def test_a_drawing_photographed_on_a_table_reads_as_what_it_is():
     backend = load_backend("classifier", threads=1)
     _, extras = backend.encode_sketches(sketch_input(paper_photo(clean, "table"), backend.preprocess)[None])
     assert extras["top_classes"][0][0] == "cat", extras["top_classes"]
+
+
+@pytest.mark.parametrize("ink", [(250, 220, 0), (255, 140, 0), (90, 170, 255), (220, 30, 30)])
+def test_coloured_ink_is_ink(ink):
+    """A drawing in yellow marker (grey 226 by luminance: it read as a blank sketch), orange, light blue or
+    red is prepared like the same drawing in black."""
+    g = np.asarray(drawing(400), np.float32) / 255
+    coloured = Image.fromarray(np.stack([g * 255 + (1 - g) * c for c in ink], -1).astype(np.uint8))
+    want = np.asarray(prepare_sketch(drawing(400), size=64), np.float32)
+    got = np.asarray(prepare_sketch(coloured, size=64), np.float32)
+    assert np.abs(got - want).mean() < 12, np.abs(got - want).mean()
