@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageChops, ImageFilter, ImageOps, UnidentifiedImageError
 # Register exactly the decoders FORMATS names (Image.open(formats=...) needs them loaded).
 from PIL import (BmpImagePlugin, GifImagePlugin, JpegImagePlugin, PngImagePlugin, TiffImagePlugin,  # noqa: F401
                  WebPImagePlugin)
@@ -226,7 +226,8 @@ def _grey_on_white(im: Image.Image) -> np.ndarray:
         return np.asarray(ground, dtype=np.uint8)
     if im.mode == "L":
         return np.asarray(im, dtype=np.uint8)
-    return np.asarray(_to_rgb_on_white(im), dtype=np.uint8).min(axis=2)
+    r, g, b = _to_rgb_on_white(im).split()
+    return np.asarray(ImageChops.darker(ImageChops.darker(r, g), b), dtype=np.uint8)
 
 
 def sketch_grey(image: Any) -> np.ndarray:
