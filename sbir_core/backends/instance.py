@@ -106,9 +106,13 @@ class InstanceBackend(OnnxBackend):
         """(Q, N) instance cosine similarity of sketches and photos."""
         return self.split(queries)[1] @ self.split(features)[1].T
 
-    def kind_probability(self, queries: np.ndarray, features: np.ndarray, labels: Sequence[str | None]) -> np.ndarray:
-        """(Q, N) P(the sketch shows photo n's kind): stage 1, and what the class gate reads."""
+    def kind_probability(self, queries: np.ndarray, features: np.ndarray, labels: Sequence[str | None],
+                         indices: np.ndarray | None = None) -> np.ndarray:
+        """(Q, N) P(the sketch shows photo n's kind): stage 1, and what the class gate reads; for the
+        photos at `indices` only (Q, k) when given."""
         lab, weight = self._photo_classes(features, labels)                              # (N,), (N,)
+        if indices is not None:
+            lab, weight = lab[indices], weight[indices]
         return queries[:, lab].astype(np.float64) * weight
 
     def score(self, queries: np.ndarray, features: np.ndarray, labels: Sequence[str | None]) -> np.ndarray:
@@ -136,7 +140,7 @@ class InstanceBackend(OnnxBackend):
         features = gallery.features(self)
         cos = self.similarity(q, features[r.indices])[0]                                 # (k,) the results only
         r.extras["rank_scores"] = r.scores
-        r.extras["class_probability"] = self.kind_probability(q, features, gallery.labels)[0, r.indices]
+        r.extras["class_probability"] = self.kind_probability(q, features, gallery.labels, r.indices)[0]
         return SearchResult(r.ids, cos.astype(np.float32), r.labels, r.indices, r.extras)
 
     def search_within(self, sketch: Any, gallery: "Gallery", threshold: float) -> SearchResult:

@@ -280,12 +280,20 @@ def embed(net: torch.nn.Module, feats: np.ndarray, rows: np.ndarray, view: int =
                       for i in range(0, len(rows), batch)]) if len(rows) else torch.zeros(0, 1)
 
 
-def threshold_curve(sim: np.ndarray, own: np.ndarray, thresholds: tuple[float, ...] = THRESHOLDS) -> list[dict]:
+def threshold_curve(sim: np.ndarray, own: np.ndarray, thresholds: tuple[float, ...] = THRESHOLDS,
+                    right: np.ndarray | None = None) -> list[dict]:
     """Retrieval by distance: for each cosine threshold, the share of sketches whose own photo is
-    returned (similarity >= threshold) and the mean number of photos returned."""
+    returned (similarity >= threshold) and the mean number of photos returned; with `right` ((Q, N):
+    photo n is of sketch q's kind), also the share of the returned photos that are of the drawn kind."""
     own_sim = sim[np.arange(len(sim)), own]
-    return [{"threshold": t, "recall": float((own_sim >= t).mean()), "mean_returned": float((sim >= t).sum(1).mean())}
-            for t in thresholds]
+    out = []
+    for t in thresholds:
+        keep = sim >= t
+        row = {"threshold": t, "recall": float((own_sim >= t).mean()), "mean_returned": float(keep.sum(1).mean())}
+        if right is not None:
+            row["right_kind"] = float((keep & right).sum() / max(1, keep.sum()))
+        out.append(row)
+    return out
 
 
 def instance_report(sim: np.ndarray, own: np.ndarray) -> dict[str, float]:

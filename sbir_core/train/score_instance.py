@@ -21,19 +21,7 @@ import numpy as np
 
 from ..config import REPO_ROOT
 from ..evaluate import instance_rank, metrics
-from .instance import THRESHOLDS
-
-
-def curve(sim: np.ndarray, own: list[int], right: np.ndarray) -> list[dict]:
-    """Retrieval by distance per threshold: share of sketches whose drawn photo is returned, mean
-    photos returned, and the share of returned photos that are of the drawn kind."""
-    own_sim = sim[np.arange(len(sim)), own]
-    out = []
-    for t in THRESHOLDS:
-        keep = sim >= t
-        out.append({"threshold": t, "recall": float((own_sim >= t).mean()), "mean_returned": float(keep.sum(1).mean()),
-                    "right_kind": float((keep & right).sum() / max(1, keep.sum()))})
-    return out
+from .instance import threshold_curve
 
 
 def score_backend(name: str, sets: list) -> dict:
@@ -58,11 +46,12 @@ def score_backend(name: str, sets: list) -> dict:
             col = {p: j for j, p in enumerate(s.gallery_photo_ids)}
             own = [col[p] for p in s.query_photo_ids]
             right = np.asarray(s.query_labels)[:, None] == np.asarray(gl)[None, :]
-            res["threshold_curve"] = curve(sim, own, right)
+            res["threshold_curve"] = threshold_curve(sim, own, right=right)
             if hasattr(backend, "class_gate"):              # as served: only photos of kinds the reading allows
                 from ..backends.instance import kinds_within
                 gate = kinds_within(backend.kind_probability(q, feats, s.gallery.labels), backend.class_gate)
-                res["threshold_curve_served"] = curve(np.where(gate, sim, -np.inf), own, right)
+                res["threshold_curve_served"] = threshold_curve(np.where(gate, sim, -np.inf), own,
+                                                                right=right)
         res["seconds"] = round(time.perf_counter() - t0, 1)
         out[s.name] = res
         print(f"{name} / {s.name}: " + ", ".join(f"{k} {v:.3f}" for k, v in res.items()
