@@ -1,9 +1,12 @@
 """Galleries: browse the photos being searched, switch galleries, or index your own photos."""
+from collections import Counter
+
 import streamlit as st
 
 import app_widgets as ui
 from sbir_core import Gallery
-from sbir_core.app_support import Thumbnails, card_label, gallery_sources, missing_gallery_message
+from sbir_core.app_support import (Thumbnails, card_label, filed_kinds, gallery_sources, kinds_summary, labels_photos,
+                                   missing_gallery_message)
 from sbir_core.data.classes import canonical, display
 from sbir_core.uploads import MAX_FILES, collect_images
 
@@ -69,16 +72,30 @@ if problem:
     st.info(problem)
     st.stop()
 NO_CLASS = "(no class)"
-labels = sorted({display(label) if label else NO_CLASS for label in gallery.labels})
-n_classes = len([x for x in labels if x != NO_CLASS])
-unlabelled = sum(1 for label in gallery.labels if not label)
+backend, _ = ui.backend_or_message(state.get("backend", ""))
+if (backend is None or not labels_photos(backend)) and not all(gallery.labels):
+    backend, _ = ui.backend_or_message("classifier")          # the photo labeller files unlabelled photos
+with st.spinner("Reading the photos' kinds…"):
+    kinds = (filed_kinds(gallery, backend) if backend is not None else None) or list(gallery.labels)
+count = Counter(k for k in kinds if k)
+labelled, filed = sum(1 for x in gallery.labels if x), sum(1 for x, k in zip(gallery.labels, kinds) if k and not x)
 st.subheader(f"{ui.gallery_title()} · {len(gallery)} photos · "
-             + (f"{n_classes} classes" if n_classes else "no class labels")
-             + (f" ({unlabelled} unlabelled)" if unlabelled and n_classes else ""))
+             + (f"photos of {len(count)} kinds" if count else "no kinds known"))
+named = sum(1 for x, info in zip(gallery.labels, gallery.info or [{}] * len(gallery)) if not x and info.get("display"))
+notes = [f"{filed} filed by the photo labeller from what it sees"] if filed else []
+if named:
+    notes.append(f"{named} show things no kind fits (a caption names them)")
+if len(gallery) - labelled - filed - named:
+    notes.append(f"{len(gallery) - labelled - filed - named} the labeller cannot tell" if backend is not None
+                 else f"{len(gallery) - labelled - filed - named} without a kind")
+if notes:
+    st.caption(f"{labelled} photos carry a kind; " + "; ".join(notes) + ".")
+with st.expander(f"🔎 Which kinds has it? ({len(count)})"):
+    st.markdown(kinds_summary(count, st.text_input("Find a kind", key="find_kind", placeholder="e.g. hat, pizza, tent")))
+labels = sorted({display(k) if k else NO_CLASS for k in kinds})
 c1, c2 = st.columns([3, 1])
 pick = c1.selectbox("Class", ["(all)"] + labels, key="browse_class")
-shown = [i for i in range(len(gallery))
-         if pick == "(all)" or (display(gallery.labels[i]) if gallery.labels[i] else NO_CLASS) == pick]
+shown = [i for i in range(len(gallery)) if pick == "(all)" or (display(kinds[i]) if kinds[i] else NO_CLASS) == pick]
 per_page = 32
 pages = max(1, (len(shown) + per_page - 1) // per_page)
 page = c2.number_input(f"Page (of {pages})", 1, pages, 1, key=f"browse_page-{pick}")
@@ -91,5 +108,5 @@ with st.container(key="results-gallery"):
             with col:
                 st.image(thumbs(i), width="stretch")
                 info = gallery.info[i] if gallery.info else {}
-                name = card_label(gallery.labels[i], gallery.display_label(i))
+                name = card_label(kinds[i], gallery.display_label(i))
                 st.caption(f"**{name}**" + (f" · {info['licence']}" if info.get("licence") else ""))

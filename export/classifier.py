@@ -1,7 +1,8 @@
 """Export the `classifier` and `classifier_small` backends: `python -m export.classifier`.
 
 classifier: shared trunk file + classifier_head.onnx (sketch -> class probabilities);
-photos: trunk + classifier_photo_head.onnx (photo -> class probabilities, labels unlabelled photos).
+photos: trunk + classifier_photo_head.onnx (the photo labeller: photo -> P(kind) over the vocabulary,
+ranks within a kind and files unlabelled photos; see sbir_core.train.photo_labeller).
 classifier_small: classifier_small.onnx (64 px sketch -> probabilities), same photo classifier.
 """
 from __future__ import annotations
@@ -10,17 +11,16 @@ import torch
 
 from sbir_core.config import MODELS_DIR
 from sbir_core.data.preprocess import Preprocess
-from sbir_core.nets.heads import ClassifierHead, PhotoClassifierHead, Probabilities, SmallSketchCNN
+from sbir_core.nets.heads import ClassifierHead, Probabilities, SmallSketchCNN
 from sbir_core.train.classifier import curves_name, run_dir
-from sbir_core.data.classes import SKETCHY_CLASSES
 from sbir_core.nets.backbone import TRUNK_BLOCKS
-from sbir_core.train import first_row
+from sbir_core.train import first_row, photo_labeller
 from sbir_core.train.features import PREPROCESS, sketch_trunk_end
 
 from . import trunk
 from .common import CHECKPOINTS, Chain, chain_parity, export_onnx, load_checkpoint, ship_checkpoint, write_meta
 
-HEAD, PHOTO_HEAD, SMALL = "classifier_head.onnx", "classifier_photo_head.onnx", "classifier_small.onnx"
+HEAD, SMALL, PHOTO_HEAD = "classifier_head.onnx", "classifier_small.onnx", photo_labeller.PHOTO_HEAD
 
 
 def _load(arch: str) -> dict:
@@ -30,13 +30,12 @@ def _load(arch: str) -> dict:
 NAMES = {"lite0": "classifier", "small": "classifier_small"}
 
 
-def heads() -> tuple[Probabilities, Probabilities, dict]:
+def heads() -> tuple[Probabilities, torch.nn.Module, dict]:
+    """The sketch classifier and the photo labeller (its trained probe + the ImageNet head's map)."""
     ck = _load("lite0")
     head = ClassifierHead(len(ck["classes"]), start=ck["config"].get("sketch_from", TRUNK_BLOCKS))
     head.load_state_dict(ck["state_dict"])
-    photo = PhotoClassifierHead(len(ck["classes"]))
-    photo.load_state_dict(ck["photo_state_dict"])
-    return Probabilities(head).eval(), Probabilities(photo).eval(), ck
+    return Probabilities(head).eval(), photo_labeller.labeller(ck), ck
 
 
 def small() -> tuple[Probabilities, dict]:
@@ -75,7 +74,7 @@ def main() -> None:
               chain_parity(Chain(trunk.trunk(end), head), [MODELS_DIR / trunk.file_name(end), MODELS_DIR / HEAD],
                            PREPROCESS.size),
               chain_parity(Chain(t, photo), [MODELS_DIR / trunk.FILE, MODELS_DIR / PHOTO_HEAD], PREPROCESS.size))
-    common = {"classes": list(ck["classes"]), "photo_classes": list(SKETCHY_CLASSES),   # what the photo probe knows
+    common = {"classes": list(ck["classes"]), "photo_classes": photo_labeller.nameable(photo, list(ck["classes"])),
               "photo_model": [trunk.FILE, PHOTO_HEAD],
               "photo_preprocess": PREPROCESS.to_dict()}
     write_meta("classifier", {
@@ -100,6 +99,7 @@ def main() -> None:
             "train_config": sck["config"], "train_result": sck["result"], "onnx_parity_max_abs": serr,
             **common, "classes": list(sck["classes"])})
         print(f"classifier_small exported (parity {serr:.1e})", sck["result"])
+    photo_labeller.main([])                                # its threshold, chosen anew, and its measurements
 
 
 if __name__ == "__main__":

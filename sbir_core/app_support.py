@@ -533,23 +533,49 @@ class Reading:
         return ""
 
 
-def gallery_classes(labels: Sequence[str | None]) -> set[str]:
-    return {lab for lab in labels if lab}
+def labels_photos(backend: Any) -> bool:
+    """Whether a backend files unlabelled photos under kinds (its features begin with the photo
+    labeller's P(kind): `classifier`, `classifier_small`, `instance`)."""
+    return callable(getattr(backend, "photo_labels", None) or getattr(backend, "photo_classes", None))
+
+
+def filed_kinds(gallery: Gallery, backend: Any) -> list[str | None] | None:
+    """Each photo's kind: its label, else the photo labeller's reading when it is at least
+    `photo_label_threshold` sure (chosen on validation photos), else None: what the labeller cannot
+    tell stays unlabelled, never forced into the nearest kind. A photo a saved gallery names without
+    a kind (its reviewed `display` name: a goat, a gravestone) fits none and stays so.
+    None when the backend does not label photos."""
+    if all(gallery.labels):
+        return list(gallery.labels)
+    if not labels_photos(backend):
+        return None
+    classes = backend.meta["classes"]
+    probs = gallery.features(backend)[:, :len(classes)]                               # (N, C)
+    best, sure = probs.argmax(axis=1), probs.max(axis=1) >= float(backend.meta.get("photo_label_threshold", 0.0))
+    reviewed = [bool(info.get("display")) for info in gallery.info] if gallery.info else [False] * len(gallery)
+    return [lab or (classes[b] if ok and not seen else None)
+            for lab, b, ok, seen in zip(gallery.labels, best, sure, reviewed)]
 
 
 def classes_in_gallery(gallery: Gallery, backend: Any) -> set[str] | None:
     """The classes a reading can find photos of here: the photos' labels and, for unlabelled photos (your
-    own, without class folders), the class a classifying backend files each under (its photo classifier's
-    guess, as it ranks them). None when that cannot be known: unlabelled photos, a backend that does not
-    classify photos."""
-    here = gallery_classes(gallery.labels)
-    if all(gallery.labels):
-        return here
-    files = getattr(backend, "photo_labels", None) or getattr(backend, "photo_classes", None)
-    if not callable(files):
-        return None
-    classes = backend.meta["classes"]
-    return here | {classes[i] for i in files(gallery.features(backend), gallery.labels)}
+    own, without class folders), the kinds the photo labeller files them under. None when that cannot
+    be known: unlabelled photos and a backend that does not label photos."""
+    kinds = filed_kinds(gallery, backend)
+    return None if kinds is None else {k for k in kinds if k}
+
+
+def kinds_summary(count: dict[str, int], query: str = "") -> str:
+    """Markdown: the kinds a gallery has photos of (with counts), those matching `query` when given;
+    a query naming a kind of the vocabulary with no photo here says so."""
+    from .data.classes import VOCABULARY, normalise
+    q = normalise(query)
+    shown = sorted(k for k in count if q in k)
+    if q and not shown:
+        known = [k for k in VOCABULARY if q in k][:5]
+        return (f"No photos of {', '.join(display(k) for k in known)} here." if known
+                else f"“{display(q)}” is not a kind this app knows.")
+    return " · ".join(f"{display(k)} ({count[k]})" for k in shown) or "No kinds known."
 
 
 def read_sketch(result: SearchResult, classes_here: set[str] | None, kind: str = "similarity", n: int = 3) -> Reading:

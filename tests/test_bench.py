@@ -97,13 +97,24 @@ def test_quality_and_report_on_real_data_with_random_baseline(sketchy_dir):
     from dataclasses import replace
     r = run(replace(QUICK, quality_workers=1), ["random"], ["quality"])
     sets = r["quality"]["results"]["random"]["sets"]
-    assert set(sets) == {"sketchy", "sketchy10", "tuberlin", "shoes", "quickdraw"}
+    assert set(sets) == {"sketchy", "sketchy10", "tuberlin", "shoes", "quickdraw", "quickdraw_hidden"}
     assert all(s["queries"] > 0 for s in sets.values())
+    assert sets["quickdraw_hidden"]["queries"] == sets["quickdraw"]["queries"]
+    drawn = r["quality"]["sets"]["quickdraw"]["drawn_kinds"]
+    assert drawn >= 335 and sets["quickdraw"]["hit@4_all_kinds"] == sets["quickdraw"]["hit@4"] * 3 / drawn
     assert sets["shoes"]["mAP@all"] == 1.0                      # every shoe photo is relevant to every shoe sketch
     assert "acc@1" in sets["sketchy"] and "acc@1" not in sets["quickdraw"]   # only paired sets get acc@K
     md = report.markdown(r)
     assert "## Retrieval quality" in md and "| `random` |" in md and "*How measured:*" in md
     assert "## Query latency" not in md                        # section not run, not reported
+
+
+def test_hidden_labels_are_withheld_from_the_backend_but_judge_relevance():
+    from sbir_core.bench.data import bench_gallery, quickdraw_canvas
+    gallery, _ = bench_gallery()
+    s = quickdraw_canvas(gallery, per_class=1, max_classes=2, hide_labels=True)
+    assert not any(s.gallery.labels) and s.gallery_truth == [g or "" for g in gallery.labels]
+    assert len(s.gallery) == len(gallery) and s.gallery.labels is not gallery.labels
 
 
 def test_query_latency_stages(small_photo_dir, sketchy_dir):

@@ -35,7 +35,9 @@ class ClassifierBackend(OnnxBackend):
     `plain_scores` takes the lift off again for what cards show."""
 
     def encode_photos(self, x: np.ndarray) -> np.ndarray:
-        return self.photo_model(x)[0].astype(np.float32)                               # (B, C) probabilities
+        """The shared photo labeller's P(kind), over this model's own classes (a prefix of the
+        vocabulary: `classifier_small` reads fewer kinds than the labeller names)."""
+        return self.photo_model(x)[0][:, :len(self.meta["classes"])].astype(np.float32)  # (B, C) probabilities
 
     def encode_sketches(self, x: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
         p = self.sketch_model(x)[0].astype(np.float32)                                   # (B, C)

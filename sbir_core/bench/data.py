@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -41,6 +41,8 @@ class EvalSet:
     query_photo_ids: list[str] | None           # None: no instance pairing (category metrics only)
     notes: list[str] = field(default_factory=list)
     classify: tuple[list[Any], list[str]] | None = None   # sketch top-1 queries, when not `queries`
+    truth: list[str | None] | None = None       # the gallery's real labels when the backend sees them hidden
+    drawn_kinds: int | None = None              # kinds with drawings here, for the share of all doodles served
 
     @property
     def classified(self) -> tuple[list[Any], list[str]]:
@@ -52,10 +54,18 @@ class EvalSet:
         """The photo id each gallery item pairs with (file stem, like the sketches name them)."""
         return [Path(str(s)).stem for s in self.gallery.sources]
 
+    @property
+    def gallery_truth(self) -> list[str]:
+        """The labels relevance is judged by: the real ones, even when the backend sees them hidden."""
+        return [g or "" for g in (self.truth if self.truth is not None else self.gallery.labels)]
+
     def describe(self) -> dict[str, Any]:
-        return {"title": self.title, "queries": len(self.queries), "gallery": len(self.gallery),
-                "classes": len(set(self.query_labels)), "paired": self.query_photo_ids is not None,
-                "notes": self.notes}
+        out = {"title": self.title, "queries": len(self.queries), "gallery": len(self.gallery),
+               "classes": len(set(self.query_labels)), "paired": self.query_photo_ids is not None,
+               "notes": self.notes}
+        if self.drawn_kinds:
+            out["drawn_kinds"] = self.drawn_kinds
+        return out
 
 
 def _cached_gallery(name: str, items: Sequence[readers.Item]) -> Gallery:
@@ -147,9 +157,17 @@ def shoes(max_photos: int | None = None, max_queries: int | None = None) -> Eval
                     "of the held-out `test` shoes (sbir_core.data.splits.shoe_splits, 20 % of the sketched shoes)"])
 
 
-def quickdraw_canvas(gallery: Gallery, per_class: int | None = None, max_classes: int | None = None) -> EvalSet:
-    """Held-out Quick, Draw! drawings of the gallery's classes, rendered at canvas size (PNG bytes)."""
-    files = readers.quickdraw_classes(data_dir() / "quickdraw" / "simplified", ".ndjson")
+def quickdraw_kinds() -> dict[str, Path]:
+    """{vocabulary kind: its simplified-stroke file}: every kind with Quick, Draw! drawings here."""
+    return readers.quickdraw_classes(data_dir() / "quickdraw" / "simplified", ".ndjson")
+
+
+def quickdraw_canvas(gallery: Gallery, per_class: int | None = None, max_classes: int | None = None,
+                     hide_labels: bool = False) -> EvalSet:
+    """Held-out Quick, Draw! drawings of the gallery's classes, rendered at canvas size (PNG bytes).
+    `hide_labels`: the backend sees the gallery without its labels (a visitor's own folder of photos),
+    relevance is still judged by them."""
+    files = quickdraw_kinds()
     classes = sorted(set(files) & {lab for lab in gallery.labels if lab})
     if max_classes is not None:
         classes = classes[:max_classes]
@@ -162,10 +180,17 @@ def quickdraw_canvas(gallery: Gallery, per_class: int | None = None, max_classes
                 render_canvas(d["strokes"]).save(buf, "PNG")
                 queries.append(buf.getvalue())
                 labels.append(c)
-    return EvalSet("quickdraw", "Quick, Draw! → demo gallery", gallery, queries, labels, None,
-                   [f"Quick, Draw! simplified strokes, rows {rows[0]}-{rows[-1]} of each class file "
-                    f"(QUICKDRAW_EVAL_ROWS in sbir_core/bench/data.py), rendered at {CANVAS_SIZE} px with a "
-                    f"{CANVAS_LINE_WIDTH} px pen; {len(classes)} classes that the gallery has"])
+    notes = [f"Quick, Draw! simplified strokes, rows {rows[0]}-{rows[-1]} of each class file "
+             f"(QUICKDRAW_EVAL_ROWS in sbir_core/bench/data.py), rendered at {CANVAS_SIZE} px with a "
+             f"{CANVAS_LINE_WIDTH} px pen; {len(classes)} classes that the gallery has, of {len(files)} drawn here"]
+    if not hide_labels:
+        return EvalSet("quickdraw", "Quick, Draw! → demo gallery", gallery, queries, labels, None, notes,
+                       drawn_kinds=len(files))
+    hidden = replace(gallery, labels=[None] * len(gallery), _features={})
+    return EvalSet("quickdraw_hidden", "Quick, Draw! → demo gallery, labels hidden", hidden, queries, labels, None,
+                   notes + ["the backends see the gallery without labels (as a visitor's own folder): unlabelled "
+                            "photos are filed by the photo labeller; relevance is judged by the real labels"],
+                   truth=list(gallery.labels), drawn_kinds=len(files))
 
 
 def bench_gallery() -> tuple[Gallery, str | None]:
@@ -180,13 +205,15 @@ def bench_gallery() -> tuple[Gallery, str | None]:
 
 def quality_sets(max_classes: int | None = None, max_queries: int | None = None,
                  quickdraw_per_class: int | None = None) -> list[EvalSet]:
-    """All five sets, built once so every backend sees exactly the same queries and galleries."""
+    """All six sets, built once so every backend sees exactly the same queries and galleries."""
     gallery, note = bench_gallery()
     qd = quickdraw_canvas(gallery, quickdraw_per_class, max_classes)
+    hidden = quickdraw_canvas(gallery, quickdraw_per_class, max_classes, hide_labels=True)
     if note:
         qd.notes.append(note)
     return [sketchy_heldout(max_classes, max_queries), sketchy_10class(max_classes, max_queries),
-            tuberlin_heldout(max_classes, max_queries), shoes(None if max_classes is None else 30, max_queries), qd]
+            tuberlin_heldout(max_classes, max_queries), shoes(None if max_classes is None else 30, max_queries), qd,
+            hidden]
 
 
 def quickdraw_rows_disjoint_from_training() -> bool:

@@ -36,12 +36,14 @@ def score_set(backend: Any, s: EvalSet) -> dict[str, Any]:
     t1 = time.perf_counter()
     scores = backend.score_matrix(s.queries, s.gallery)                               # (Q, N)
     t2 = time.perf_counter()
-    gl = [g or "" for g in s.gallery.labels]
+    gl = s.gallery_truth
     pid = s.gallery_photo_ids if s.query_photo_ids is not None else None
     m = metrics(scores, s.query_labels, gl, s.query_photo_ids, pid)
     out: dict[str, Any] = {k: m[k] for k in REPORTED if k in m}
     out.update(queries=m["queries"], gallery=m["gallery"], index_seconds=round(t1 - t0, 2),
                query_seconds=round(t2 - t1, 2))
+    if s.drawn_kinds and "hit@4" in m:          # every kind drawn here, one without photos counting as a miss
+        out["hit@4_all_kinds"] = m["hit@4"] * len(set(s.query_labels)) / s.drawn_kinds
     if "classes" in getattr(backend, "meta", {}):                                    # backends that classify
         cq, cl = s.classified
         acc = classification_accuracy(backend, cq, cl)

@@ -11,6 +11,8 @@ ANN_TARGET_MS, ANN_TARGET_N = 2.0, 1_000_000
 QUALITY_COLUMNS = (   # (set, metric, header)
     ("quickdraw", "hit@4", "QuickDraw→gallery hit@4"), ("quickdraw", "P@4", "QuickDraw→gallery P@4"),
     ("quickdraw", "mAP@all", "QuickDraw→gallery mAP@all"),
+    ("quickdraw", "hit@4_all_kinds", "QuickDraw→gallery hit@4, all drawn kinds"),
+    ("quickdraw_hidden", "hit@4", "QuickDraw→gallery hit@4, labels hidden"),
     ("sketchy", "mAP@all", "Sketchy mAP@all"), ("sketchy", "P@20", "Sketchy P@20"),
     ("sketchy", "acc@1", "Sketchy acc@1"), ("sketchy", "acc@10", "Sketchy acc@10"),
     ("sketchy", "sketch_top1", "Sketchy sketch top-1"), ("sketchy", "sketch_top5", "Sketchy sketch top-5"),
@@ -69,7 +71,9 @@ def quality(r: dict[str, Any]) -> str:
     out += (f"\n*How measured:* every backend scores the full (queries × gallery) matrix of each set "
             f"(`Backend.score_matrix`); metrics from `sbir_core.evaluate.metrics`: mAP@all over the whole "
             f"ranking and P@20 at category level (same class = relevant), hit@4 = a photo of the drawn class in "
-            f"the first row of 4 results, P@4 = the share of that row that is right, acc@K = the sketch's own photo in "
+            f"the first row of 4 results, P@4 = the share of that row that is right, hit@4 over all drawn kinds = hit@4 × "
+            f"(kinds the gallery has) / (kinds with Quick, Draw! drawings here), a kind without photos counting as a miss; "
+            f"labels hidden = the same doodles against the same gallery with its labels withheld from the backend, acc@K = the sketch's own photo in "
             f"the top K, sketch top-1/5 = classification accuracy of the backends that classify; P@20 capped = relevant in the top 20 / min(20, relevant photos), for sets with few "
             f"relevant photos per query. Sets: {sets}. The same queries and galleries for every backend, in one run "
             f"({q['seconds']:.0f} s for this section).\n\n")

@@ -6,6 +6,8 @@ A generic `bird` sits beside Sketchy's `songbird`, `owl`, ...: visitors draw "a 
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 SKETCHY_CLASSES: tuple[str, ...] = (
     "airplane alarm_clock ant ape apple armor axe banana bat bear bee beetle bell bench bicycle "
     "blimp bread butterfly cabin camel candle cannon car_(sedan) castle cat chair chicken church "
@@ -101,3 +103,24 @@ def class_index(name: str) -> int:
         return _INDEX[name]
     except KeyError:
         raise KeyError(f"unknown class {name!r}; not in the project's vocabulary") from None
+
+
+IMAGENET_MAP_FILE = Path(__file__).with_name("imagenet_vocabulary.tsv")
+
+
+def imagenet_vocabulary() -> list[str | None]:
+    """The reviewed ImageNet-1k -> vocabulary map (`imagenet_vocabulary.tsv`): for each of the 1,000
+    ImageNet classes, in index order, its vocabulary class or None (nothing people draw fits it)."""
+    out: list[str | None] = []
+    for line in IMAGENET_MAP_FILE.read_text().splitlines():
+        if line.startswith(("#", "index\t")):
+            continue
+        index, _, kind = line.split("\t")
+        if int(index) != len(out):
+            raise ValueError(f"{IMAGENET_MAP_FILE.name}: row {index} out of order")
+        out.append(canonical(kind) if kind else None)
+        if kind and out[-1] is None:
+            raise ValueError(f"{IMAGENET_MAP_FILE.name}: {kind!r} is not a vocabulary class")
+    if len(out) != 1000:
+        raise ValueError(f"{IMAGENET_MAP_FILE.name}: {len(out)} rows, expected 1000")
+    return out

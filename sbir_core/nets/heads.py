@@ -53,6 +53,39 @@ class PhotoClassifierHead(nn.Module):
         return self.fc(self.top(f))
 
 
+class VocabularyPhotoLabeller(nn.Module):
+    """Photo -> P(kind) over the whole vocabulary, for photos without a label (a visitor's folder, a
+    store). Two experts on the same frozen pooled features (B, 1280):
+    - the trained probe (`PhotoClassifierHead`: Sketchy's photos, so its kinds are `trained`);
+    - the backbone's own ImageNet-1k head, its 1,000 probabilities summed into vocabulary kinds by the
+      reviewed map `sbir_core/data/imagenet_vocabulary.tsv` (`imagenet_map`, (1000, C) 0/1).
+    The ImageNet head's mass on kinds the probe never saw (a hat, a tent... outside Sketchy: O) goes
+    to those kinds, the rest (1 - O, mass on Sketchy's kinds or on no kind) is shared out by the probe;
+    `imagenet_weight` scales the odds of the unseen kinds against the probe's (a prior: the probe is
+    trained on photos of its kinds, the map only names them), then the whole is renormalised, so a
+    photo ImageNet is sure of can still be filed with confidence.
+    (B, 320, h, w) trunk features -> (B, C) probabilities summing to 1."""
+
+    def __init__(self, probe: PhotoClassifierHead, imagenet_fc: nn.Linear, imagenet_map: torch.Tensor,
+                 trained: torch.Tensor, imagenet_weight: float):
+        super().__init__()
+        self.top, self.fc = probe.top, probe.fc
+        self.imagenet_fc = copy.deepcopy(imagenet_fc)
+        other = imagenet_map * (~trained.bool()).float()[None, :]                        # (1000, C) unseen kinds only
+        self.register_buffer("imagenet_map", other)
+        self.register_buffer("trained", trained.float())                                 # (C,)
+        self.imagenet_weight = float(imagenet_weight)
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        pooled = self.top(f)                                                             # (B, 1280)
+        probe = torch.softmax(self.fc(pooled), dim=-1) * self.trained                   # (B, C)
+        probe = probe / probe.sum(dim=-1, keepdim=True)
+        other = torch.softmax(self.imagenet_fc(pooled), dim=-1) @ self.imagenet_map    # (B, C) unseen kinds
+        unseen = other.sum(dim=-1, keepdim=True)                                         # (B, 1) O
+        w = self.imagenet_weight
+        return ((1.0 - unseen) * probe + w * other) / (1.0 - unseen + w * unseen)       # (B, C)
+
+
 class SketchEmbedding(nn.Module):
     """Sketch (and edge-map) branch: trainable MBConv blocks[start:] (none by default) + head conv +
     projection, unit vectors. (B, C, h, w) trunk features (up to block `start`) -> (B, D)."""
