@@ -9,4 +9,4 @@ if ! command -v chromium >/dev/null 2>&1 || [ ! -f /usr/share/fonts/truetype/not
 fi
 bash scripts/setup_env.sh requirements-test.txt
 export OMP_NUM_THREADS=1
-exec .venv/bin/python -m pytest -q "$@"
+exec .venv/bin/python -m pytest -q --durations=15 "$@"

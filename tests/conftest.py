@@ -1,6 +1,8 @@
-"""Shared fixtures: the real data (tests that need it skip when ../shared/data is absent)."""
+"""Shared fixtures: the real data (tests that need it skip when ../shared/data is absent: on a
+developer's machine only; under CI (`CI=true`) any skip fails the run, see `pytest_sessionfinish`)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -44,3 +46,19 @@ def held_out(sketchy_dir) -> dict:
         if split_of(s.photo_id) == "test" and s.label in ("airplane", "cat", "shoe", "teapot") and s.label not in out:
             out[s.label] = s
     return out
+
+
+def under_ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Under CI nothing may skip: a missing model, data folder, package or browser would otherwise let
+    a backend or a page drop out of testing unnoticed. Each skip is named and the run fails."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter else []
+    if under_ci() and skipped:
+        for rep in skipped:
+            reason = rep.longrepr[-1] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
+            reporter.write_line(f"SKIPPED UNDER CI (counts as a failure): {rep.nodeid}: {reason}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

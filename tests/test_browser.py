@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -20,14 +21,14 @@ import pytest
 pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parent.parent
 ART = ROOT / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or "/usr/bin/chromium"   # as scripts/test.sh finds it
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync"]
 PAGES = {"Search": "", "Compare": "compare", "Embedding map": "embedding_map", "Evaluation": "evaluation",
          "Galleries": "galleries"}
 
 if not Path(CHROMIUM).exists():
-    pytest.skip("Debian chromium is not installed (apt-get install chromium)", allow_module_level=True)
+    pytest.skip("chromium is not installed (Debian: apt-get install chromium)", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api")
 from sbir_core.app_support import bundled_gallery_present  # noqa: E402
 
@@ -159,7 +160,10 @@ def test_draw_search_switch_backend_and_every_page(server, browser):
     ctx.close()
 
 
-def test_second_session_gets_results_within_a_second(server, browser):
+def test_second_session_reuses_the_warm_caches(server, browser):
+    """A second visitor gets photos from warm shared caches, not a cold model load (~10 s). The latency
+    itself is measured in the benchmark (BENCHMARKS.md, browser section); the bound here only tells a
+    warm answer (well under 1 s here) from a cold one."""
     ctx, page = new_page(browser, server)          # warms the shared caches (first test may not have run)
     draw(page, CUP)
     wait_results(page)
@@ -171,7 +175,7 @@ def test_second_session_gets_results_within_a_second(server, browser):
     wait_results(page, 10_000)
     elapsed = time.perf_counter() - t0
     (ART / "second-session-latency.txt").write_text(f"{elapsed:.3f} s from the first stroke's start to the first photo card\n")
-    assert elapsed < 2.5, elapsed          # <1 s locally; slack for loaded CI machines
+    assert elapsed < 2.5, elapsed          # warm: < 1 s here; a cold model load takes several seconds
     ctx.close()
 
 

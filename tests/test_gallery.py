@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sbir_core import build_gallery as bg
+from sbir_core import available_backends, build_gallery as bg
 from sbir_core.backends import load_backend
 from sbir_core.backends.onnx_model import ModelFileError
 from sbir_core.config import MODELS_DIR, REPO_ROOT, data_dir
@@ -114,17 +114,20 @@ def test_bundled_loads_as_a_gallery():
     assert g.labels.count(None) == sum(1 for r in ROWS if not r["label"])
 
 
-def test_bundled_pretrained_embeddings_match_the_rows():
-    if not (MODELS_DIR / "pretrained.json").is_file():
-        pytest.skip("no pretrained model files")
-    try:
-        backend = load_backend("pretrained")
-    except ModelFileError as e:
-        pytest.skip(str(e))
+@pytest.mark.parametrize("name", available_backends(include_baselines=True))
+def test_committed_embeddings_match_a_fresh_encoding(name):
+    """Every backend's committed bundled-gallery embeddings exist under its current feature key and
+    equal a fresh encoding of a few photos: a retrain or a changed photo model that forgets
+    `python -m sbir_core.build_gallery --index` fails here (serving would recompute and write them)."""
+    backend = load_backend(name)
     path = BUNDLED_DIR / "embeddings" / f"{backend.feature_key}.npy"
     assert path.is_file(), f"missing {path}: run python -m sbir_core.build_gallery --index"
     feats = np.load(path)
     assert feats.shape[0] == len(ROWS) and np.isfinite(feats).all()
+    g = Gallery.bundled()
+    pick = [0, len(g) // 3, 2 * len(g) // 3, len(g) - 1]
+    fresh = backend.index_photos([g.sources[i] for i in pick])
+    assert fresh.shape == feats[pick].shape and np.abs(fresh - feats[pick]).max() < 2e-3, name
 
 
 def test_sketchy_photos_are_offered_as_a_second_gallery_when_present():

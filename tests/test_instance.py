@@ -97,6 +97,23 @@ def test_two_stage_order_right_kind_first_then_by_similarity(held_out, small_pho
     assert np.all(np.abs(r.scores) <= 1 + 1e-5)
 
 
+def test_shipped_fusion_weight_mixes_class_and_instance_order(held_out, small_photo_dir):
+    """As shipped (fusion weight from the metadata, 2.0, not 0): photos ranked by log P(kind) +
+    w x instance cosine, so a close photo of the second most likely kind can pass a far one of the first."""
+    from sbir_core.backends.instance import LOG_FLOOR
+    backend = load_backend("instance")
+    assert backend.fusion_weight == backend.meta["fusion_weight"] > 0
+    gallery = Gallery.from_folder(small_photo_dir)
+    sketch = Image.open(held_out["cat"].path)
+    r = backend.search(sketch, gallery, k=len(gallery))
+    q, _ = backend.encode_sketches(sketch_input(sketch, backend.preprocess)[None])
+    feats = gallery.features(backend)
+    mixed = (np.log(np.maximum(backend.kind_probability(q, feats, gallery.labels)[0], LOG_FLOOR))
+             + backend.fusion_weight * backend.similarity(q, feats)[0])
+    assert np.allclose(backend.score(q, feats, gallery.labels)[0], mixed, atol=1e-6)
+    assert list(r.indices) == list(np.argsort(-mixed, kind="stable"))
+
+
 def test_retrieval_by_threshold_counts_every_photo_within(held_out, small_photo_dir):
     need_model()
     backend = load_backend("instance")

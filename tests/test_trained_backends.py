@@ -38,19 +38,20 @@ def test_label_lookup_ordering(name, held_out, small_photo_dir):
         assert r.labels[0] == top[0][0]
 
 
-def test_classifier_recognises_held_out_sketches(sketchy_dir):
-    """Top-1/top-5 on 120 held-out Sketchy sketches (125 classes). Measured 0.49 / 0.72 on the whole
-    test split; a chance-level model gets 0.006 / 0.03."""
-    need_model("classifier")
-    backend = load_backend("classifier")
+@pytest.mark.parametrize("name, top1, top5", [("classifier", 0.608, 0.783), ("classifier_small", 0.233, 0.450)])
+def test_classifier_recognises_held_out_sketches(name, top1, top5, sketchy_dir):
+    """Top-1/top-5 on 120 held-out Sketchy sketches (125 classes) at most 0.03 below what the shipped
+    models score on them (`top1`, `top5`; inference is deterministic, so a drop is a regression);
+    a chance-level model gets 0.006 / 0.03."""
+    backend = load_backend(name)
     _, sketches = sketchy(sketchy_dir)
     test = [s for s in sketches if split_of(s.photo_id) == "test"][::4][:120]
     x = np.stack([sketch_input(s.path, backend.preprocess) for s in test])
     p, _ = backend.encode_sketches(x)
     classes = np.asarray(backend.meta["classes"])
-    top5 = classes[np.argsort(-p, axis=1)[:, :5]]
+    ranked = classes[np.argsort(-p, axis=1)[:, :5]]
     truth = np.asarray([s.label for s in test])[:, None]
-    assert (top5[:, :1] == truth).mean() >= 0.35 and (top5 == truth).any(axis=1).mean() >= 0.6
+    assert (ranked[:, :1] == truth).mean() >= top1 - 0.03 and (ranked == truth).any(axis=1).mean() >= top5 - 0.03
 
 
 def test_classifier_labels_unlabelled_photos(small_photo_dir):
