@@ -80,7 +80,7 @@ with st.spinner("Reading the photos' kinds…"):
 count = Counter(k for k in kinds if k)
 labelled, filed = sum(1 for x in gallery.labels if x), sum(1 for x, k in zip(gallery.labels, kinds) if k and not x)
 st.subheader(f"{ui.gallery_title()} · {len(gallery)} photos · "
-             + (f"photos of {len(count)} kinds" if count else "no kinds known"))
+             + (f"photos of {len(count)} kind{'s' if len(count) > 1 else ''}" if count else "no kinds known"))
 named = sum(1 for x, info in zip(gallery.labels, gallery.info or [{}] * len(gallery)) if not x and info.get("display"))
 notes = [f"{filed} filed by the photo labeller from what it sees"] if filed else []
 if named:

@@ -215,6 +215,28 @@ def test_upload_a_phone_photo_of_a_drawing_on_paper(server, browser, tmp_path):
     ctx.close()
 
 
+def test_galleries_page_indexes_your_own_unlabelled_photos(server, browser, tmp_path):
+    """Galleries → Add your own photos through the real file input: three photos with names that say
+    nothing are indexed, become the active gallery, and the photo labeller files what it can."""
+    import csv
+    from sbir_core.gallery import BUNDLED_DIR
+    rows = {r["label"]: r for r in csv.DictReader(open(BUNDLED_DIR / "metadata.csv")) if r["label"] in ("cat", "bus", "apple")}
+    files = []
+    for n, r in enumerate(rows.values()):
+        files.append(tmp_path / f"IMG_{n:04d}.jpg")
+        files[-1].write_bytes((BUNDLED_DIR / r["file"]).read_bytes())
+    ctx, page = new_page(browser, server, "galleries")
+    page.locator("input[type='file']").first.set_input_files([str(f) for f in files])
+    page.get_by_role("button", name="Index these photos").click()
+    page.locator("h3", has_text="My photos").first.wait_for(timeout=60_000)
+    no_exception(page)
+    heading = page.locator("h3", has_text="My photos").first.inner_text()
+    assert "3 photos · photos of" in heading, heading
+    assert "filed by the photo labeller" in page.locator("[data-testid='stCaptionContainer']", has_text="carry a kind").first.inner_text()
+    page.screenshot(path=str(ART / "galleries-own-photos.png"))
+    ctx.close()
+
+
 def test_a_fresh_server_opened_on_a_sub_page_shows_the_app(browser):
     """A presenter restarts the app and the browser reloads the Evaluation tab: that first visit must get
     the app (its navigation, its sidebar settings, the wide layout), not the page file run alone."""
