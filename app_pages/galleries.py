@@ -5,7 +5,7 @@ import streamlit as st
 
 import app_widgets as ui
 from sbir_core import Gallery
-from sbir_core.app_support import (Thumbnails, card_label, filed_kinds, gallery_sources, kinds_summary, labels_photos,
+from sbir_core.app_support import (Thumbnails, card_label, filed_kinds, gallery_sources, kinds_summary,
                                    missing_gallery_message)
 from sbir_core.data.classes import canonical, display
 from sbir_core.uploads import MAX_FILES, collect_images
@@ -72,11 +72,14 @@ if problem:
     st.info(problem)
     st.stop()
 NO_CLASS = "(no class)"
-backend, _ = ui.backend_or_message(state.get("backend", ""))
-if (backend is None or not labels_photos(backend)) and not all(gallery.labels):
-    backend, _ = ui.backend_or_message("classifier")          # the photo labeller files unlabelled photos
 with st.spinner("Reading the photos' kinds…"):
-    kinds = (filed_kinds(gallery, backend) if backend is not None else None) or list(gallery.labels)
+    kinds = None
+    for name in (state.get("backend", ""), "classifier"):     # the picked backend, else the photo labeller's
+        backend, _ = ui.backend_or_message(name)
+        kinds = filed_kinds(gallery, backend) if backend is not None else None
+        if kinds is not None:
+            break
+    kinds = kinds or list(gallery.labels)
 count = Counter(k for k in kinds if k)
 labelled, filed = sum(1 for x in gallery.labels if x), sum(1 for x, k in zip(gallery.labels, kinds) if k and not x)
 st.subheader(f"{ui.gallery_title()} · {len(gallery)} photos · "

@@ -533,12 +533,6 @@ class Reading:
         return ""
 
 
-def labels_photos(backend: Any) -> bool:
-    """Whether a backend files unlabelled photos under kinds (its features begin with the photo
-    labeller's P(kind): `classifier`, `classifier_small`, `instance`)."""
-    return callable(getattr(backend, "photo_labels", None) or getattr(backend, "photo_classes", None))
-
-
 def filed_kinds(gallery: Gallery, backend: Any) -> list[str | None] | None:
     """Each photo's kind: its label, else the photo labeller's reading when it is at least
     `photo_label_threshold` sure (chosen on validation photos), else None: what the labeller cannot
@@ -547,10 +541,10 @@ def filed_kinds(gallery: Gallery, backend: Any) -> list[str | None] | None:
     None when the backend does not label photos."""
     if all(gallery.labels):
         return list(gallery.labels)
-    if not labels_photos(backend):
+    probs = backend.photo_kinds(gallery.features(backend))                             # (N, C) or None
+    if probs is None:
         return None
     classes = backend.meta["classes"]
-    probs = gallery.features(backend)[:, :len(classes)]                               # (N, C)
     best, sure = probs.argmax(axis=1), probs.max(axis=1) >= float(backend.meta.get("photo_label_threshold", 0.0))
     reviewed = [bool(info.get("display")) for info in gallery.info] if gallery.info else [False] * len(gallery)
     return [lab or (classes[b] if ok and not seen else None)

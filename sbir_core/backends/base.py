@@ -55,6 +55,11 @@ class Backend(ABC):
     def score(self, queries: np.ndarray, features: np.ndarray, labels: Sequence[str | None]) -> np.ndarray:
         """(Q, ...) queries vs (N, ...) gallery features -> (Q, N) scores, higher is better."""
 
+    def photo_kinds(self, features: np.ndarray) -> np.ndarray | None:
+        """(N, C) P(kind) of each gallery photo, over `meta["classes"]`, for backends whose photo side
+        reads kinds (the photo labeller); None for the others, which cannot file an unlabelled photo."""
+        return None
+
     # -- shared -------------------------------------------------------------------------------
     def photo_inputs(self, images: Sequence[Any]) -> np.ndarray:
         pp = self.photo_preprocess or self.preprocess

@@ -39,6 +39,9 @@ class ClassifierBackend(OnnxBackend):
         vocabulary: `classifier_small` reads fewer kinds than the labeller names)."""
         return self.photo_model(x)[0][:, :len(self.meta["classes"])].astype(np.float32)  # (B, C) probabilities
 
+    def photo_kinds(self, features: np.ndarray) -> np.ndarray:
+        return features                                                                  # (N, C) the labeller's P(kind)
+
     def encode_sketches(self, x: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
         p = self.sketch_model(x)[0].astype(np.float32)                                   # (B, C)
         classes = self.meta["classes"]

@@ -92,6 +92,9 @@ class InstanceBackend(OnnxBackend):
         """(N, C + D) -> class probabilities (N, C), instance embedding (N, D)."""
         return features[:, :self.n_classes], features[:, self.n_classes:]
 
+    def photo_kinds(self, features: np.ndarray) -> np.ndarray:
+        return self.split(features)[0]                                                   # (N, C) the labeller's P(kind)
+
     def photo_classes(self, features: np.ndarray, labels: Sequence[str | None]) -> np.ndarray:
         """(N,) class index per photo: its own label when the classifier knows that class, else the
         photo classifier's guess (as `classifier` does). Not named `photo_labels`: the app would
