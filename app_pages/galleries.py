@@ -6,7 +6,7 @@ import streamlit as st
 import app_widgets as ui
 from sbir_core import Gallery
 from sbir_core.app_support import (Thumbnails, card_label, filed_kinds, gallery_sources, kinds_summary,
-                                   missing_gallery_message)
+                                   missing_gallery_message, store_summary)
 from sbir_core.data.classes import canonical, display
 from sbir_core.uploads import MAX_FILES, collect_images
 
@@ -93,6 +93,8 @@ if len(gallery) - labelled - filed - named:
                  else f"{len(gallery) - labelled - filed - named} without a kind")
 if notes:
     st.caption(f"{labelled} photos carry a kind; " + "; ".join(notes) + ".")
+if gallery.store is not None:
+    st.caption(store_summary(gallery.store))
 with st.expander(f"🔎 Which kinds has it? ({len(count)})"):
     st.markdown(kinds_summary(count, st.text_input("Find a kind", key="find_kind", placeholder="e.g. hat, pizza, tent")))
 labels = sorted({display(k) if k else NO_CLASS for k in kinds})

@@ -559,6 +559,12 @@ def classes_in_gallery(gallery: Gallery, backend: Any) -> set[str] | None:
     return None if kinds is None else {k for k in kinds if k}
 
 
+def store_summary(store: Any) -> str:
+    """One line on a store gallery: where it lives, its index kind, and how many photos each backend has there."""
+    counts = ", ".join(f"{key.split('-', 1)[0]} {store.count(key):,}" for key in store.keys())
+    return f"Vector store {store.uri.split('?', 1)[0]} · {store.index} index · photos per backend: {counts or 'none'}"
+
+
 def kinds_summary(count: dict[str, int], query: str = "") -> str:
     """Markdown: the kinds a gallery has photos of (with counts), those matching `query` when given;
     a query naming a kind of the vocabulary with no photo here says so."""

@@ -35,6 +35,7 @@ class VectorStore(ABC):
     similarity, count, delete and look up by photo id. Scores are inner products, higher is better."""
 
     uri: str = ""
+    index: str = "exact"          # how it searches: exact, or Milvus's HNSW / IVF_FLAT / FLAT index
 
     @abstractmethod
     def add(self, key: str, vectors: np.ndarray, photos: Sequence[PhotoRecord]) -> None:

@@ -98,6 +98,7 @@ class MilvusStore(VectorStore):
                 extra["grpc_options"] = {"grpc.keepalive_time_ms": 600_000, "grpc.keepalive_permit_without_calls": 0}
             client = pm.MilvusClient(uri=self.uri, timeout=self.timeout, **extra)
             client.list_collections()                          # fails here when nothing answers
+            client = _Guarded(client, self.uri)
         except Exception as e:
             if self.lite:
                 raise StoreError(f"cannot open the Milvus Lite store {self.uri}: {_lite_failure(self.uri) or e}") from None
@@ -291,12 +292,44 @@ class MilvusStore(VectorStore):
                                         output_fields=["id", "file", "label", "stamp"])
         try:
             while True:
-                rows = it.next()
+                try:
+                    rows = it.next()
+                except Exception as e:
+                    raise _as_store_error(e, self.uri, "reading photos") from None
                 if not rows:
                     return
                 yield [PhotoRecord(r["id"], r["file"], r["label"], r["stamp"]) for r in rows]
         finally:
             it.close()
+
+
+class _Guarded:
+    """The pymilvus client with its failures turned into StoreError: a server that stops or restarts
+    in the middle of a build or a search is one clear message (and the build resumes when run again),
+    not a traceback from inside the client. Mistakes of ours (TypeError, ...) pass unchanged."""
+
+    def __init__(self, client: Any, uri: str):
+        self._client, self._uri = client, uri
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return attr(*args, **kwargs)
+            except Exception as e:
+                raise _as_store_error(e, self._uri, name) from None
+        return call
+
+
+def _as_store_error(e: Exception, uri: str, doing: str) -> Exception:
+    """A pymilvus or gRPC failure as a StoreError naming the store; any other exception as it is."""
+    if isinstance(e, StoreError) or not type(e).__module__.startswith(("pymilvus", "grpc")):
+        return e
+    return StoreError(f"the Milvus store {uri} failed while {doing.replace('_', ' ')} ({_short(e)}); is the server "
+                      "still running? Run the same command again to resume")
 
 
 def _short(e: BaseException) -> str:
