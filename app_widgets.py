@@ -24,6 +24,7 @@ from sbir_core.app_support import (CANVAS_ASPECT, ERASER_FACTOR, PEN_SIZES, SKET
 from sbir_core.backends import Backend, ModelFileError, load_backend
 from sbir_core.data.classes import display
 from sbir_core.data.preprocess import ImageInputError, load_image
+from sbir_core.store import store_uri
 
 USER_GALLERY = "user"
 THUMBS_DIR = Path(__file__).resolve().parent / "static"   # Streamlit serves it at app/static/ (static serving on);
@@ -39,7 +40,9 @@ def get_backend(name: str) -> Backend:
 
 
 @st.cache_resource(show_spinner="Opening the gallery…")
-def get_shared_gallery(key: str) -> tuple[Gallery, Thumbnails]:
+def get_shared_gallery(key: str, store: str = "") -> tuple[Gallery, Thumbnails]:
+    """A gallery shared by every session; `store` (the SBIR_STORE setting) keys the cache too, so a
+    changed store setting never serves the previous store's gallery."""
     for src in gallery_sources():
         if src.key == key:
             g = src.load()
@@ -86,7 +89,7 @@ def active_gallery() -> tuple[Gallery | None, Thumbnails | None, str | None]:
         from sbir_core.app_support import missing_gallery_message
         return None, None, missing_gallery_message()
     try:
-        g, thumbs = get_shared_gallery(key)
+        g, thumbs = get_shared_gallery(key, store_uri() if key == "store" else "")
         return g, thumbs, None
     except (ImageInputError, OSError, KeyError, ValueError) as e:
         return None, None, f"The gallery could not be opened ({e})."

@@ -6,7 +6,6 @@ another dimension is refused, and the app searches it."""
 from __future__ import annotations
 
 import json
-import socket
 
 import milvus  # noqa: F401  (requirements-milvus.txt pins it: a missing package must fail here, not skip)
 import numpy as np
@@ -15,27 +14,14 @@ import pytest
 from sbir_core import Gallery, load_backend
 from sbir_core.store import PhotoRecord, StoreError, open_store
 from sbir_core.store.build import index_folder
+from sbir_core.store.milvus import start_local_server
 from tests.test_stores import EXAMPLES, _folder, _run
 
-PORT_KEYS = ("etcd_port", "root_coord_port", "proxy_port", "proxy_internal_port", "query_coord_port",
-             "query_node_port", "index_coord_port", "index_node_port", "data_coord_port", "data_node_port")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Server:
-    """One Milvus standalone server on loopback ports; `stop` ends it (and its etcd and MinIO-less storage)."""
+    """One Milvus standalone server on loopback ports (`start_local_server`); `stop` ends it."""
 
     def __init__(self, data_dir):
-        ports = {k: free_port() for k in PORT_KEYS}
-        self.proc = milvus.MilvusServer(**ports)
-        self.proc.set_base_dir(str(data_dir))
-        self.proc.start()
-        self.uri = f"http://127.0.0.1:{ports['proxy_port']}"
+        self.proc, self.uri = start_local_server(data_dir)
 
     def stop(self) -> None:
         self.proc.stop()
@@ -62,6 +48,9 @@ def test_command_lines_build_a_folder_into_the_server_and_search_it(server, tmp_
     b = load_backend("triplet", threads=1)
     mem = b.search(str(EXAMPLES[0]), Gallery.from_folder(folder), k=3)
     assert [x["id"] for x in out["results"]] == mem.ids
+    r = _run("sbir_core.search", str(EXAMPLES[0]), "--gallery", f"{uri}&consistency=bounded", "--backend", "triplet",
+             "--k", "3", "--json")                          # served without waiting for the time tick: same answer
+    assert r.returncode == 0 and [x["id"] for x in json.loads(r.stdout)["results"]] == mem.ids, r.stderr
 
 
 def test_an_interrupted_build_resumes_and_duplicates_nothing(server, tmp_path):

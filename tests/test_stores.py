@@ -208,6 +208,7 @@ def test_store_apis_agree_on_add_delete_replace(tmp_path):
     ("./photos.db?index=LSH", "unknown index"),
     ("./photos.db?ef=-3", "positive whole number"),
     ("./photos.db?colour=red", "unknown option 'colour'"),
+    ("./photos.db?consistency=weak", "consistency must be one of strong, bounded"),
     ("http://127.0.0.1:9", "cannot reach a Milvus server"),       # discard port: nothing answers
 ])
 def test_bad_uris_get_a_clear_message(uri, message):

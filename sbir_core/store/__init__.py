@@ -7,7 +7,10 @@
 
 A Milvus URI may end in options: `?gallery=NAME` (collection prefix, so one server holds several
 galleries), `index=HNSW|FLAT|IVF_FLAT`, `m=16`, `ef_construction=200`, `ef=128`, `nlist`, `nprobe`,
-`token=user:password`, e.g. `http://milvus:19530?gallery=stock&ef=256`.
+`token=user:password`, `consistency=strong|bounded` (searches: strong, the default, sees every photo
+stored so far but waits for the server's time tick, ~200-400 ms a query on a Milvus server; bounded
+answers at once and may miss photos stored in the last few seconds: for serving a gallery built
+beforehand), e.g. `http://milvus:19530?gallery=stock&ef=256&consistency=bounded`.
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from .memory import MemoryStore
 ENV = "SBIR_STORE"
 FORMS = "'memory', a local Milvus Lite file ending in .db (./photos.db), or a Milvus server (http://host:19530)"
 _INT_OPTIONS = ("m", "ef_construction", "ef", "nlist", "nprobe")
+CONSISTENCY = ("strong", "bounded")
 
 
 def store_uri(uri: str | None = None) -> str:
@@ -57,10 +61,14 @@ def open_store(uri: str | None = None) -> VectorStore:
             kwargs[name] = int(value)
         elif name in ("gallery", "index"):
             kwargs[name] = value
+        elif name == "consistency":
+            if value.lower() not in CONSISTENCY:
+                raise StoreError(f"store {uri!r}: option consistency must be one of {', '.join(CONSISTENCY)}, got {value!r}")
+            kwargs[name] = value.lower()
         elif name == "token":
             pass                                # read by the connection below, never printed
         else:
-            raise StoreError(f"store {uri!r}: unknown option {name!r} (known: gallery, index, token, "
+            raise StoreError(f"store {uri!r}: unknown option {name!r} (known: gallery, index, token, consistency, "
                              f"{', '.join(_INT_OPTIONS)})")
     if _server(base):
         parts = urlsplit(base)

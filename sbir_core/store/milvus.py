@@ -62,7 +62,7 @@ class MilvusStore(VectorStore):
 
     def __init__(self, uri: str, gallery: str = "sbir", index: str = "HNSW", m: int = 16,
                  ef_construction: int = 200, ef: int = 128, nlist: int = 1024, nprobe: int = 32,
-                 timeout: float = 10.0, token: str = ""):
+                 timeout: float = 10.0, token: str = "", consistency: str = "strong"):
         index = index.upper()
         if index not in INDEX_TYPES:
             raise StoreError(f"unknown index {index!r}; one of {', '.join(INDEX_TYPES)}")
@@ -71,6 +71,7 @@ class MilvusStore(VectorStore):
         self.uri, self.gallery, self.index = uri, gallery, index
         self.m, self.ef_construction, self.ef, self.nlist, self.nprobe = m, ef_construction, ef, nlist, nprobe
         self.timeout, self._token = timeout, token
+        self.consistency = consistency.capitalize()         # of searches; counts and builds stay Strong
         self.lite = uri.endswith(".db")
         self._names: dict[str, str] = {}           # feature key -> collection name, once seen
         self._dims: dict[str, int] = {}
@@ -222,7 +223,8 @@ class MilvusStore(VectorStore):
         name = self._need(key)
         k = max(1, min(int(k), MAX_K))
         hits = self.client.search(name, data=[self._query(key, query)], limit=k, output_fields=["id"],
-                                  search_params={"metric_type": "IP", "params": self._search_params(k)})[0]
+                                  search_params={"metric_type": "IP", "params": self._search_params(k)},
+                                  consistency_level=self.consistency)[0]
         return [h["id"] for h in hits], np.asarray([h["distance"] for h in hits], np.float32)
 
     def within(self, key: str, query: np.ndarray, threshold: float, limit: int) -> tuple[list[str], np.ndarray]:
@@ -231,7 +233,8 @@ class MilvusStore(VectorStore):
         params = self._search_params(limit) | {"radius": float(np.nextafter(np.float32(threshold), np.float32(-np.inf))),
                                                "range_filter": 3.0e38}
         hits = self.client.search(name, data=[self._query(key, query)], limit=limit, output_fields=["id"],
-                                  search_params={"metric_type": "IP", "params": params})[0]
+                                  search_params={"metric_type": "IP", "params": params},
+                                  consistency_level=self.consistency)[0]
         hits = [h for h in hits if h["distance"] >= threshold]
         hits.sort(key=lambda h: -h["distance"])
         return [h["id"] for h in hits], np.asarray([h["distance"] for h in hits], np.float32)
@@ -301,6 +304,27 @@ class MilvusStore(VectorStore):
                 yield [PhotoRecord(r["id"], r["file"], r["label"], r["stamp"]) for r in rows]
         finally:
             it.close()
+
+
+def start_local_server(data_dir: str | Path) -> tuple[Any, str]:
+    """A Milvus standalone server on this machine (the `milvus` package: the server binary inside the
+    wheel, for tests and the store benchmark) on free 127.0.0.1 ports, its data in `data_dir`; returns
+    (server, its http:// URI). Stop it with `.stop()`. One at a time: the package's health port is fixed."""
+    import socket
+
+    from milvus import MilvusServer
+
+    def free_port() -> int:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return sock.getsockname()[1]
+    ports = {k: free_port() for k in ("etcd_port", "root_coord_port", "proxy_port", "proxy_internal_port",
+                                      "query_coord_port", "query_node_port", "index_coord_port", "index_node_port",
+                                      "data_coord_port", "data_node_port")}
+    server = MilvusServer(**ports)
+    server.set_base_dir(str(data_dir))
+    server.start()
+    return server, f"http://127.0.0.1:{ports['proxy_port']}"
 
 
 class _Guarded:
