@@ -27,7 +27,7 @@ from ..data.splits import split_of
 from ..nets.backbone import lite0
 from ..nets.heads import PhotoClassifierHead, VocabularyPhotoLabeller
 
-IMAGENET_WEIGHT = 0.5   # share of the ImageNet head's mass on kinds the probe never saw (sweep in docs/photo_labeller.md)
+IMAGENET_WEIGHT = 0.5   # odds weight of the kinds the probe never saw, against the probe's (sweep in docs/photo_labeller.md)
 PRECISION = 0.90        # labels given must be right this often on the validation photos
 PHOTO_HEAD = "classifier_photo_head.onnx"
 SHARING = ("classifier", "classifier_small", "instance")   # backends whose metadata describe this file
