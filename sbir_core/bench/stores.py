@@ -554,6 +554,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         r.setdefault("seconds", 0.0)
         (out / "bench_stores.json").write_text(json.dumps(r, indent=1) + "\n")
 
+    # read before the run: its partial saves overwrite bench_stores.json in --out-dir, often the file to merge
+    merge_from = [json.loads(Path(path).read_text()) for path in a.merge.split(",")] if a.merge else []
     r = run_stores(sizes, queries, [int(e) for e in a.ef.split(",") if e], [int(e) for e in a.ef_large.split(",") if e],
                    folder=Path(a.work_dir) if a.work_dir else None, save=save, steps=a.steps.split(","),
                    milvus_index=a.milvus_index)
@@ -567,8 +569,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         r["indexing"] = bench_indexing(Path(a.index_folder), a.index_backend, work, a.index_limit, a.index_threads)
     r["seconds"] = round(time.perf_counter() - t_main, 1)
     if a.merge:
-        for path in a.merge.split(","):
-            r = merge(json.loads(Path(path).read_text()), r)
+        for earlier in merge_from:
+            r = merge(earlier, r)
     save(r)
     write_section(out / "BENCHMARKS.md", markdown_section(r))
     print(f"wrote {out / 'bench_stores.json'} and the stores section of {out / 'BENCHMARKS.md'}")
