@@ -1,12 +1,10 @@
 """Galleries: browse the photos being searched, switch galleries, or index your own photos."""
-from collections import Counter
-
 import streamlit as st
 
 import app_widgets as ui
 from sbir_core import Gallery
-from sbir_core.app_support import (Thumbnails, card_label, filed_kinds, gallery_sources, kinds_summary,
-                                   missing_gallery_message, store_summary)
+from sbir_core.app_support import Thumbnails, card_label, gallery_sources, missing_gallery_message
+from sbir_core.gallery_kinds import filed_kinds, kinds_caption, kinds_count, kinds_summary, store_summary
 from sbir_core.data.classes import canonical, display
 from sbir_core.uploads import MAX_FILES, collect_images
 
@@ -80,19 +78,11 @@ with st.spinner("Reading the photos' kinds…"):
         if kinds is not None:
             break
     kinds = kinds or list(gallery.labels)
-count = Counter(k for k in kinds if k)
-labelled, filed = sum(1 for x in gallery.labels if x), sum(1 for x, k in zip(gallery.labels, kinds) if k and not x)
+count = kinds_count(kinds)
 st.subheader(f"{ui.gallery_title()} · {len(gallery)} photos · "
              + (f"photos of {len(count)} kind{'s' if len(count) > 1 else ''}" if count else "no kinds known"))
-named = sum(1 for x, info in zip(gallery.labels, gallery.info or [{}] * len(gallery)) if not x and info.get("display"))
-notes = [f"{filed} filed by the photo labeller from what it sees"] if filed else []
-if named:
-    notes.append(f"{named} show things no kind fits (a caption names them)")
-if len(gallery) - labelled - filed - named:
-    notes.append(f"{len(gallery) - labelled - filed - named} the labeller cannot tell" if backend is not None
-                 else f"{len(gallery) - labelled - filed - named} without a kind")
-if notes:
-    st.caption(f"{labelled} photos carry a kind; " + "; ".join(notes) + ".")
+if caption := kinds_caption(gallery, kinds, labeller=backend is not None):
+    st.caption(caption)
 if gallery.store is not None:
     st.caption(store_summary(gallery.store))
 with st.expander(f"🔎 Which kinds has it? ({len(count)})"):

@@ -99,7 +99,7 @@ def main() -> None:
             "train_config": sck["config"], "train_result": sck["result"], "onnx_parity_max_abs": serr,
             **common, "classes": list(sck["classes"])})
         print(f"classifier_small exported (parity {serr:.1e})", sck["result"])
-    photo_labeller.main([])                                # its threshold, chosen anew, and its measurements
+    photo_labeller.main(["--meta-only"])                   # its threshold, chosen anew, and its measurements
 
 
 if __name__ == "__main__":

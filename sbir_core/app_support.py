@@ -25,6 +25,7 @@ from .config import MODELS_DIR, REPO_ROOT, data_dir
 from .data.classes import display
 from .data.preprocess import ImageInputError, load_image
 from .gallery import BUNDLED_DIR, Gallery
+from .gallery_kinds import classes_in_gallery  # noqa: F401  (the reading asks it; app_widgets imports it here)
 
 log = logging.getLogger(__name__)
 
@@ -531,51 +532,6 @@ class Reading:
         if self.kind == "nearest":
             return "Closest photos: " + " · ".join(f"{display(c)} ({s:.2f})" for c, s in self.items)
         return ""
-
-
-def filed_kinds(gallery: Gallery, backend: Any) -> list[str | None] | None:
-    """Each photo's kind: its label, else the photo labeller's reading when it is at least
-    `photo_label_threshold` sure (chosen on validation photos), else None: what the labeller cannot
-    tell stays unlabelled, never forced into the nearest kind. A photo a saved gallery names without
-    a kind (its reviewed `display` name: a goat, a gravestone) fits none and stays so.
-    None when the backend does not label photos."""
-    if all(gallery.labels):
-        return list(gallery.labels)
-    probs = backend.photo_kinds(gallery.features(backend))                             # (N, C) or None
-    if probs is None:
-        return None
-    classes = backend.meta["classes"]
-    best, sure = probs.argmax(axis=1), probs.max(axis=1) >= float(backend.meta.get("photo_label_threshold", 0.0))
-    reviewed = [bool(info.get("display")) for info in gallery.info] if gallery.info else [False] * len(gallery)
-    return [lab or (classes[b] if ok and not seen else None)
-            for lab, b, ok, seen in zip(gallery.labels, best, sure, reviewed)]
-
-
-def classes_in_gallery(gallery: Gallery, backend: Any) -> set[str] | None:
-    """The classes a reading can find photos of here: the photos' labels and, for unlabelled photos (your
-    own, without class folders), the kinds the photo labeller files them under. None when that cannot
-    be known: unlabelled photos and a backend that does not label photos."""
-    kinds = filed_kinds(gallery, backend)
-    return None if kinds is None else {k for k in kinds if k}
-
-
-def store_summary(store: Any) -> str:
-    """One line on a store gallery: where it lives, its index kind, and how many photos each backend has there."""
-    counts = ", ".join(f"{key.split('-', 1)[0]} {store.count(key):,}" for key in store.keys())
-    return f"Vector store {store.uri.split('?', 1)[0]} · {store.index} index · photos per backend: {counts or 'none'}"
-
-
-def kinds_summary(count: dict[str, int], query: str = "") -> str:
-    """Markdown: the kinds a gallery has photos of (with counts), those matching `query` when given;
-    a query naming a kind of the vocabulary with no photo here says so."""
-    from .data.classes import VOCABULARY, normalise
-    q = normalise(query)
-    shown = sorted(k for k in count if q in k)
-    if q and not shown:
-        known = [k for k in VOCABULARY if q in k][:5]
-        return (f"No photos of {', '.join(display(k) for k in known)} here." if known
-                else f"“{display(q)}” is not a kind this app knows.")
-    return " · ".join(f"{display(k)} ({count[k]})" for k in shown) or "No kinds known."
 
 
 def read_sketch(result: SearchResult, classes_here: set[str] | None, kind: str = "similarity", n: int = 3) -> Reading:

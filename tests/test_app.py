@@ -257,7 +257,8 @@ def test_unlabelled_photos_count_as_the_class_a_classifier_files_them_under():
     when the photo classifier files some of them as cups (it did: every classifier reading said missing)."""
     import csv
     from sbir_core import Gallery
-    from sbir_core.app_support import classes_in_gallery, filed_kinds, read_sketch
+    from sbir_core.app_support import read_sketch
+    from sbir_core.gallery_kinds import classes_in_gallery, filed_kinds
     from sbir_core.gallery import BUNDLED_DIR
     rows = [r for r in csv.DictReader(open(BUNDLED_DIR / "metadata.csv")) if r["label"] in ("cup", "cat")]
     gallery, _ = Gallery.from_images([(r["id"], (BUNDLED_DIR / r["file"]).read_bytes()) for r in rows[:8]])

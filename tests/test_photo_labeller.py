@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from sbir_core import Gallery, load_backend
-from sbir_core.app_support import filed_kinds, kinds_summary
+from sbir_core.gallery_kinds import filed_kinds, kinds_summary
 from sbir_core.data.classes import SKETCHY_CLASSES, VOCABULARY, imagenet_vocabulary
 
 

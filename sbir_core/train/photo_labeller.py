@@ -103,8 +103,10 @@ def evaluation_sets(pp: Preprocess) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--no-write", action="store_true", help="measure only; leave models/ as it is")
+    ap.add_argument("--meta-only", action="store_true",
+                    help="write the metadata only: the ONNX file is already exported (python -m export.classifier)")
     args = ap.parse_args(argv)
-    from export.common import CHECKPOINTS, export_onnx, write_meta
+    from export.common import CHECKPOINTS, export_onnx, parity, write_meta
     ck = torch.load(CHECKPOINTS / "classifier.pt", map_location="cpu", weights_only=False)
     meta = json.loads((MODELS_DIR / "classifier.json").read_text())
     pp = Preprocess.from_dict(meta["photo_preprocess"])
@@ -136,14 +138,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.no_write:
         return
     from export.trunk import FEATURE_SHAPE
-    err = export_onnx(net, MODELS_DIR / PHOTO_HEAD, FEATURE_SHAPE)
+    err = (parity(net, MODELS_DIR / PHOTO_HEAD, torch.randn(3, *FEATURE_SHAPE)) if args.meta_only
+           else export_onnx(net, MODELS_DIR / PHOTO_HEAD, FEATURE_SHAPE))
     kinds = nameable(net, list(ck["classes"]))
     for name in SHARING:
         if (MODELS_DIR / f"{name}.json").is_file():
             write_meta(name, {"photo_classes": kinds, "photo_label_threshold": round(threshold, 4),
                               "photo_labeller": {**results, "onnx_parity_max_abs": err,
                                                  "kinds": len(kinds)}})
-    print(f"{PHOTO_HEAD} written (parity {err:.1e}); {len(kinds)} kinds; threshold {threshold:.3f}")
+    print(f"{PHOTO_HEAD} {'checked' if args.meta_only else 'written'} (parity {err:.1e}); {len(kinds)} kinds; "
+          f"threshold {threshold:.3f}")
 
 
 if __name__ == "__main__":
