@@ -11,7 +11,7 @@ import torch
 
 from sbir_core.config import MODELS_DIR
 from sbir_core.data.preprocess import Preprocess
-from sbir_core.nets.heads import ClassifierHead, Probabilities, SmallSketchCNN
+from sbir_core.nets.heads import ClassifierHead, KindReading, Probabilities, SmallSketchCNN
 from sbir_core.train.classifier import curves_name, run_dir
 from sbir_core.nets.backbone import TRUNK_BLOCKS
 from sbir_core.train import first_row, photo_labeller
@@ -21,6 +21,7 @@ from . import trunk
 from .common import CHECKPOINTS, Chain, chain_parity, export_onnx, load_checkpoint, ship_checkpoint, write_meta
 
 HEAD, SMALL, PHOTO_HEAD = "classifier_head.onnx", "classifier_small.onnx", photo_labeller.PHOTO_HEAD
+READING_OUTPUTS = ("probabilities", "logits", "pooled")
 
 
 def _load(arch: str) -> dict:
@@ -30,12 +31,13 @@ def _load(arch: str) -> dict:
 NAMES = {"lite0": "classifier", "small": "classifier_small"}
 
 
-def heads() -> tuple[Probabilities, torch.nn.Module, dict]:
-    """The sketch classifier and the photo labeller (its trained probe + the ImageNet head's map)."""
+def heads() -> tuple[KindReading, torch.nn.Module, dict]:
+    """The sketch classifier (P(kind), logits, pooled features) and the photo labeller (its trained
+    probe + the ImageNet head's map)."""
     ck = _load("lite0")
     head = ClassifierHead(len(ck["classes"]), start=ck["config"].get("sketch_from", TRUNK_BLOCKS))
     head.load_state_dict(ck["state_dict"])
-    return Probabilities(head).eval(), photo_labeller.labeller(ck), ck
+    return KindReading(head).eval(), photo_labeller.labeller(ck), ck
 
 
 def small() -> tuple[Probabilities, dict]:
@@ -68,7 +70,7 @@ def main() -> None:
     end = sketch_trunk_end(ck["config"])                   # the sketch head may train the trunk's last blocks
     if end is not None:
         trunk_err = max(trunk_err, trunk.export(end))
-    export_onnx(head, MODELS_DIR / HEAD, trunk.feature_shape(end))
+    export_onnx(head, MODELS_DIR / HEAD, trunk.feature_shape(end), output_names=READING_OUTPUTS)
     export_onnx(photo, MODELS_DIR / PHOTO_HEAD, trunk.FEATURE_SHAPE)
     err = max(trunk_err,
               chain_parity(Chain(trunk.trunk(end), head), [MODELS_DIR / trunk.file_name(end), MODELS_DIR / HEAD],

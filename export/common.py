@@ -40,10 +40,12 @@ def parity(module: torch.nn.Module, path: Path, x: torch.Tensor) -> float:
 
 
 def write_meta(name: str, meta: dict[str, Any], models_dir: Path = MODELS_DIR) -> Path:
-    """`models/<name>.json`, merged over what is there (so metrics written by evaluation survive)."""
+    """`models/<name>.json`, merged over what is there (so metrics written by evaluation survive); a
+    None value removes that field (an earlier model's)."""
     path = models_dir / f"{name}.json"
     old = json.loads(path.read_text()) if path.is_file() else {}
     old.update(meta)
+    old = {k: v for k, v in old.items() if v is not None}
     path.write_text(json.dumps(old, indent=1) + "\n")
     return path
 

@@ -1,75 +1,88 @@
-"""Export the `triplet` backend and its `triplet_noedge` ablation: `python -m export.triplet`.
+"""Export the `triplet` joint embedding and its `triplet_noedge` ablation: `python -m export.triplet`.
 
-Sketches: trunk file + <name>_sketch_head.onnx (a shorter trunk, blocks[:sketch_from], when the
-sketch branch trained the trunk's last blocks); photos: the shared trunk + <name>_photo_head.onnx.
+Sketches: the classifier's trunk file (blocks[:8]) + <name>_sketch_head.onnx (the classifier's trained
+blocks 8-15 and head conv, frozen, then the joint parts); photos: the shared ImageNet trunk +
+<name>_photo_head.onnx (ImageNet head, the photo labeller's reading, the joint parts).
 """
 from __future__ import annotations
+
+import shutil
 
 import torch
 
 from sbir_core.config import MODELS_DIR
-from sbir_core.train.features import PREPROCESS
-from sbir_core.train.features import sketch_trunk_end
-from sbir_core.train.triplet import run_dir, served_branches
+from sbir_core.nets.backbone import Top, lite0
+from sbir_core.nets.joint import JointPhotoHead, JointSketchHead, Parts
+from sbir_core.train import photo_labeller
+from sbir_core.train.features import PREPROCESS, sketch_trunk_end
+from sbir_core.train.joint import run_dir
+from sbir_core.train.joint_features import SketchEncoder
 
 from . import trunk
 from .common import CHECKPOINTS, Chain, chain_parity, export_onnx, load_checkpoint, ship_checkpoint, write_meta
 
 NAMES = ("triplet", "triplet_noedge")
-TITLES = {"triplet": "Triplet joint embedding (with edge branch)", "triplet_noedge": "Triplet embedding, no edge branch (ablation)"}
+TITLES = {"triplet": "Triplet joint embedding (with edge branch)",
+          "triplet_noedge": "Triplet joint embedding, no edge branch (ablation)"}
 
 
-def heads(name: str) -> tuple[torch.nn.Module, torch.nn.Module, dict]:
-    """The shipped checkpoint's sketch and photo heads as served, and the checkpoint."""
-    ck = load_checkpoint(name)
-    return *served_branches(ck), ck
+def heads(name: str) -> tuple[torch.nn.Module, torch.nn.Module, dict, dict]:
+    """The shipped checkpoint's served sketch and photo heads, its checkpoint and the classifier's."""
+    ck, cls = load_checkpoint(name), load_checkpoint("classifier")
+    c = ck["config"]
+    parts = Parts(len(ck["classes"]), c["dim"], c["hidden"], c["dropout"], c["mid"], c["cell"])
+    parts.load_state_dict({k: v.float() for k, v in ck["state_dict"].items()})
+    w = ck["instance_weight"]
+    sketch = JointSketchHead(SketchEncoder(cls).top, parts, w).eval()
+    photo = JointPhotoHead(Top(lite0()), photo_labeller.labeller(cls), parts, c["prior"], w).eval()
+    return sketch, photo, ck, cls
 
 
 def torch_modules() -> dict[str, tuple[torch.nn.Module, int]]:
     out = {}
-    t = trunk.trunk()
     for name in NAMES:
         if (CHECKPOINTS / f"{name}.pt").is_file():
-            s, p, ck = heads(name)
-            end = sketch_trunk_end(ck["config"])
+            s, p, _, cls = heads(name)
+            end = sketch_trunk_end(cls["config"])
             out[f"{trunk.file_name(end)}+{name}_sketch_head.onnx"] = (Chain(trunk.trunk(end), s), PREPROCESS.size)
-            out[f"{trunk.FILE}+{name}_photo_head.onnx"] = (Chain(t, p), PREPROCESS.size)
+            out[f"{trunk.FILE}+{name}_photo_head.onnx"] = (Chain(trunk.trunk(), p), PREPROCESS.size)
     return out
 
 
 def main() -> None:
-    trunk_err = trunk.export()
-    t = trunk.trunk()
     for name in NAMES:
         if (run_dir(name) / "ckpt.pt").is_file():
-            ship_checkpoint(run_dir(name) / "ckpt.pt", name, fp16=True)
+            ship_checkpoint(run_dir(name) / "ckpt.pt", name)
         if not (CHECKPOINTS / f"{name}.pt").is_file():
-            print(f"{name}: no checkpoint, skipped (python -m sbir_core.train.triplet{' --no-edge' if 'noedge' in name else ''})")
+            print(f"{name}: no checkpoint, skipped (python -m sbir_core.train.joint{' --no-edge' if 'noedge' in name else ''})")
             continue
-        s, p, ck = heads(name)
-        end = sketch_trunk_end(ck["config"])
-        sketch_trunk = trunk.file_name(end)
-        if end is not None:
-            trunk_err = max(trunk_err, trunk.export(end))
+        s, p, ck, cls = heads(name)
+        end = sketch_trunk_end(cls["config"])
         sf, pf = f"{name}_sketch_head.onnx", f"{name}_photo_head.onnx"
         export_onnx(s, MODELS_DIR / sf, trunk.feature_shape(end))
         export_onnx(p, MODELS_DIR / pf, trunk.FEATURE_SHAPE)
-        err = max(trunk_err,
-                  chain_parity(Chain(trunk.trunk(end), s), [MODELS_DIR / sketch_trunk, MODELS_DIR / sf], PREPROCESS.size),
-                  chain_parity(Chain(t, p), [MODELS_DIR / trunk.FILE, MODELS_DIR / pf], PREPROCESS.size))
-        write_meta(name, {
-            "backend": name, "title": TITLES[name],
-            "description": f"Sketch/edge branch (trainable {trunk.trained_part(end)}) and photo branch (frozen ImageNet "
-                           "head + MLP) into one 256-d space, trained with triplet loss on hardest negatives + cosine-softmax "
-                           "class loss + distillation from the classifiers, then the photo branch refit alone against "
-                           "the frozen sketch branch; served as the L2-normalised class posterior over the learned "
-                           "class proxies",
-            "sketch_model": [sketch_trunk, sf], "photo_model": [trunk.FILE, pf],
-            "embedding_dim": int(ck["proxies"].shape[0]) if "proxies" in ck else ck["config"]["dim"],
-            "trained_dim": ck["config"]["dim"],
-            "preprocess": PREPROCESS.to_dict(), "curves": f"{name}_curves.json", "train_config": ck["config"],
-            "best_val_mAP": ck["best_val_mAP"], "photo_refit": ck.get("photo_refit"), "onnx_parity_max_abs": err})
-        print(f"{name} exported (parity {err:.1e})")
+        err = max(chain_parity(Chain(trunk.trunk(end), s), [MODELS_DIR / trunk.file_name(end), MODELS_DIR / sf],
+                               PREPROCESS.size),
+                  chain_parity(Chain(trunk.trunk(), p), [MODELS_DIR / trunk.FILE, MODELS_DIR / pf], PREPROCESS.size))
+        c = ck["config"]
+        dim = c["dim"] + c["cell"] * trunk.FEATURE_SHAPE[1] * trunk.FEATURE_SHAPE[2]
+        write_meta(name, {"classes": None, "trained_dim": None, "best_val_mAP": None, "photo_refit": None,   # the earlier model's
+                          "backend": name, "title": TITLES[name],
+            "description": f"One {dim}-d space for sketches and photos, compared by cosine: a semantic part "
+                           f"({c['dim']}-d; sketches through the classifier's trained trunk, photos through the "
+                           "ImageNet trunk plus the photo labeller's reading; cosine-softmax over proxies of all "
+                           f"{len(ck['classes'])} kinds + cross-domain triplet loss on hardest negatives"
+                           + (", photo edge maps as sketches" if c["edge"] else "") + ") and an instance part (the "
+                           "6x6 grid's per-cell codes, triplet loss with the drawn photo as positive and photos "
+                           f"of its kind as negatives), weighted {1 - ck['instance_weight']:.1f} / "
+                           f"{ck['instance_weight']:.1f}",
+            "sketch_model": [trunk.file_name(end), sf], "photo_model": [trunk.FILE, pf],
+            "embedding_dim": dim,
+            "preprocess": PREPROCESS.to_dict(), "curves": f"{name}_curves.json", "train_config": c,
+            "instance_weight": ck["instance_weight"], "val": ck["val"], "onnx_parity_max_abs": err})
+        if (run_dir(name) / "curves.json").is_file():
+            shutil.copyfile(run_dir(name) / "curves.json", MODELS_DIR / f"{name}_curves.json")
+        print(f"{name} exported ({dim}-d, parity {err:.1e})")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from PIL import Image, ImageDraw, ImageOps
 
 from .backends import BASELINES, ModelFileError, available_backends
 from .backends.base import Backend, SearchResult
+from .backends.classifier import photo_confidence
 from .backends.onnx_model import REBUILD_HINT, read_meta
 from .config import MODELS_DIR, REPO_ROOT, data_dir
 from .data.classes import display
@@ -574,10 +575,10 @@ def photo_class_confidence(backend: Any, gallery: Gallery, indices: Sequence[int
     feats = gallery.features(backend)                                                  # (N, C)
     lab = backend.photo_labels(feats, gallery.labels)                                  # (N,)
     idx = np.asarray(indices, dtype=np.int64)
-    conf = feats[idx, lab[idx]].astype(np.float64)
+    conf = photo_confidence(feats[idx], lab[idx]).astype(np.float64)
     known = backend.meta.get("photo_classes")
     if known:
-        classes, known = backend.meta["classes"], set(known)
+        classes, known = backend.classes, set(known)
         conf = np.where([classes[c] in known for c in lab[idx]], conf, 1.0)
     return conf
 

@@ -21,7 +21,7 @@ def filed_kinds(gallery: Gallery, backend: Any) -> list[str | None] | None:
     probs = backend.photo_kinds(gallery.features(backend))                             # (N, C) or None
     if probs is None:
         return None
-    classes = backend.meta["classes"]
+    classes = backend.meta["classes"]           # the photo labeller's columns (never a taught kind)
     best, sure = probs.argmax(axis=1), probs.max(axis=1) >= float(backend.meta.get("photo_label_threshold", 0.0))
     reviewed = [bool(info.get("display")) for info in gallery.info] if gallery.info else [False] * len(gallery)
     return [lab or (classes[b] if ok and not seen else None)

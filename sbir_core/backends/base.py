@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from ..data.preprocess import ImageInputError, Preprocess, photo_input, sketch_input
+from ..teach import TeachError
 
 if TYPE_CHECKING:
     from ..gallery import Gallery
@@ -59,6 +60,20 @@ class Backend(ABC):
         """(N, C) P(kind) of each gallery photo, over `meta["classes"]`, for backends whose photo side
         reads kinds (the photo labeller); None for the others, which cannot file an unlabelled photo."""
         return None
+
+    # -- kinds a visitor teaches (sbir_core.teach); backends that read kinds override these ----
+    def teach(self, kind: str, sketches: Sequence[Any]) -> "Backend":
+        """A copy of this backend that also reads `kind`, from a few example drawings (PIL images,
+        arrays, bytes or paths); this backend, shared by other sessions, stays as it was."""
+        raise TeachError(f"{self.name} does not read kinds, so it cannot be taught one: use classifier.")
+
+    def forget(self, kind: str) -> "Backend":
+        """A copy of this backend that no longer reads `kind`."""
+        raise TeachError(f"{self.name} does not read kinds, so it cannot forget one: use classifier.")
+
+    def taught(self) -> list[str]:
+        """The kinds taught to this copy, in teaching order."""
+        return []
 
     # -- shared -------------------------------------------------------------------------------
     def photo_inputs(self, images: Sequence[Any]) -> np.ndarray:

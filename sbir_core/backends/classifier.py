@@ -1,11 +1,14 @@
 """The `classifier` backend: classify the sketch, then look photos up by label."""
 from __future__ import annotations
 
+import copy
 from typing import Any, Sequence
 
 import numpy as np
 
-from .base import register_backend
+from ..data.preprocess import ImageInputError, sketch_input
+from ..teach import MAX_EXAMPLES, Imprint, KindEdits, TeachError, kind_name
+from .base import Backend, register_backend
 from .embedding import OnnxBackend
 
 WITHIN_CLASS = 1e-9   # weight of the photo classifier's confidence (in float64): orders photos inside one
@@ -16,6 +19,13 @@ STORE_WITHIN_CLASS = 1e-4   # the same tie-break in a vector store's float32 inn
 FIRST_ROW = 4          # results a visitor sees first (one row of the result grid; hit@4 in the benchmark)
 FIRST_ROW_LIFT = 2.0   # added to the scores of the photos the first-row hedge picks: above any plain score (<= 1)
 HEDGE_CLASSES = 12     # the hedge looks at this many of the most probable classes (a store: one query each, at most)
+
+
+def photo_confidence(features: np.ndarray, lab: np.ndarray) -> np.ndarray:
+    """(N,) the photo labeller's P(the kind each photo is filed under); 1 for a taught kind (the
+    labeller has no column for it: only a photo's own label files it there)."""
+    inside = lab < features.shape[1]
+    return np.where(inside, features[np.arange(len(lab)), np.where(inside, lab, 0)], 1.0)
 
 
 @register_backend("classifier")
@@ -34,6 +44,56 @@ class ClassifierBackend(OnnxBackend):
     by FIRST_ROW_LIFT (so every ranking - evaluation, Compare, the app - sees the same order);
     `plain_scores` takes the lift off again for what cards show."""
 
+    edits = KindEdits()        # kinds taught and forgotten in this copy (sbir_core.teach)
+
+    @property
+    def classes(self) -> list[str]:
+        """The kinds the reading scores: the trained ones, then any taught ones."""
+        return self.edits.classes(self.meta["classes"])
+
+    def read_kinds(self, x: np.ndarray) -> np.ndarray:
+        """(B, 3, S, S) sketch inputs -> (B, len(classes)) P(kind), taught kinds included."""
+        out = self.sketch_model(x)
+        if not self.edits:
+            return out[0].astype(np.float32)
+        return self.edits.read(out[0], out[1], out[2], self.meta["classes"], self._imprint())
+
+    def teach(self, kind: str, sketches: Sequence[Any]) -> Backend:
+        name = kind_name(kind)
+        if not isinstance(sketches, (list, tuple)) or not sketches:
+            raise TeachError(f"Draw at least one example of {name}.")
+        if len(sketches) > MAX_EXAMPLES:
+            raise TeachError(f"{MAX_EXAMPLES} examples are plenty: pick the clearest.")
+        inputs = []
+        for n, s in enumerate(sketches, 1):
+            try:
+                inputs.append(sketch_input(s, self.preprocess))
+            except ImageInputError as e:
+                raise TeachError(f"Example {n}: {e}") from None
+        out = self.sketch_model(np.stack(inputs))
+        return self._edited(self.edits.teach(name, self._imprint().prototype(out[2])))
+
+    def forget(self, kind: str) -> Backend:
+        name = kind_name(kind)
+        if name not in self.classes or name in self.edits.forgotten:
+            raise TeachError(f"It does not read {name!r}, so there is nothing to forget.")
+        if len(self.classes) - len(self.edits.forgotten) <= 2:
+            raise TeachError("It has to keep at least two kinds.")
+        return self._edited(self.edits.forget(name))
+
+    def taught(self) -> list[str]:
+        return self.edits.kinds()
+
+    def _imprint(self) -> Imprint:
+        if "imprint" not in self.meta:
+            raise TeachError(f"{self.name}'s model files predate teaching: rebuild them with `python -m export.all`.")
+        return Imprint.from_meta(self.meta["imprint"])
+
+    def _edited(self, edits: KindEdits) -> Backend:
+        new = copy.copy(self)              # shares the ONNX sessions; its own kinds and memos
+        new.edits, new._class_positions, new._photo_memo = edits, None, None
+        return new
+
     def encode_photos(self, x: np.ndarray) -> np.ndarray:
         """The shared photo labeller's P(kind), over this model's own classes (a prefix of the
         vocabulary: `classifier_small` reads fewer kinds than the labeller names)."""
@@ -43,8 +103,8 @@ class ClassifierBackend(OnnxBackend):
         return features                                                                  # (N, C) the labeller's P(kind)
 
     def encode_sketches(self, x: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
-        p = self.sketch_model(x)[0].astype(np.float32)                                   # (B, C)
-        classes = self.meta["classes"]
+        p = self.read_kinds(x)                                                           # (B, C [+ taught])
+        classes = self.classes
         top = np.argsort(-p[0])[:5]
         return p, {"top_classes": [(classes[i], float(p[0, i])) for i in top]}
 
@@ -61,7 +121,7 @@ class ClassifierBackend(OnnxBackend):
     @property
     def class_positions(self) -> dict[str, int]:
         if getattr(self, "_class_positions", None) is None:
-            self._class_positions = {c: i for i, c in enumerate(self.meta["classes"])}
+            self._class_positions = {c: i for i, c in enumerate(self.classes)}
         return self._class_positions
 
     @property
@@ -71,7 +131,7 @@ class ClassifierBackend(OnnxBackend):
 
     def score(self, queries: np.ndarray, features: np.ndarray, labels: Sequence[str | None]) -> np.ndarray:
         lab, weight = self._photo_classes(features, labels)                              # (N,), (N,)
-        conf = features[np.arange(len(lab)), lab]                                        # (N,)
+        conf = photo_confidence(features, lab)                                           # (N,)
         plain = queries[:, lab].astype(np.float64) * weight + WITHIN_CLASS * conf[None, :]   # (Q, N)
         if not self.first_row_hedge:
             return plain
@@ -124,6 +184,8 @@ class ClassifierBackend(OnnxBackend):
         return np.concatenate([features, onehot], axis=1)
 
     def store_query(self, queries: np.ndarray) -> np.ndarray:
+        if len(self.classes) != len(self.meta["classes"]):
+            raise TeachError("Kinds taught here search galleries in memory, not in a vector store.")
         q = np.asarray(queries[0], dtype=np.float32).reshape(-1)                         # (C,)
         return np.concatenate([np.zeros_like(q), q])
 
@@ -137,7 +199,7 @@ class ClassifierBackend(OnnxBackend):
         if memo is None or memo[0] is not features or memo[1] is not labels:
             lab = self.photo_labels(features, labels)
             known = np.asarray([x is not None and x in self.class_positions for x in labels], dtype=bool)
-            weight = np.where(known, 1.0, features[np.arange(len(lab)), lab].astype(np.float64))
+            weight = np.where(known, 1.0, photo_confidence(features, lab).astype(np.float64))
             memo = self._photo_memo = (features, labels, lab, weight)
         return memo[2], memo[3]
 

@@ -41,6 +41,21 @@ class Probabilities(nn.Module):
         return self.net(x).softmax(dim=-1)
 
 
+class KindReading(nn.Module):
+    """A trained `ClassifierHead` served with what teaching needs: (B, C_start, h, w) -> (P(kind) (B, C),
+    logits (B, C), pooled features (B, 1280)). The logits and features let serving add a kind taught
+    from a few drawings (weight imprinting) and drop kinds, without torch (`sbir_core.teach`)."""
+
+    def __init__(self, head: ClassifierHead):
+        super().__init__()
+        self.head = head
+
+    def forward(self, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        pooled = self.head.top(f)
+        logits = self.head.fc(pooled)
+        return logits.softmax(dim=-1), logits, pooled
+
+
 class PhotoClassifierHead(nn.Module):
     """Frozen ImageNet head + a linear probe over the vocabulary: labels unlabelled gallery photos."""
 

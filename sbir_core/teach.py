@@ -1,0 +1,121 @@
+"""Teach a kind-reading backend a new kind from a few drawings, or make it forget one, without training.
+
+Weight imprinting (Qi et al., CVPR 2018): the examples' mean feature becomes the new kind's row of the
+classifier. The classifier's sketch head serves its pooled features and logits next to P(kind)
+(`nets.heads.KindReading`), so a taught kind's logit is
+
+    scale x cosine(pooled - centre, prototype) + bias
+
+with `prototype` the unit mean of the examples' centred, unit features, and `centre`, `scale` and
+`bias` fitted once on held-out validation drawings so a taught logit sits on the trained ones' scale
+(`python -m sbir_core.train.imprint`, stored as `imprint` in models/classifier.json). A forgotten kind's
+logit is dropped. P(kind) is the softmax over what is left: the trained kinds, then the taught ones.
+"""
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+MAX_TAUGHT = 50           # kinds one backend can be taught (a session's list stays readable)
+MIN_EXAMPLES, MAX_EXAMPLES = 1, 10
+NAME_LENGTH = 40
+
+
+class TeachError(ValueError):
+    """A kind cannot be taught or forgotten; the message says why, for the visitor."""
+
+
+@dataclass(frozen=True)
+class Imprint:
+    """How a taught kind's logit is made from pooled features (see the module docstring)."""
+    centre: np.ndarray
+    scale: float
+    bias: float
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any]) -> "Imprint":
+        return cls(np.asarray(meta["centre"], np.float32), float(meta["scale"]), float(meta["bias"]))
+
+    def prototype(self, pooled: np.ndarray) -> np.ndarray:
+        """(K, F) the examples' pooled features -> (F,) their unit mean direction."""
+        return unit(unit(np.asarray(pooled, np.float32) - self.centre).mean(axis=0))
+
+    def logits(self, pooled: np.ndarray, prototypes: np.ndarray) -> np.ndarray:
+        """(B, F) pooled features, (T, F) prototypes -> (B, T) taught kinds' logits."""
+        return self.scale * unit(np.asarray(pooled, np.float32) - self.centre) @ prototypes.T + self.bias
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-8)
+
+
+def kind_name(name: Any) -> str:
+    """A visitor's name for a kind, cleaned: words of letters, digits, spaces, - and ' (markup and
+    control characters go), at most NAME_LENGTH characters, stored like the vocabulary (`hot_dog`)."""
+    if not isinstance(name, str):
+        raise TeachError("Give the kind a name.")
+    text = re.sub(r"<[^>]*>", " ", html.unescape(name))               # markup reads as the words in it
+    text = re.sub(r"[^\w\s'\-]", " ", text, flags=re.UNICODE)
+    text = "_".join(text.lower().split())
+    if not text:
+        raise TeachError("Give the kind a name: letters or digits.")
+    if len(text) > NAME_LENGTH:
+        raise TeachError(f"Keep the name under {NAME_LENGTH} characters.")
+    return text
+
+
+@dataclass(frozen=True)
+class KindEdits:
+    """What a backend was taught or told to forget: (kind, prototype) pairs, in teaching order, and
+    forgotten kinds. Immutable, so a taught copy of a backend never changes the one others share."""
+    taught: tuple[tuple[str, np.ndarray], ...] = ()
+    forgotten: frozenset[str] = field(default_factory=frozenset)
+
+    def __bool__(self) -> bool:
+        return bool(self.taught or self.forgotten)
+
+    def kinds(self) -> list[str]:
+        return [k for k, _ in self.taught]
+
+    def teach(self, kind: str, prototype: np.ndarray) -> "KindEdits":
+        """Teaching a taught kind again replaces its examples; a forgotten trained kind stays forgotten
+        as trained (only the examples read it: the benchmark's remove-and-re-add)."""
+        kept = tuple((k, p) for k, p in self.taught if k != kind)
+        if len(kept) >= MAX_TAUGHT:
+            raise TeachError(f"It already knows {MAX_TAUGHT} taught kinds: forget one first.")
+        return KindEdits(kept + ((kind, prototype),), self.forgotten)
+
+    def forget(self, kind: str) -> "KindEdits":
+        return KindEdits(tuple((k, p) for k, p in self.taught if k != kind), self.forgotten | {kind})
+
+    def classes(self, trained: Sequence[str]) -> list[str]:
+        """Every kind the reading scores: the trained ones (forgotten ones keep their column, at
+        probability 0), then the taught kinds the model was not trained on."""
+        known = set(trained)
+        return list(trained) + [k for k in self.kinds() if k not in known]
+
+    def read(self, probs: np.ndarray, logits: np.ndarray, pooled: np.ndarray, trained: Sequence[str],
+             imprint: Imprint) -> np.ndarray:
+        """(B, C) the trained reading -> (B, len(classes(trained))) P(kind). A taught kind the model was
+        trained on reads by either way (log-sum-exp of the trained and the taught logit) unless forgotten."""
+        if not self:
+            return probs
+        z = np.asarray(logits, np.float64).copy()
+        position = {c: i for i, c in enumerate(trained)}
+        z[:, [position[k] for k in self.forgotten if k in position]] = -np.inf
+        if self.taught:
+            t = imprint.logits(pooled, np.stack([p for _, p in self.taught])).astype(np.float64)
+            new = []
+            for j, kind in enumerate(self.kinds()):
+                if kind in position:
+                    z[:, position[kind]] = np.logaddexp(z[:, position[kind]], t[:, j])
+                else:
+                    new.append(j)
+            z = np.concatenate([z, t[:, new]], axis=1)
+        z = z - z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
