@@ -14,6 +14,8 @@ from typing import Any
 import streamlit as st
 from PIL import Image
 
+import app_teach
+
 from sbir_core import Gallery, SearchResult
 from sbir_core.app_support import (CANVAS_ASPECT, ERASER_FACTOR, PEN_SIZES, SKETCH_WIDTH, UNLIKELY_KIND, CardScores,
                                    Example, Reading, SearchOutcome, Thumbnails, backend_infos, canvas_size, card_label,
@@ -83,16 +85,22 @@ def active_gallery() -> tuple[Gallery | None, Thumbnails | None, str | None]:
     if key == USER_GALLERY:
         g = st.session_state.get("user_gallery")
         if g is not None:
-            return g, st.session_state["user_thumbs"], None
+            g, thumbs, problems = app_teach.session_gallery(g, st.session_state["user_thumbs"])
+            for p in problems:
+                st.warning(p)
+            return g, thumbs, None
         return None, None, "Your photos are gone (the session restarted): upload them again on the Galleries page."
     if not key:
         from sbir_core.app_support import missing_gallery_message
         return None, None, missing_gallery_message()
     try:
         g, thumbs = get_shared_gallery(key, store_uri() if key == "store" else "")
-        return g, thumbs, None
     except (ImageInputError, OSError, KeyError, ValueError) as e:
         return None, None, f"The gallery could not be opened ({e})."
+    g, thumbs, problems = app_teach.session_gallery(g, thumbs)
+    for p in problems:
+        st.warning(p)
+    return g, thumbs, None
 
 
 _LOADED: dict[str, Backend] = {}      # the backends get_backend has loaded: a dict lookup per call, not
@@ -100,12 +108,13 @@ _LOADED: dict[str, Backend] = {}      # the backends get_backend has loaded: a d
 
 
 def backend_or_message(name: str) -> tuple[Backend | None, str | None]:
-    """The backend, or why it cannot be loaded (a message for the page, never a traceback)."""
+    """The backend as this session sees it (with the kinds taught here), or why it cannot be loaded
+    (a message for the page, never a traceback)."""
     if name in _LOADED:
-        return _LOADED[name], None
+        return app_teach.session_backend(name, _LOADED[name]), None
     try:
         _LOADED[name] = get_backend(name)
-        return _LOADED[name], None
+        return app_teach.session_backend(name, _LOADED[name]), None
     except ModelFileError as e:
         return None, str(e)
     except ValueError as e:
@@ -169,7 +178,7 @@ def ranked(backend_name: str, gallery: Gallery, threshold: float | None = None) 
     if err:
         return SearchOutcome(backend_name, error=err)
     memo = st.session_state.setdefault("results", {})
-    key = (sketch["hash"], backend_name, gallery.content_key, threshold)     # the photos themselves, not their count
+    key = (sketch["hash"], backend_name, app_teach.teach_version(), gallery.content_key, threshold)   # the photos, not their count
     if key not in memo:
         if len(memo) > 32:
             memo.clear()
@@ -216,6 +225,12 @@ def set_sketch(png: bytes | Image.Image, source: str, label: str | None = None) 
 
 def current_sketch() -> dict[str, Any] | None:
     return st.session_state.get("sketch")
+
+
+def current_drawing() -> dict[str, Any] | None:
+    """The current sketch when it is the canvas's drawing (not an upload or an example)."""
+    s = current_sketch()
+    return s if s is not None and s["source"] == "drawing" else None
 
 
 # The canvas's helper: a tiny inline component (no iframe) that (1) hides the drawable canvas's own
@@ -405,7 +420,8 @@ def _undo() -> None:
     _sketch_from_drawing(drawing)
 
 
-def _clear() -> None:
+def clear_canvas() -> None:
+    """Empty the canvas (and the sketch, when it was the drawing)."""
     st.session_state["drawing"] = None
     _remount_canvas(None)
     if (current_sketch() or {}).get("source") == "drawing":
@@ -445,7 +461,7 @@ def tools_row() -> None:
         st.segmented_control("Pen width", list(PEN_SIZES), default="Medium", required=True, key="pen_size",
                              format_func=PEN_DOTS.get, label_visibility="collapsed")
         st.button(":material/undo:", on_click=_undo, key="undo", help="Undo the last stroke")
-        st.button(":material/delete:", on_click=_clear, key="clear", help="Clear the canvas")
+        st.button(":material/delete:", on_click=clear_canvas, key="clear", help="Clear the canvas")
 
 
 def draw_canvas() -> None:

@@ -1,6 +1,7 @@
 """Search: draw (or upload, or pick an example); next to the canvas, what the backend sees; below it, the photos."""
 import streamlit as st
 
+import app_teach
 import app_widgets as ui
 
 MAX_WITHIN = 48          # photos shown for a similarity threshold
@@ -21,7 +22,12 @@ def live_search() -> None:
     left, right = st.columns([5, 7] if not (presenter or narrow) else [1, 1], gap="large")
     with left:
         canvas_slot = ui.sketch_input(defer_canvas=True)
+        teach_slot = st.container()
     live_results(canvas_slot, right, narrow)
+    if st.session_state.get("backend"):
+        with teach_slot:
+            shared, _ = ui.backend_or_message(st.session_state["backend"])
+            app_teach.panel(shared, ui.current_drawing, ui.clear_canvas)
 
 
 @st.fragment

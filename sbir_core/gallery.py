@@ -73,6 +73,7 @@ class Gallery:
     _kept: list[int] | None = field(default=None, repr=False)   # their listed positions, once some were
     store: "VectorStore | None" = field(default=None, repr=False)  # set: the store ranks (`from_store`)
     _position: dict[str, int] | None = field(default=None, repr=False)
+    _parts: "tuple[Gallery, Gallery] | None" = field(default=None, repr=False)   # set by `with_photos`
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -160,6 +161,26 @@ class Gallery:
         return cls(name, ids, sources, keep_labels, [i.split("-", 1)[1] for i in ids],
                    [{} for _ in ids]), problems
 
+    def with_photos(self, named: Sequence[tuple[str, bytes]], labels: Sequence[str | None]) -> tuple["Gallery", list[str]]:
+        """This gallery and a few more photos, in memory (a visitor's photos of a kind they taught):
+        a backend's features are this gallery's and the new photos' (only those are indexed). Photos
+        that do not decode are left out and named in the returned messages. Not for store galleries."""
+        if self.store is not None:
+            raise ValueError("photos cannot be added to a store gallery in memory: index them into the store")
+        good, keep, problems = [], [], []
+        for (fname, data), label in zip(named, labels):
+            try:
+                load_image(data)
+                good.append((fname, data))
+                keep.append(label)
+            except ImageInputError as e:
+                problems.append(f"{safe_name(fname)}: {e}")
+        extra, more = Gallery.from_images(good, name=self.name, labels=keep)
+        g = Gallery(self.name, self.ids + extra.ids, list(self.sources) + extra.sources, list(self.labels) + extra.labels,
+                    (self.captions or [""] * len(self)) + extra.captions, (self.info or [{}] * len(self)) + extra.info)
+        g._parts = (self, extra)
+        return g, problems + more
+
     # -- use ---------------------------------------------------------------------------------
     def display_label(self, i: int) -> str:
         """What a person reads for photo i: its class in words, else the gallery's display name for a
@@ -244,6 +265,10 @@ class Gallery:
         key = backend.feature_key
         if self.store is not None:
             return self._store_features(backend)
+        if self._parts is not None:
+            if key not in self._features:
+                self._features[key] = np.concatenate([part.features(backend, progress) for part in self._parts])
+            return self._features[key]
         while True:
             feats = self._features.get(key)
             if feats is not None:

@@ -16,6 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 import pytest
 
 pytestmark = pytest.mark.browser
@@ -31,6 +32,8 @@ if not Path(CHROMIUM).exists():
     pytest.skip("chromium is not installed (Debian: apt-get install chromium)", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api")
 from sbir_core.app_support import bundled_gallery_present  # noqa: E402
+
+from .conftest import need_data  # noqa: E402
 
 if not bundled_gallery_present():
     pytest.skip("bundled gallery not built", allow_module_level=True)
@@ -234,6 +237,68 @@ def test_galleries_page_indexes_your_own_unlabelled_photos(server, browser, tmp_
     assert "3 photos · photos of" in heading, heading
     assert "filed by the photo labeller" in page.locator("[data-testid='stCaptionContainer']", has_text="carry a kind").first.inner_text()
     page.screenshot(path=str(ART / "galleries-own-photos.png"))
+    ctx.close()
+
+
+def quickdraw_strokes(kind: str, row: int, side: float) -> list[list[tuple[float, float]]]:
+    """Row `row` of a Quick, Draw! simplified-stroke file, scaled into a `side`-px square at (20, 20)."""
+    from sbir_core.data.readers import quickdraw_strokes as read
+    path = need_data("quickdraw", "simplified", f"{kind}.ndjson")
+    d = next(d for n, d in enumerate(read(path, limit=row + 1)) if n == row)
+    s = side / 256
+    return [[(20 + x * s, 20 + y * s) for x, y in zip(np.asarray(xs), np.asarray(ys))] for xs, ys in d["strokes"]]
+
+
+def test_teach_a_new_kind_from_three_drawings(server, browser, tmp_path):
+    """Search → Teach it: three real drawings of a kind no model here knows (triangles, Quick, Draw!
+    rows 10-12), a name, two photos of it; a fourth, held-out drawing then reads as it and its photos
+    come first; Forget takes it back out. Another session never sees it."""
+    from PIL import ImageDraw
+    photos = []
+    for n, colour in enumerate(("orange", "purple")):
+        im = Image.new("RGB", (200, 200), "white")
+        ImageDraw.Draw(im).polygon([(100, 20), (180, 180), (20, 180)], fill=colour)
+        photos.append(tmp_path / f"tri{n}.png")
+        im.save(photos[-1])
+    ctx, page = new_page(browser, server)
+    canvas = page.locator("canvas.upper-canvas").first
+    canvas.wait_for(timeout=60_000)
+    side = min(canvas.bounding_box()["width"], canvas.bounding_box()["height"]) - 40
+    page.get_by_text("Teach it a kind").first.click()
+    page.get_by_label("Name of the kind").fill("triangle")
+    page.keyboard.press("Tab")
+    page.wait_for_timeout(1500)                                              # the name's rerun, before the pen
+    for row in (10, 11, 12):
+        canvas.evaluate("e => e.scrollIntoView({block: 'center'})")      # the panel below may have scrolled it off
+        draw(page, quickdraw_strokes("triangle", row, side))
+        wait_results(page)
+        page.get_by_role("button", name="➕ Add this drawing").click()
+        page.get_by_text(f"({row - 9} so far)").first.wait_for(timeout=30_000)
+    assert "triangle" not in page.locator(".sketch-reading").all_inner_texts()
+    page.locator("[data-testid='stFileUploader']").filter(has_text="Photos of it").locator(
+        "input[type=file]").set_input_files([str(p) for p in photos])
+    page.wait_for_timeout(1000)
+    page.get_by_role("button", name="🧑‍🏫 Teach it").click()
+    page.get_by_text("Taught “triangle” from 3 drawings").first.wait_for(timeout=30_000)
+    canvas.evaluate("e => e.scrollIntoView({block: 'center'})")      # the panel below may have scrolled it off
+    draw(page, quickdraw_strokes("triangle", 1, side))                       # held out: never an example
+    page.locator(".sketch-reading", has_text="I see: triangle").first.wait_for(timeout=30_000)
+    wait_results(page)
+    assert [c.inner_text() for c in page.locator(".card-name").all()[:2]] == ["triangle", "triangle"]
+    no_exception(page)
+    page.screenshot(path=str(ART / "teach-a-kind.png"))
+    other_ctx, other = new_page(browser, server)                            # another visitor: nothing taught
+    draw(other, quickdraw_strokes("triangle", 1, side))
+    wait_results(other)
+    assert "triangle" not in other.locator(".sketch-reading").first.inner_text()
+    other_ctx.close()
+    page.get_by_role("button", name="Forget").click()
+    page.get_by_text("Forgot “triangle”").first.wait_for(timeout=30_000)
+    canvas.evaluate("e => e.scrollIntoView({block: 'center'})")      # the panel below may have scrolled it off
+    draw(page, [[(60, 60), (70, 70)]])                                       # one more stroke: a fresh reading
+    wait_results(page)
+    page.wait_for_timeout(1500)
+    assert "triangle" not in page.locator(".sketch-reading").first.inner_text()
     ctx.close()
 
 

@@ -62,6 +62,11 @@ class Backend(ABC):
         return None
 
     # -- kinds a visitor teaches (sbir_core.teach); backends that read kinds override these ----
+    @property
+    def can_teach(self) -> bool:
+        """Whether `teach` works here (a backend reading kinds, with its imprint calibration)."""
+        return False
+
     def teach(self, kind: str, sketches: Sequence[Any]) -> "Backend":
         """A copy of this backend that also reads `kind`, from a few example drawings (PIL images,
         arrays, bytes or paths); this backend, shared by other sessions, stays as it was."""

@@ -58,6 +58,10 @@ class ClassifierBackend(OnnxBackend):
             return out[0].astype(np.float32)
         return self.edits.read(out[0], out[1], out[2], self.meta["classes"], self._imprint())
 
+    @property
+    def can_teach(self) -> bool:
+        return "imprint" in self.meta
+
     def teach(self, kind: str, sketches: Sequence[Any]) -> Backend:
         name = kind_name(kind)
         if not isinstance(sketches, (list, tuple)) or not sketches:
@@ -86,7 +90,8 @@ class ClassifierBackend(OnnxBackend):
 
     def _imprint(self) -> Imprint:
         if "imprint" not in self.meta:
-            raise TeachError(f"{self.name}'s model files predate teaching: rebuild them with `python -m export.all`.")
+            raise TeachError(f"{self.name} cannot be taught kinds: its model has no imprint calibration "
+                             "(`python -m sbir_core.train.imprint` makes the classifier's).")
         return Imprint.from_meta(self.meta["imprint"])
 
     def _edited(self, edits: KindEdits) -> Backend:
