@@ -15,8 +15,8 @@ from sbir_core.nets.backbone import Top, lite0
 from sbir_core.nets.joint import JointPhotoHead, JointSketchHead, Parts
 from sbir_core.train import photo_labeller
 from sbir_core.train.features import PREPROCESS, sketch_trunk_end
-from sbir_core.train.joint import run_dir
-from sbir_core.train.joint_features import SketchEncoder
+from sbir_core.train.triplet import run_dir
+from sbir_core.train.triplet_features import SketchEncoder
 
 from . import trunk
 from .common import CHECKPOINTS, Chain, chain_parity, export_onnx, load_checkpoint, ship_checkpoint, write_meta
@@ -54,7 +54,7 @@ def main() -> None:
         if (run_dir(name) / "ckpt.pt").is_file():
             ship_checkpoint(run_dir(name) / "ckpt.pt", name)
         if not (CHECKPOINTS / f"{name}.pt").is_file():
-            print(f"{name}: no checkpoint, skipped (python -m sbir_core.train.joint{' --no-edge' if 'noedge' in name else ''})")
+            print(f"{name}: no checkpoint, skipped (python -m sbir_core.train.triplet{' --no-edge' if 'noedge' in name else ''})")
             continue
         s, p, ck, cls = heads(name)
         end = sketch_trunk_end(cls["config"])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .backbone import FEATURE_DIM, TRUNK_BLOCKS, Top, freeze, lite0
@@ -99,66 +98,6 @@ class VocabularyPhotoLabeller(nn.Module):
         unseen = other.sum(dim=-1, keepdim=True)                                         # (B, 1) O
         w = self.imagenet_weight
         return ((1.0 - unseen) * probe + w * other) / (1.0 - unseen + w * unseen)       # (B, C)
-
-
-class SketchEmbedding(nn.Module):
-    """Sketch (and edge-map) branch: trainable MBConv blocks[start:] (none by default) + head conv +
-    projection, unit vectors. (B, C, h, w) trunk features (up to block `start`) -> (B, D)."""
-
-    def __init__(self, dim: int = 256, dropout: float = 0.0, start: int = TRUNK_BLOCKS):
-        super().__init__()
-        self.top = imagenet_top(start)
-        self.drop = nn.Dropout(dropout)
-        self.proj = nn.Linear(FEATURE_DIM, dim)
-
-    def forward(self, f: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.proj(self.drop(self.top(f))), dim=-1)
-
-
-class PhotoProjection(nn.Module):
-    """Photo branch after the frozen ImageNet head: linear (hidden=0) or an MLP into the joint space. (B, 1280) -> (B, D)."""
-
-    def __init__(self, dim: int = 256, hidden: int = 1024, dropout: float = 0.2):
-        super().__init__()
-        self.mlp = (nn.Sequential(nn.Dropout(dropout), nn.Linear(FEATURE_DIM, dim)) if hidden == 0 else
-                    nn.Sequential(nn.Linear(FEATURE_DIM, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, dim)))
-
-    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.mlp(pooled), dim=-1)
-
-
-class PhotoEmbedding(nn.Module):
-    """Photo branch for export: frozen ImageNet head + projection. (B, 320, h, w) -> (B, D)."""
-
-    def __init__(self, projection: PhotoProjection):
-        super().__init__()
-        self.top = freeze(imagenet_top())
-        self.projection = copy.deepcopy(projection)
-
-    def forward(self, f: torch.Tensor) -> torch.Tensor:
-        return self.projection(self.top(f))
-
-
-def class_posteriors(e: torch.Tensor, proxies: torch.Tensor, scale: float) -> torch.Tensor:
-    """(B, D) unit embeddings -> (B, C) class posteriors over the (unit) proxies, L2-normalised."""
-    return F.normalize(torch.softmax(scale * e @ proxies.T, dim=-1), dim=-1)
-
-
-class PosteriorSpace(nn.Module):
-    """A trained branch's unit vectors -> its class posterior over the proxies, L2-normalised.
-
-    Serving space of `triplet`: cosine in the trained 256-d space lets neighbouring classes'
-    photos interleave; in posterior space photos of one class gather, as the classifier's do
-    (Sketchy test mAP@all 0.33 -> 0.46 for the same checkpoint). (B, ...) -> (B, n_classes)."""
-
-    def __init__(self, branch: nn.Module, proxies: torch.Tensor, scale: float):
-        super().__init__()
-        self.branch = branch
-        self.register_buffer("proxies", F.normalize(proxies.detach().clone(), dim=-1))
-        self.scale = scale
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return class_posteriors(self.branch(x), self.proxies, self.scale)
 
 
 class SmallSketchCNN(nn.Module):

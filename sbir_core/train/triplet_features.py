@@ -1,4 +1,4 @@
-"""Cache what the `triplet` joint embedding trains on: `python -m sbir_core.train.joint_features` (~15 min, 2 cores).
+"""Cache what the `triplet` joint embedding trains on: `python -m sbir_core.train.triplet_features` (~15 min, 2 cores).
 
 The joint embedding sits on parts that stay frozen while it trains:
 - sketches (and photo edge maps, the edge branch) go through the `classifier` backend's trained sketch
@@ -112,7 +112,6 @@ def build(sets: tuple[str, ...] = SETS, seed: int = 0) -> None:
     pp = PREPROCESS
 
     def save(name: str, recs: list[Record], views: int, **arrays: np.ndarray) -> None:
-        t = time.time()
         arrays = {k: v.reshape(len(recs), views, *v.shape[1:]) for k, v in arrays.items()}
         np.savez(CACHE / f"joint_{name}.npz", **arrays)
         (CACHE / f"joint_{name}.json").write_text(json.dumps([asdict(r) for r in recs]))
