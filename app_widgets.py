@@ -739,11 +739,11 @@ def map_thumbnail_url(emb: Any, i: int, size: int = 72) -> str:
     """A small data-URL preview of map point i for the hover tooltip ('' when its file is not here)."""
     import base64
     import io
-    path = emb.resolve(i)
-    if path is None:
+    source = emb.image(i)
+    if source is None:
         return ""
     try:
-        im = load_image(path).convert("RGB")
+        im = load_image(source).convert("RGB")
     except ImageInputError:
         return ""
     im.thumbnail((size, size))

@@ -7,7 +7,7 @@ import streamlit as st
 import app_widgets as ui
 from sbir_core.app_support import backend_infos, load_report, map_classes_to_colour, map_label_placement
 from sbir_core.data.classes import display
-from sbir_core.tsne_map import EmbeddingMap, build_command, map_path, sketch_vector
+from sbir_core.tsne_map import EmbeddingMap, map_path, sketch_vector
 
 st.title("🗺️ Embedding map")
 st.caption("Each dot is a gallery photo (●) or a real held-out sketch (▲) in the backend's embedding space, "
@@ -33,10 +33,8 @@ mean_ap = {n: m.get("mAP@all") or 0.0 for n, m in ((load_report() or {}).get("ba
            if isinstance(m, dict)}
 with_maps = sorted((i.name for i in infos if map_path(i.name).is_file()),     # the best-measured space first:
                    key=lambda n: -mean_ap.get(n, 0.0))                        # the joint embedding, not a baseline
-without = [i.name for i in infos if i.name not in with_maps and i.name != "random"]
 if not with_maps:
-    st.info("No embedding map has been built yet. Build one per embedding backend with:\n\n"
-            + "\n".join(f"- `{build_command(n)}`" for n in without))
+    st.info("No embedding map comes with these models yet: the other pages work without one.")
     st.stop()
 
 left, right = st.columns([5, 7], gap="large")
@@ -45,9 +43,6 @@ with left:
     name = st.selectbox("Map of", with_maps, index=with_maps.index(current) if current in with_maps else 0,
                         format_func=ui.backend_label, key="map_backend")
     ui.sketch_input()
-    if without:
-        st.caption("No map yet for " + ", ".join(without) + ": build with "
-                   + ", ".join(f"`{build_command(n)}`" for n in without))
 
 mtime = map_path(name).stat().st_mtime
 try:
@@ -64,7 +59,7 @@ if sketch is not None:
     if backend is None:
         note = ("error", err)
     elif backend.feature_key != emb.feature_key:
-        note = ("warning", f"The map was built with another version of this model; rebuild it with `{build_command(name)}`.")
+        note = ("warning", "This map was drawn for an earlier version of this model, so your sketch is not placed on it.")
     else:
         try:
             (px, py), nn = emb.place(sketch_vector(backend, sketch["png"]))

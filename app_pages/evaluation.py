@@ -5,7 +5,7 @@ import streamlit as st
 
 import app_widgets as ui
 from sbir_core.app_support import (METRICS_FILE, backend_infos, curve_series, load_curves, load_report, metrics_rows,
-                                   per_class_rows, refit_summary)
+                                   per_class_rows)
 
 st.title("📊 Evaluation")
 report = load_report()
@@ -43,6 +43,27 @@ else:
         st.dataframe(pc, hide_index=True, width="stretch", height=420, column_config={
             n: st.column_config.ProgressColumn(n, format="%.2f", min_value=0.0, max_value=1.0) for n in names})
 
+st.subheader("Retrieval by similarity")
+st.caption("The Search page's “By similarity” switch returns every photo whose cosine similarity to the sketch "
+           "is at least a threshold. Precision: the share of those photos that show the drawn kind; recall: the "
+           "share of the kind's photos returned. Measured on the validation sketches against Sketchy photos; "
+           "the slider starts at the best F1 (the rule).")
+for info in backend_infos():
+    curve = info.meta.get("threshold_curve") or []
+    if not curve or "precision" not in curve[0]:
+        continue
+    long = pd.DataFrame(curve).melt(id_vars=["threshold"], value_vars=["precision", "recall"], var_name="series",
+                                    value_name="share")
+    start = float(info.meta.get("default_threshold", 0.5))
+    lines = alt.Chart(long).mark_line(point=True).encode(
+        x=alt.X("threshold:Q", title="similarity at least"), y=alt.Y("share:Q", scale=alt.Scale(domain=[0, 1])),
+        color=alt.Color("series:N", legend=alt.Legend(orient="bottom", title=None)),
+        tooltip=["threshold", "series", alt.Tooltip("share:Q", format=".3f")])
+    rule = alt.Chart(pd.DataFrame({"threshold": [start]})).mark_rule(strokeDash=[4, 4]).encode(x="threshold:Q")
+    with st.container(border=True):
+        st.markdown(f"**{info.title}** · slider starts at {start:.2f}")
+        st.altair_chart((lines + rule).properties(height=240), width="stretch")
+
 st.subheader("Training curves")
 shown = 0
 for info in backend_infos():
@@ -63,7 +84,5 @@ for info in backend_infos():
                 color=alt.Color("series:N", legend=alt.Legend(orient="bottom", title=None)),
                 tooltip=[x, "series", alt.Tooltip(f"{title}:Q", format=".4f")]).properties(height=260),
                 width="stretch")
-        if refit := refit_summary(info.meta):
-            st.caption(refit)
 if not shown:
     st.caption("No backend has training curves yet (trained backends write `models/<name>_curves.json`).")

@@ -79,7 +79,8 @@ def main() -> None:
             "sketch_model": [trunk.file_name(end), sf], "photo_model": [trunk.FILE, pf],
             "embedding_dim": dim,
             "preprocess": PREPROCESS.to_dict(), "curves": f"{name}_curves.json", "train_config": c,
-            "instance_weight": ck["instance_weight"], "val": ck["val"], "onnx_parity_max_abs": err})
+            "instance_weight": ck["instance_weight"], "val": ck["val"], "onnx_parity_max_abs": err,
+            "default_threshold": ck["default_threshold"], "threshold_curve": ck["threshold_curve"]})
         if (run_dir(name) / "curves.json").is_file():
             shutil.copyfile(run_dir(name) / "curves.json", MODELS_DIR / f"{name}_curves.json")
         print(f"{name} exported ({dim}-d, parity {err:.1e})")

@@ -400,7 +400,7 @@ def per_class_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def load_curves(name: str) -> list[dict[str, Any]] | None:
-    """A backend's per-epoch training curves (`models/<name>_curves.json`, or the file its
+    """A backend's training curves, per epoch or step (`models/<name>_curves.json`, or the file its
     metadata names), or None when it has none."""
     candidates = [MODELS_DIR / f"{name}_curves.json"]
     try:
@@ -418,29 +418,13 @@ def load_curves(name: str) -> list[dict[str, Any]] | None:
             rows = rows.get("epochs") or rows.get("curves") or []
         if not isinstance(rows, list):
             continue
-        rows = [r for r in rows if isinstance(r, dict) and "epoch" in r]
+        rows = [r for r in rows if isinstance(r, dict) and ("epoch" in r or "step" in r)]
         if rows:
             return rows
     return None
 
 
-def refit_summary(meta: dict[str, Any]) -> str | None:
-    """One line on a `triplet` model's second training stage (the photo branch refit, after the
-    curves' last epoch): its validation before -> after, from the metadata; None without one."""
-    refit = meta.get("photo_refit") or {}
-    before, after = refit.get("before") or {}, refit.get("after") or {}
-    if not isinstance(before, dict) or not isinstance(after, dict):
-        return None
-    parts = [f"{label} {before[k]:.3f} → {after[k]:.3f}" for k, label in
-             (("val_mAP_served", "val mAP@all"), ("val_P@20_served", "val P@20"),
-              ("val_acc@10_served", "val acc@10"), ("val_photo_top1", "val photos filed under their class"))
-             if isinstance(before.get(k), (int, float)) and isinstance(after.get(k), (int, float))]
-    if not parts:
-        return None
-    return "After the last epoch, the photo branch is refit alone (served class-posterior space): " + ", ".join(parts) + "."
-
-
-QUALITY_MARKS = ("acc", "top5", "mAP", "P@")
+QUALITY_MARKS = ("acc", "top1", "top5", "mAP", "P@")
 NOT_PLOTTED = {"epoch", "step", "seconds", "minutes"}
 
 

@@ -184,7 +184,7 @@ def test_second_session_reuses_the_warm_caches(server, browser):
 
 def test_examples_and_presenter_mode(server, browser):
     ctx, page = new_page(browser, server, "?presenter=1")
-    page.get_by_text("Examples").first.click()
+    page.locator("button", has_text="Examples").first.click()
     page.locator("[class*='st-key-example-'] button", has_text="apple").first.click()
     wait_results(page)
     page.wait_for_timeout(1000)
@@ -208,7 +208,8 @@ def test_upload_a_phone_photo_of_a_drawing_on_paper(server, browser, tmp_path):
                 "table").save(photo, quality=85)
     ctx, page = new_page(browser, server)
     page.get_by_text("Upload", exact=True).first.click()
-    page.locator("input[type='file']").first.set_input_files(str(photo))
+    page.locator("[data-testid='stFileUploader']").filter(has_text="Upload a sketch").locator(
+        "input[type='file']").set_input_files(str(photo))
     wait_results(page)
     page.wait_for_timeout(1000)
     no_exception(page)

@@ -78,9 +78,11 @@ def test_store_gallery_searches_like_the_bundled_one(bundled_lite):
         a, b = backends["classifier"].search(sketch, g, k=10), backends["classifier"].search(sketch, sg, k=10)
         assert b.labels == a.labels
         np.testing.assert_allclose(b.scores, a.scores, rtol=2e-4)
-    within = backends["triplet"].search_within(EXAMPLES[0], sg, 0.5)
-    assert len(within.ids) > 0 and (within.scores >= 0.5).all()
-    ref = backends["triplet"].search_within(EXAMPLES[0], g, 0.5)
+    top = float(backends["triplet"].search(EXAMPLES[0], g, k=1).scores[0])
+    t = min(backends["triplet"].default_threshold, top - 0.02)     # the slider's start, or just under the best
+    within = backends["triplet"].search_within(EXAMPLES[0], sg, t)
+    assert len(within.ids) > 0 and (within.scores >= t).all()
+    ref = backends["triplet"].search_within(EXAMPLES[0], g, t)
     assert same_ranking(ref.ids, ref.scores, within.ids, within.scores)
     assert sg.image(int(within.indices[0])).size[0] > 0              # photos read from their files on demand
 

@@ -35,8 +35,10 @@ def test_a_map_is_built_loaded_and_places_a_new_sketch_among_its_kind(tmp_path, 
             "--per-class", "2", "--perplexity", "5", "--out", str(out))
     assert r.returncode == 0 and r.stdout.strip() == f"wrote {out}", r.stderr
     m = EmbeddingMap.load("triplet", tmp_path / "models")
-    assert m.coords.shape == (28, 2) and np.isfinite(m.coords).all()
-    assert list(m.domains).count("photo") == 20 and list(m.domains).count("sketch") == 8
+    assert m.coords.shape == (36, 2) and np.isfinite(m.coords).all()
+    assert list(m.domains).count("photo") == 20 and list(m.domains).count("sketch") == 8 + 8   # + 2 doodles a kind
+    doodle = int(np.flatnonzero(np.char.find(m.sources.astype(str), "quickdraw") >= 0)[0])
+    assert m.image(doodle).size == (400, 400)                    # a held-out doodle, drawn as on the canvas
     assert m.feature_key == load_backend("triplet").feature_key
     new = held["cat"][2]                                         # a sketch the map was not built with
     _, near = m.place(sketch_vector(load_backend("triplet"), Image.open(new.path)))

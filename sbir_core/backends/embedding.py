@@ -57,6 +57,12 @@ class OnnxBackend(Backend):
 class EmbeddingBackend(OnnxBackend):
     """Sketch and photo encoders into one space; ranking by cosine similarity."""
 
+    @property
+    def default_threshold(self) -> float:
+        """Where the app's similarity slider starts: chosen on validation data by the trainer
+        (`default_threshold` in the metadata) where it was, else 0.5."""
+        return float(self.meta.get("default_threshold", 0.5))
+
     def encode_photos(self, x: np.ndarray) -> np.ndarray:
         return l2_normalise(self.photo_model(x)[0]).astype(np.float32)                  # (B, D)
 

@@ -33,6 +33,7 @@ from ..nets.joint import Parts, fuse, photo_semantic
 from .features import CACHE
 
 WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)   # instance weights tried on val
+THRESHOLDS = tuple(round(float(t), 2) for t in np.arange(0.0, 1.001, 0.05))   # the app slider's stops
 MAP_TOLERANCE = 0.01                        # a weight may cost at most this much val mAP@all against w = 0
 
 
@@ -88,6 +89,45 @@ def hardest_triplet(anchor: torch.Tensor, photos: torch.Tensor, same: torch.Tens
     return F.relu(margin + neg - pos)[ok].mean()
 
 
+def threshold_curve(sim: np.ndarray, right: np.ndarray) -> list[dict]:
+    """Retrieval by distance (every photo with cosine >= t): precision and recall of "a photo of the
+    drawn kind" over all (sketch, photo) pairs, and F1, for each of the slider's thresholds."""
+    out = []
+    for t in THRESHOLDS:
+        keep = sim >= t
+        hit = float((keep & right).sum())
+        p, r = hit / max(1.0, float(keep.sum())), hit / max(1.0, float(right.sum()))
+        out.append({"threshold": t, "precision": round(p, 4), "recall": round(r, 4),
+                    "f1": round(2 * p * r / max(p + r, 1e-9), 4), "mean_returned": round(float(keep.sum(1).mean()), 1)})
+    return out
+
+
+def choose_threshold(ckpt: Path) -> float:
+    """The similarity slider's default for a trained checkpoint: the threshold with the best F1 on the
+    validation sketches against every train + val Sketchy photo; curve and choice saved into it."""
+    ck = torch.load(ckpt, map_location="cpu", weights_only=False)
+    c = ck["config"]
+    parts = Parts(len(ck["classes"]), c["dim"], c["hidden"], c["dropout"], c["mid"], c["cell"])
+    parts.load_state_dict({k: v.float() for k, v in ck["state_dict"].items()})
+    parts.eval()
+    index = {k: i for i, k in enumerate(ck["classes"])}
+    (sk, sk_recs), (ph, ph_recs) = load("sketches"), load("photos")
+    q = np.asarray([i for i, r in enumerate(sk_recs) if r["split"] == "val" and r["label"] in index])
+    g = np.asarray([i for i, r in enumerate(ph_recs) if r["label"] in index])
+    t = lambda a: torch.from_numpy(np.asarray(a, dtype=np.float32))  # noqa: E731
+    with torch.no_grad():
+        qv = fuse(parts.sketch_sem(t(sk["pooled"][q, 0])), parts.sketch_inst(t(sk["grid"][q, 0])), ck["instance_weight"])
+        gs = photo_semantic(parts.photo_sem(t(ph["pooled"][g, 0])), t(ph["probs"][g, 0]), parts.proxies, c["prior"])
+        gv = fuse(gs, parts.photo_inst(t(ph["grid"][g, 0])), ck["instance_weight"])
+    right = np.asarray([sk_recs[i]["label"] for i in q])[:, None] == np.asarray([ph_recs[i]["label"] for i in g])[None, :]
+    curve = threshold_curve((qv @ gv.T).numpy(), right)
+    best = max(curve, key=lambda row: row["f1"])
+    ck["threshold_curve"], ck["default_threshold"] = curve, best["threshold"]
+    torch.save(ck, ckpt)
+    print(f"default threshold {best['threshold']} (val precision {best['precision']}, recall {best['recall']})")
+    return best["threshold"]
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--no-edge", action="store_true", help="no edge maps (the `triplet_noedge` ablation)")
@@ -95,6 +135,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--prior", type=float)
     ap.add_argument("--seed", type=int)
     ap.add_argument("--run-name", help="default: the backend's name")
+    ap.add_argument("--threshold-only", action="store_true",
+                    help="only (re)choose the similarity slider's default for the run's checkpoint")
     args = ap.parse_args(argv)
     cfg = JointConfig(edge=not args.no_edge)
     for k in ("steps", "prior", "seed"):
@@ -102,6 +144,9 @@ def main(argv: list[str] | None = None) -> None:
             setattr(cfg, k, getattr(args, k))
     name = "triplet" if cfg.edge else "triplet_noedge"
     out = run_dir(args.run_name or name)
+    if args.threshold_only:
+        choose_threshold(out / "ckpt.pt")
+        return
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(2)
@@ -274,6 +319,7 @@ def main(argv: list[str] | None = None) -> None:
                 "val": {str(k): v for k, v in val.items()}, "seconds": round(time.time() - t0)}, out / "ckpt.pt")
     (out / "curves.json").write_text(json.dumps(curves, indent=1) + "\n")
     print(f"saved {out / 'ckpt.pt'} (instance weight {weight})")
+    choose_threshold(out / "ckpt.pt")
 
 
 if __name__ == "__main__":
