@@ -89,10 +89,13 @@ class ClassifierBackend(OnnxBackend):
         return self.edits.kinds()
 
     def _imprint(self) -> Imprint:
+        if getattr(self, "_imprint_memo", None) is not None:
+            return self._imprint_memo
         if "imprint" not in self.meta:
             raise TeachError(f"{self.name} cannot be taught kinds: its model has no imprint calibration "
                              "(`python -m sbir_core.train.imprint` makes the classifier's).")
-        return Imprint.from_meta(self.meta["imprint"])
+        self._imprint_memo = Imprint.from_meta(self.meta["imprint"])
+        return self._imprint_memo
 
     def _edited(self, edits: KindEdits) -> Backend:
         new = copy.copy(self)              # shares the ONNX sessions; its own kinds and memos

@@ -85,6 +85,10 @@ def run(cfg: BenchConfig, names: Sequence[str], sections: Sequence[str]) -> dict
                              "quickdraw_rows": [min(data.QUICKDRAW_EVAL_ROWS), max(data.QUICKDRAW_EVAL_ROWS)],
                              "quickdraw_rows_disjoint_from_training": data.quickdraw_rows_disjoint_from_training(),
                              "seconds": round(time.perf_counter() - t0, 1)}
+        if "classifier" in names:
+            from ..backends import load_backend
+            from ..train.imprint import measure                 # numpy and ONNX Runtime only
+            report["quality"]["teaching"] = measure(load_backend("classifier"))
 
     if "speed" in sections:
         t0 = time.perf_counter()
@@ -119,6 +123,9 @@ def run(cfg: BenchConfig, names: Sequence[str], sections: Sequence[str]) -> dict
     return report
 
 
+TAUGHT_KINDS = ("robot", "logo", "microscope", "pipette") * 5      # names only: the latency of 20 taught kinds
+
+
 def _speed(cfg: BenchConfig, names: Sequence[str], gallery: Any, data: Any, speed: Any) -> dict[str, Any]:
     """Latency, cold start and indexing for every backend that has a model (one thread each)."""
     from ..backends import load_backend
@@ -134,6 +141,11 @@ def _speed(cfg: BenchConfig, names: Sequence[str], gallery: Any, data: Any, spee
             backend = load_backend(n, threads=1)
             out["latency"][n] = speed.query_latency(backend, gallery, sketches, cfg.warmup)
             out["indexing"][n] = speed.indexing_throughput(backend, photos)
+            if backend.can_teach:                      # the same queries with 20 kinds taught (sbir_core.teach)
+                taught = backend
+                for i, kind in enumerate(TAUGHT_KINDS):
+                    taught = taught.teach(f"{kind} {i}", sketches[i % len(sketches):][:3])
+                out.setdefault("latency_taught", {})[n] = speed.query_latency(taught, gallery, sketches, cfg.warmup)
         except Exception as e:
             out["latency"][n] = {"error": f"{type(e).__name__}: {e}"}
         out["cold_start"][n] = speed.cold_start(n, sketch_files[0], cfg.cold_runs)
