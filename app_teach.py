@@ -1,6 +1,7 @@
 """The Search page's "Teach it" panel: name a kind, draw a few examples, and from the next stroke the
 reading knows it (`Backend.teach`, weight imprinting: sbir_core.teach). Taught kinds live in this
-browser session only; the shared backends other visitors use never change.
+browser session; the shared backends other visitors use never change. Presenter mode can keep them
+in a folder on this machine (`sbir_core.teach.taught_dir`), which every new session starts from.
 
 Session state: `teach_examples` (the drawings collected so far), `taught_kinds` ({kind: drawings}, in
 teaching order), `taught_photos` ({kind: [(file name, bytes)]}: photos of it, searched with the gallery),
@@ -18,16 +19,28 @@ from sbir_core.app_support import Thumbnails
 from sbir_core.backends import Backend
 from sbir_core.data.classes import display
 from sbir_core.data.preprocess import ImageInputError, load_image
-from sbir_core.teach import MAX_EXAMPLES, TeachError, kind_name
+from sbir_core.teach import MAX_EXAMPLES, TeachError, kind_name, load_taught, save_taught, taught_dir
 
 SUGGESTED_EXAMPLES = 3
+
+
+def taught_kinds() -> dict[str, list[Any]]:
+    """This session's taught kinds ({kind: example drawings}); a new session starts from the kinds
+    kept on this machine (nothing, unless a presenter kept some)."""
+    state = st.session_state
+    if "taught_kinds" not in state:
+        try:
+            state["taught_kinds"], state["taught_photos"] = load_taught(taught_dir())
+        except OSError:
+            state["taught_kinds"], state["taught_photos"] = {}, {}
+    return state["taught_kinds"]
 
 
 def session_backend(name: str, shared: Backend) -> Backend:
     """The backend as this session sees it: the shared one, taught this session's kinds (a copy, built
     once per change). A backend that cannot be taught stays the shared one."""
     state = st.session_state
-    kinds: dict[str, list[Any]] = state.get("taught_kinds") or {}
+    kinds = taught_kinds()
     if not kinds:
         return shared
     cache = state.setdefault("taught_backends", {})
@@ -49,7 +62,8 @@ def session_gallery(gallery: Gallery, thumbs: Thumbnails) -> tuple[Gallery, Thum
     change; the shared gallery's features are reused, only these photos are indexed), and messages
     naming photos that could not be read."""
     state = st.session_state
-    photos = {k: v for k, v in (state.get("taught_photos") or {}).items() if v and k in (state.get("taught_kinds") or {})}
+    kinds = taught_kinds()
+    photos = {k: v for k, v in (state.get("taught_photos") or {}).items() if v and k in kinds}
     if not photos or gallery.store is not None:
         return gallery, thumbs, []
     key = (gallery.content_key, teach_version())
@@ -94,7 +108,7 @@ def _teach(shared: Backend | None) -> None:
     except TeachError as e:
         state["teach_message"] = ("warning", str(e))
         return
-    kinds = dict(state.get("taught_kinds") or {})
+    kinds = dict(taught_kinds())
     again = name in kinds
     kinds.pop(name, None)
     kinds[name] = examples
@@ -109,11 +123,22 @@ def _teach(shared: Backend | None) -> None:
 
 
 def _remove(kind: str) -> None:
-    kinds = dict(st.session_state.get("taught_kinds") or {})
+    kinds = dict(taught_kinds())
     kinds.pop(kind, None)
     st.session_state["taught_kinds"] = kinds
     st.session_state["teach_message"] = ("info", f"Forgot “{display(kind)}”.")
     _changed()
+
+
+def _keep() -> None:
+    """Presenter mode: keep this session's taught kinds on this machine for every new session."""
+    state = st.session_state
+    try:
+        n = save_taught(taught_dir(), taught_kinds(), state.get("taught_photos") or {})
+        state["teach_message"] = ("success", f"Kept {n} kind{'s' if n != 1 else ''} in {taught_dir()}: every new "
+                                             "session here starts with them.")
+    except (OSError, TeachError) as e:
+        state["teach_message"] = ("warning", f"Could not keep them: {e}")
 
 
 def _uploaded() -> None:
@@ -127,11 +152,11 @@ def _uploaded() -> None:
             st.session_state["teach_message"] = ("warning", f"{f.name}: {e}")
 
 
-def panel(shared: Backend | None, drawing: Callable[[], Any], clear: Callable[[], None]) -> None:
+def panel(shared: Backend | None, drawing: Callable[[], Any], clear: Callable[[], None], presenter: bool = False) -> None:
     """The expander under the canvas. `drawing()`: the canvas's drawing when the button is clicked
     (a stroke reruns only the canvas's fragment, not this panel), None when blank; `clear()` empties it."""
     state = st.session_state
-    kinds: dict[str, list[Any]] = state.get("taught_kinds") or {}
+    kinds = taught_kinds()
     title = "🧑‍🏫 Teach it a kind" + (f" · {len(kinds)} taught" if kinds else "")
     with st.expander(title, expanded=bool(state.get("teach_examples")) or bool(state.get("teach_message"))):
         if shared is not None and not shared.can_teach:
@@ -159,7 +184,7 @@ def panel(shared: Backend | None, drawing: Callable[[], Any], clear: Callable[[]
         if message:
             getattr(st, message[0])(message[1])
         if kinds:
-            st.caption("Taught in this session (only you see them):")
+            st.caption("Taught here (only this session sees them" + (", unless kept)" if presenter else ")") + ":")
             photos = state.get("taught_photos") or {}
             for kind, ex in kinds.items():
                 n_photos = len(photos.get(kind) or [])
@@ -167,3 +192,6 @@ def panel(shared: Backend | None, drawing: Callable[[], Any], clear: Callable[[]
                     st.markdown(f"**{html.escape(display(kind))}** · {len(ex)} drawing{'s' if len(ex) > 1 else ''}"
                                 + (f" · {n_photos} photo{'s' if n_photos > 1 else ''}" if n_photos else ""))
                     st.button("Forget", key=f"teach_forget_{kind}", on_click=_remove, args=(kind,))
+        if presenter:
+            st.button("💾 Keep on this machine", key="teach_keep", on_click=_keep,
+                      help=f"Saves the taught kinds (and their photos) to {taught_dir()}; every new session starts with them.")

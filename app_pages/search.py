@@ -27,7 +27,7 @@ def live_search() -> None:
     if st.session_state.get("backend"):
         with teach_slot:
             shared, _ = ui.backend_or_message(st.session_state["backend"])
-            app_teach.panel(shared, ui.current_drawing, ui.clear_canvas)
+            app_teach.panel(shared, ui.current_drawing, ui.clear_canvas, presenter)
 
 
 @st.fragment

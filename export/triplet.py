@@ -66,20 +66,20 @@ def main() -> None:
                   chain_parity(Chain(trunk.trunk(), p), [MODELS_DIR / trunk.FILE, MODELS_DIR / pf], PREPROCESS.size))
         c = ck["config"]
         dim = c["dim"] + c["cell"] * trunk.FEATURE_SHAPE[1] * trunk.FEATURE_SHAPE[2]
-        write_meta(name, {"classes": None, "trained_dim": None, "best_val_mAP": None, "photo_refit": None,   # the earlier model's
-                          "backend": name, "title": TITLES[name],
-            "description": f"One {dim}-d space for sketches and photos, compared by cosine: a semantic part "
-                           f"({c['dim']}-d; sketches through the classifier's trained trunk, photos through the "
-                           "ImageNet trunk plus the photo labeller's reading; cosine-softmax over proxies of all "
-                           f"{len(ck['classes'])} kinds + cross-domain triplet loss on hardest negatives"
-                           + (", photo edge maps as sketches" if c["edge"] else "") + ") and an instance part (the "
-                           "6x6 grid's per-cell codes, triplet loss with the drawn photo as positive and photos "
-                           f"of its kind as negatives), weighted {1 - ck['instance_weight']:.1f} / "
-                           f"{ck['instance_weight']:.1f}",
-            "sketch_model": [trunk.file_name(end), sf], "photo_model": [trunk.FILE, pf],
-            "embedding_dim": dim,
+        w = ck["instance_weight"]
+        description = (
+            f"One {dim}-d space for sketches and photos, compared by cosine: a semantic part ({c['dim']}-d; sketches "
+            "through the classifier's trained trunk, photos through the ImageNet trunk plus the photo labeller's "
+            f"reading; cosine-softmax over proxies of all {len(ck['classes'])} kinds + cross-domain triplet loss on "
+            "hardest negatives" + (", photo edge maps as sketches" if c["edge"] else "") + ") and an instance part "
+            "(the 6x6 grid's per-cell codes; triplet loss with the drawn photo as positive and photos of its kind as "
+            f"negatives), weighted {1 - w:.1f} / {w:.1f}")
+        earlier = {"classes": None, "trained_dim": None, "best_val_mAP": None, "photo_refit": None}   # the old model's
+        write_meta(name, earlier | {
+            "backend": name, "title": TITLES[name], "description": description,
+            "sketch_model": [trunk.file_name(end), sf], "photo_model": [trunk.FILE, pf], "embedding_dim": dim,
             "preprocess": PREPROCESS.to_dict(), "curves": f"{name}_curves.json", "train_config": c,
-            "instance_weight": ck["instance_weight"], "val": ck["val"], "onnx_parity_max_abs": err,
+            "instance_weight": w, "val": ck["val"], "onnx_parity_max_abs": err,
             "default_threshold": ck["default_threshold"], "threshold_curve": ck["threshold_curve"]})
         if (run_dir(name) / "curves.json").is_file():
             shutil.copyfile(run_dir(name) / "curves.json", MODELS_DIR / f"{name}_curves.json")

@@ -49,8 +49,14 @@ class BackendInfo:
     error: str | None = None          # damaged metadata: the message, with the rebuild command
 
 
+# the order pickers and the Compare page list backends in: the demo's three methods, then the other
+# trained backends, the ablations and the baselines (a backend not named here comes before the baselines)
+BACKEND_ORDER = ("classifier", "triplet", "cgan", "instance", "context", "triplet_noedge", "classifier_small",
+                 "pretrained", "random")
+
+
 def backend_infos() -> list[BackendInfo]:
-    """Every backend whose model files are present, then the baselines; never raises. A backend
+    """Every backend whose model files are present, in BACKEND_ORDER; never raises. A backend
     whose metadata is invalid, or names a model file that is not there, carries the message."""
     out = []
     for name in available_backends(include_baselines=True):
@@ -69,14 +75,8 @@ def backend_infos() -> list[BackendInfo]:
                                    baseline=name == "pretrained", meta=meta))
         except ModelFileError as e:
             out.append(BackendInfo(name, name, error=str(e)))
-    return out
-
-
-def backend_title(name: str) -> str:
-    for info in backend_infos():
-        if info.name == name:
-            return info.title
-    return name
+    rank = {n: i for i, n in enumerate(BACKEND_ORDER)}
+    return sorted(out, key=lambda i: rank.get(i.name, BACKEND_ORDER.index("pretrained") - 0.5))
 
 
 # -- galleries -------------------------------------------------------------------------------
@@ -464,11 +464,6 @@ def canvas_size(available_width: float | None, viewport_height: float | None = N
             h = min(h, max(200.0, room))
             w = min(w, h / 0.75)
     return int(w), int(h)
-
-
-def sketch_scale(canvas_width: float) -> float:
-    """Canvas pixels -> sketch pixels: one factor for coordinates and stroke widths alike."""
-    return SKETCH_WIDTH / float(canvas_width)
 
 
 def scale_drawing(drawing: dict[str, Any] | None, factor: float) -> dict[str, Any] | None:

@@ -14,8 +14,11 @@ logit is dropped. P(kind) is the softmax over what is left: the trained kinds, t
 from __future__ import annotations
 
 import html
+import io
+import os
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -119,3 +122,57 @@ class KindEdits:
         z = z - z.max(axis=1, keepdims=True)
         e = np.exp(z)
         return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+# -- taught kinds kept on a machine (the app's presenter mode) --------------------------------
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+
+
+def taught_dir() -> Path:
+    """Where presenter mode keeps taught kinds and the app loads them from at start:
+    $SBIR_TAUGHT_DIR, else ~/.sketchsearch/taught (outside the repository)."""
+    return Path(os.environ.get("SBIR_TAUGHT_DIR") or Path.home() / ".sketchsearch" / "taught")
+
+
+def save_taught(folder: Path, kinds: dict[str, list[Any]], photos: dict[str, list[tuple[str, bytes]]]) -> int:
+    """Write each kind as `<folder>/<kind>/example_<n>.png` (+ `photo_<n><suffix>`), replacing what
+    the folder held; returns the number of kinds written."""
+    import shutil
+    from .data.preprocess import load_image
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.iterdir():
+        if old.is_dir() and old.name not in kinds:
+            shutil.rmtree(old)
+    for kind, examples in kinds.items():
+        d = folder / kind_name(kind)
+        if d.exists():
+            shutil.rmtree(d)
+        d.mkdir()
+        for n, ex in enumerate(examples):
+            buf = io.BytesIO()
+            load_image(ex).convert("L").save(buf, "PNG")
+            (d / f"example_{n}.png").write_bytes(buf.getvalue())
+        for n, (name, data) in enumerate(photos.get(kind) or []):
+            suffix = Path(name).suffix.lower()
+            (d / f"photo_{n}{suffix if suffix in PHOTO_SUFFIXES else '.jpg'}").write_bytes(data)
+    return len(kinds)
+
+
+def load_taught(folder: Path) -> tuple[dict[str, list[bytes]], dict[str, list[tuple[str, bytes]]]]:
+    """What `save_taught` wrote: ({kind: example PNGs}, {kind: [(file name, bytes)]}); a missing
+    folder is nothing taught, and a sub-folder without examples or with a name that is no kind is skipped."""
+    kinds: dict[str, list[bytes]] = {}
+    photos: dict[str, list[tuple[str, bytes]]] = {}
+    if not folder.is_dir():
+        return kinds, photos
+    for d in sorted(p for p in folder.iterdir() if p.is_dir()):
+        try:
+            kind = kind_name(d.name)
+        except TeachError:
+            continue
+        examples = [p.read_bytes() for p in sorted(d.glob("example_*.png"))][:MAX_EXAMPLES]
+        if not examples or len(kinds) >= MAX_TAUGHT:
+            continue
+        kinds[kind] = examples
+        photos[kind] = [(p.name, p.read_bytes()) for p in sorted(d.glob("photo_*")) if p.suffix.lower() in PHOTO_SUFFIXES]
+    return kinds, photos

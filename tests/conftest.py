@@ -3,6 +3,7 @@ developer's machine only; under CI (`CI=true`) any skip fails the run, see `pyte
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,8 @@ import pytest
 from sbir_core.config import data_dir
 
 DATA = data_dir()
+# tests (and the app servers they start) never read or write the kinds a presenter kept on this machine
+os.environ["SBIR_TAUGHT_DIR"] = tempfile.mkdtemp(prefix="sbir-taught-")
 
 
 def need_data(*parts: str) -> Path:

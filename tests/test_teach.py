@@ -12,7 +12,7 @@ from sbir_core import Gallery, load_backend
 from sbir_core.data import readers
 from sbir_core.data.preprocess import sketch_input
 from sbir_core.data.render import render_canvas
-from sbir_core.teach import MAX_TAUGHT, KindEdits, TeachError, kind_name
+from sbir_core.teach import MAX_TAUGHT, KindEdits, TeachError, kind_name, load_taught, save_taught
 
 from .conftest import need_data
 
@@ -119,3 +119,30 @@ def test_too_many_taught_kinds_get_a_message():
 def test_backends_that_read_no_kinds_say_so(triangles):
     with pytest.raises(TeachError, match="does not read kinds"):
         load_backend("triplet").teach("triangle", triangles[:3])
+
+
+def test_kept_kinds_round_trip_through_a_folder(classifier, triangles, tmp_path):
+    kinds = {"triangle": triangles[10:13], "robot_arm": triangles[13:14]}
+    photos = {"triangle": [("t.JPG", png("red"))]}
+    (tmp_path / "stale_kind").mkdir()                                  # a kind kept earlier and since forgotten
+    (tmp_path / "stale_kind" / "example_0.png").write_bytes(png("white"))
+    assert save_taught(tmp_path, kinds, photos) == 2
+    got, got_photos = load_taught(tmp_path)
+    assert list(got) == ["robot_arm", "triangle"] and len(got["triangle"]) == 3
+    assert got_photos["triangle"][0][0] == "photo_0.jpg" and got_photos["robot_arm"] == []
+    taught = classifier.teach("triangle", got["triangle"])
+    assert top(taught, triangles[0]) == "triangle"
+    assert load_taught(tmp_path / "nowhere") == ({}, {})
+
+
+def test_a_new_session_starts_from_the_kept_kinds(triangles, monkeypatch, tmp_path):
+    """Presenter mode kept a kind on this machine: a fresh app session reads it without teaching."""
+    from streamlit.testing.v1 import AppTest
+    from .test_app import APP
+    save_taught(tmp_path, {"triangle": triangles[10:15]}, {})
+    monkeypatch.setenv("SBIR_TAUGHT_DIR", str(tmp_path))
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.session_state["canvas_inject"] = None
+    at.run()
+    assert not at.exception
+    assert any("1 taught" in e.label for e in at.expander), [e.label for e in at.expander]
