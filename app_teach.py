@@ -43,18 +43,16 @@ def session_backend(name: str, shared: Backend) -> Backend:
     kinds = taught_kinds()
     if not kinds:
         return shared
-    cache = state.setdefault("taught_backends", {})
-    key = (name, state.get("teach_version", 0))
-    if key not in cache:
+    cache = state.setdefault("taught_backends", {})      # {name: (teach version, backend)}
+    if cache.get(name, (None,))[0] != teach_version():
         backend = shared
         try:
             for kind, examples in kinds.items():
                 backend = backend.teach(kind, examples)
         except TeachError:
             backend = shared
-        cache.clear()                     # one backend copy per session: the current one
-        cache[key] = backend
-    return cache[key]
+        cache[name] = (teach_version(), backend)
+    return cache[name][1]
 
 
 def session_gallery(gallery: Gallery, thumbs: Thumbnails) -> tuple[Gallery, Thumbnails, list[str]]:
@@ -142,10 +140,15 @@ def _keep() -> None:
 
 
 def _uploaded() -> None:
+    """New files in the drawings uploader become examples (it keeps the earlier ones listed: each once)."""
     examples = st.session_state.setdefault("teach_examples", [])
+    seen = st.session_state.setdefault("teach_uploads_seen", set())
     for f in st.session_state.get("teach_upload") or []:
         if len(examples) >= MAX_EXAMPLES:
             break
+        if f.file_id in seen:
+            continue
+        seen.add(f.file_id)
         try:
             examples.append(load_image(f.getvalue()))
         except ImageInputError as e:

@@ -4,11 +4,12 @@ Weight imprinting (Qi et al., CVPR 2018): the examples' mean feature becomes the
 classifier. The classifier's sketch head serves its pooled features and logits next to P(kind)
 (`nets.heads.KindReading`), so a taught kind's logit is
 
-    scale x cosine(pooled - centre, prototype) + bias
+    scale x cosine(whiten(pooled - centre), prototype) + bias
 
-with `prototype` the unit mean of the examples' centred, unit features, and `centre`, `scale` and
-`bias` fitted once on held-out validation drawings so a taught logit sits on the trained ones' scale
-(`python -m sbir_core.train.imprint`, stored as `imprint` in models/classifier.json). A forgotten kind's
+with `prototype` the unit mean of the examples' whitened, unit features, and `centre`, `whiten`,
+`scale` and `bias` fitted once on canvas-drawn training drawings so a taught logit sits on the
+trained ones' scale (`python -m sbir_core.train.imprint`: `imprint` in models/classifier.json, the
+whitening matrix in models/classifier_imprint_whiten.npy). A forgotten kind's
 logit is dropped. P(kind) is the softmax over what is left: the trained kinds, then the taught ones.
 """
 from __future__ import annotations
@@ -34,22 +35,32 @@ class TeachError(ValueError):
 
 @dataclass(frozen=True)
 class Imprint:
-    """How a taught kind's logit is made from pooled features (see the module docstring)."""
+    """How a taught kind's logit is made from pooled features (see the module docstring). `whiten`
+    ((K, F) or None) maps centred features onto their K main directions, each scaled to about unit
+    spread, so the cosine weighs every direction alike instead of the few that vary most."""
     centre: np.ndarray
     scale: float
     bias: float
+    whiten: np.ndarray | None = None
 
     @classmethod
-    def from_meta(cls, meta: dict[str, Any]) -> "Imprint":
-        return cls(np.asarray(meta["centre"], np.float32), float(meta["scale"]), float(meta["bias"]))
+    def from_meta(cls, meta: dict[str, Any], folder: Path | None = None) -> "Imprint":
+        """From `imprint` in the model's metadata; its whitening matrix is a file beside the model."""
+        whiten = np.load(folder / meta["whiten_file"]).astype(np.float32) if meta.get("whiten_file") and folder else None
+        return cls(np.asarray(meta["centre"], np.float32), float(meta["scale"]), float(meta["bias"]), whiten)
+
+    def embed(self, pooled: np.ndarray) -> np.ndarray:
+        """(B, F) pooled features -> (B, K) unit vectors in the space prototypes live in."""
+        x = np.asarray(pooled, np.float32) - self.centre
+        return unit(x if self.whiten is None else x @ self.whiten.T)
 
     def prototype(self, pooled: np.ndarray) -> np.ndarray:
-        """(K, F) the examples' pooled features -> (F,) their unit mean direction."""
-        return unit(unit(np.asarray(pooled, np.float32) - self.centre).mean(axis=0))
+        """(K, F) the examples' pooled features -> their unit mean direction."""
+        return unit(self.embed(pooled).mean(axis=0))
 
     def logits(self, pooled: np.ndarray, prototypes: np.ndarray) -> np.ndarray:
-        """(B, F) pooled features, (T, F) prototypes -> (B, T) taught kinds' logits."""
-        return self.scale * unit(np.asarray(pooled, np.float32) - self.centre) @ prototypes.T + self.bias
+        """(B, F) pooled features, (T, K) prototypes -> (B, T) taught kinds' logits."""
+        return self.scale * self.embed(pooled) @ prototypes.T + self.bias
 
 
 def unit(x: np.ndarray) -> np.ndarray:

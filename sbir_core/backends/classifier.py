@@ -94,7 +94,7 @@ class ClassifierBackend(OnnxBackend):
         if "imprint" not in self.meta:
             raise TeachError(f"{self.name} cannot be taught kinds: its model has no imprint calibration "
                              "(`python -m sbir_core.train.imprint` makes the classifier's).")
-        self._imprint_memo = Imprint.from_meta(self.meta["imprint"])
+        self._imprint_memo = Imprint.from_meta(self.meta["imprint"], self.models_dir)
         return self._imprint_memo
 
     def _edited(self, edits: KindEdits) -> Backend:

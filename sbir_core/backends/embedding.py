@@ -23,6 +23,7 @@ class OnnxBackend(Backend):
     def __init__(self, threads: int | None = None, models_dir: Path | None = None):
         models_dir = models_dir or MODELS_DIR
         self.meta = read_meta(self.name, models_dir)
+        self.models_dir = models_dir
         self.preprocess = Preprocess.from_dict(self.meta["preprocess"])
         if "photo_preprocess" in self.meta:
             self.photo_preprocess = Preprocess.from_dict(self.meta["photo_preprocess"])

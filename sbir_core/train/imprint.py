@@ -1,13 +1,15 @@
 """Fit how a taught kind's logit is made (`sbir_core.teach`): `python -m sbir_core.train.imprint` (~3 min).
 
-Nothing is trained: a taught kind's logit is scale x cosine(pooled - centre, prototype) + bias.
+Nothing is trained: a taught kind's logit is scale x cosine(whiten(pooled - centre), prototype) + bias.
 Everything here is drawn as on the canvas (Quick, Draw! strokes rendered like the app's canvas):
 the centre is the mean pooled feature of the classifier's stroke training rows (10-24) of every kind
-(it takes away what all canvas drawings share); scale and bias are chosen on those rows too, for 20
+(it takes away what all canvas drawings share); the whitening (none, or the 64/128/256 main
+directions of those features, each scaled to unit spread), scale and bias are chosen on those rows too, for 20
 other kinds than the benchmark's 20 (every 16th from the 8th): they are forgotten, re-taught from 5 drawings
 each (rows 10-14), and rows 15-24 of every kind are read; the pair with the best top-1 on the
 taught kinds whose other kinds lose at most 0.01 top-1 wins. Writes `imprint` into
-models/classifier.json. The held-out rows 0-9 are never read here.
+models/classifier.json (the whitening matrix: models/classifier_imprint_whiten.npy, fp16). The
+held-out rows 0-9 are never read here.
 
 `measure()` is the benchmark's teaching row (held-out drawings only, see `sbir_core.bench`).
 """
@@ -15,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -26,8 +30,10 @@ from ..data.render import render_canvas
 from ..data.splits import QUICKDRAW_EVAL_ROWS, QUICKDRAW_STROKE_TRAIN_ROWS
 from ..teach import Imprint, KindEdits
 
-SCALES = (4.0, 8.0, 12.0, 16.0, 20.0, 24.0, 32.0)
-BIASES = tuple(float(b) for b in np.arange(-24.0, 4.01, 1.0))
+SCALES = (8.0, 16.0, 24.0, 32.0, 48.0)
+BIASES = tuple(float(b) for b in np.arange(-40.0, 4.01, 2.0))
+WHITEN = ((0, 0.0), (64, 0.0), (64, 0.5), (128, 0.0), (128, 0.5), (256, 0.0), (256, 0.5))   # (directions, eps); 0: none
+WHITEN_FILE = "classifier_imprint_whiten.npy"
 OTHER_DROP = 0.01         # the other kinds' top-1 may drop at most this much
 SHOTS = (1, 3, 5)
 
@@ -85,7 +91,17 @@ def taught_top1(parts: tuple[np.ndarray, ...], truth: np.ndarray, trained: list[
     return float(right[taught].mean()) if taught.any() else float("nan"), float(right[~taught].mean())
 
 
-def fit(backend: Any) -> dict[str, Any]:
+def whitening(pooled: np.ndarray, centre: np.ndarray, k: int, eps: float) -> np.ndarray | None:
+    """(k, F): the k main directions of the centred features, each divided by its spread (+ eps)."""
+    if not k:
+        return None
+    x = pooled - centre
+    _, s, vt = np.linalg.svd(x, full_matrices=False)
+    return (vt[:k] / (s[:k, None] / np.sqrt(len(x)) + eps)).astype(np.float32)
+
+
+def fit(backend: Any) -> tuple[dict[str, Any], np.ndarray | None]:
+    """The imprint metadata and its whitening matrix (None: none), chosen as the module says."""
     trained = list(backend.meta["classes"])
     held = set(benchmark_kinds())
     ims, truth = drawings(stroke_kinds(), QUICKDRAW_STROKE_TRAIN_ROWS)
@@ -99,16 +115,24 @@ def fit(backend: Any) -> dict[str, Any]:
     base_other = float((np.asarray(trained, dtype=object)[q_parts[0].argmax(axis=1)] == q_truth)
                        [~np.isin(q_truth, fit_kinds)].mean())
     grid = []
-    for scale in SCALES:
-        for bias in BIASES:
-            t, o = taught_top1(q_parts, q_truth, trained, Imprint(centre.astype(np.float32), scale, bias), examples, True)
-            grid.append({"scale": scale, "bias": bias, "taught_top1": t, "other_top1": o})
+    for k, eps in WHITEN:
+        w = whitening(parts[2], centre, k, eps)
+        for scale in SCALES:
+            for bias in BIASES:
+                imp = Imprint(centre.astype(np.float32), scale, bias, w)
+                t, o = taught_top1(q_parts, q_truth, trained, imp, examples, True)
+                grid.append({"whiten": k, "eps": eps, "scale": scale, "bias": bias, "taught_top1": t, "other_top1": o})
     ok = [g for g in grid if g["other_top1"] >= base_other - OTHER_DROP] or grid
     best = max(ok, key=lambda g: g["taught_top1"])
-    return {"centre": [round(float(v), 5) for v in centre], "scale": best["scale"], "bias": best["bias"],
+    meta = {"centre": [round(float(v), 5) for v in centre], "scale": best["scale"], "bias": best["bias"],
+            "whiten_file": WHITEN_FILE if best["whiten"] else None,
             "fit": {"kinds": len(fit_kinds), "examples_per_kind": 5, "queries": int(len(query)),
+                    "whiten": best["whiten"], "eps": best["eps"],
                     "other_top1_before": round(base_other, 4), "taught_top1": round(best["taught_top1"], 4),
-                    "other_top1": round(best["other_top1"], 4)}}
+                    "other_top1": round(best["other_top1"], 4),
+                    "best_without_whitening": max((g for g in ok if not g["whiten"]), key=lambda g: g["taught_top1"],
+                                                  default=None)}}
+    return meta, whitening(parts[2], centre, best["whiten"], best["eps"])
 
 
 def measure(backend: Any, shots: Sequence[int] = SHOTS) -> dict[str, Any]:
@@ -117,7 +141,7 @@ def measure(backend: Any, shots: Sequence[int] = SHOTS) -> dict[str, Any]:
     their rows 5-9 among all kinds; the other kinds' rows 0-9 read before and after; and the kinds
     no model here was trained on, taught from 5 drawings each (rows 10-14), read on rows 0-9."""
     trained = list(backend.meta["classes"])
-    imprint = Imprint.from_meta(backend.meta["imprint"])
+    imprint = Imprint.from_meta(backend.meta["imprint"], backend.models_dir)
     held = benchmark_kinds()
     ims, truth = drawings(stroke_kinds(), QUICKDRAW_EVAL_ROWS)
     parts = read(backend, ims)
@@ -155,15 +179,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-write", action="store_true", help="print the fit and the measurement only")
     args = ap.parse_args(argv)
     backend = load_backend("classifier")
-    imprint = fit(backend)
+    imprint, whiten = fit(backend)
     print(json.dumps({k: v for k, v in imprint.items() if k != "centre"}, indent=1))
+    folder = MODELS_DIR if not args.no_write else Path(tempfile.mkdtemp())
+    if whiten is not None:
+        np.save(folder / WHITEN_FILE, whiten.astype(np.float16))
     if not args.no_write:
         path = MODELS_DIR / "classifier.json"
         meta = json.loads(path.read_text())
-        meta["imprint"] = imprint
+        meta["imprint"] = {k: v for k, v in imprint.items() if v is not None}
         path.write_text(json.dumps(meta, indent=1) + "\n")
-        backend.meta["imprint"] = imprint
-    backend.meta["imprint"] = imprint
+    backend.meta["imprint"], backend.models_dir, backend._imprint_memo = imprint, folder, None
     print(json.dumps(measure(backend), indent=1))
 
 
