@@ -29,10 +29,7 @@ TITLES = {"triplet": "Triplet joint embedding (with edge branch)",
 def heads(name: str) -> tuple[torch.nn.Module, torch.nn.Module, dict, dict]:
     """The shipped checkpoint's served sketch and photo heads, its checkpoint and the classifier's."""
     ck, cls = load_checkpoint(name), load_checkpoint("classifier")
-    c = ck["config"]
-    parts = Parts(len(ck["classes"]), c["dim"], c["hidden"], c["dropout"], c["mid"], c["cell"])
-    parts.load_state_dict({k: v.float() for k, v in ck["state_dict"].items()})
-    w = ck["instance_weight"]
+    c, parts, w = ck["config"], Parts.from_checkpoint(ck), ck["instance_weight"]
     sketch = JointSketchHead(SketchEncoder(cls).top, parts, w).eval()
     photo = JointPhotoHead(Top(lite0()), photo_labeller.labeller(cls), parts, c["prior"], w).eval()
     return sketch, photo, ck, cls

@@ -55,6 +55,14 @@ class Parts(nn.Module):
         self.sketch_inst = InstanceBranch("spatial", mid=mid, cell=cell)
         self.photo_inst = InstanceBranch("spatial", mid=mid, cell=cell)
 
+    @classmethod
+    def from_checkpoint(cls, ck: dict) -> "Parts":
+        """The trained parts of a `sbir_core.train.triplet` checkpoint, in eval mode."""
+        c = ck["config"]
+        parts = cls(len(ck["classes"]), c["dim"], c["hidden"], c["dropout"], c["mid"], c["cell"])
+        parts.load_state_dict({k: v.float() for k, v in ck["state_dict"].items()})
+        return parts.eval()
+
 
 class JointSketchHead(nn.Module):
     """Served sketch side: the classifier's trained blocks + head conv (frozen), then the parts.

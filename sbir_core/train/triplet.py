@@ -107,9 +107,7 @@ def choose_threshold(ckpt: Path) -> float:
     validation sketches against every train + val Sketchy photo; curve and choice saved into it."""
     ck = torch.load(ckpt, map_location="cpu", weights_only=False)
     c = ck["config"]
-    parts = Parts(len(ck["classes"]), c["dim"], c["hidden"], c["dropout"], c["mid"], c["cell"])
-    parts.load_state_dict({k: v.float() for k, v in ck["state_dict"].items()})
-    parts.eval()
+    parts = Parts.from_checkpoint(ck)
     index = {k: i for i, k in enumerate(ck["classes"])}
     (sk, sk_recs), (ph, ph_recs) = load("sketches"), load("photos")
     q = np.asarray([i for i, r in enumerate(sk_recs) if r["split"] == "val" and r["label"] in index])
