@@ -112,27 +112,44 @@ class KindEdits:
         known = set(trained)
         return list(trained) + [k for k in self.kinds() if k not in known]
 
-    def read(self, probs: np.ndarray, logits: np.ndarray, pooled: np.ndarray, trained: Sequence[str],
+    def plan(self, trained: Sequence[str]) -> "ReadingPlan":
+        """Where each edit goes among the trained kinds' columns: worked out once per backend copy,
+        not per query."""
+        position = {c: i for i, c in enumerate(trained)}
+        kinds = self.kinds()
+        return ReadingPlan(np.asarray([position[k] for k in self.forgotten if k in position], np.int64),
+                           np.asarray([position[k] for k in kinds if k in position], np.int64),
+                           np.asarray([j for j, k in enumerate(kinds) if k in position], np.int64),
+                           np.asarray([j for j, k in enumerate(kinds) if k not in position], np.int64),
+                           np.stack([p for _, p in self.taught]) if self.taught else np.zeros((0, 1), np.float32))
+
+    def read(self, probs: np.ndarray, logits: np.ndarray, pooled: np.ndarray, plan: "ReadingPlan",
              imprint: Imprint) -> np.ndarray:
-        """(B, C) the trained reading -> (B, len(classes(trained))) P(kind). A taught kind the model was
-        trained on reads by either way (log-sum-exp of the trained and the taught logit) unless forgotten."""
+        """(B, C) the trained reading -> (B, len(classes(trained))) P(kind), `plan` from `plan(trained)`.
+        A taught kind the model was trained on reads by either way (log-sum-exp of the trained and the
+        taught logit) unless forgotten."""
         if not self:
             return probs
         z = np.asarray(logits, np.float64).copy()
-        position = {c: i for i, c in enumerate(trained)}
-        z[:, [position[k] for k in self.forgotten if k in position]] = -np.inf
+        z[:, plan.off] = -np.inf
         if self.taught:
-            t = imprint.logits(pooled, np.stack([p for _, p in self.taught])).astype(np.float64)
-            new = []
-            for j, kind in enumerate(self.kinds()):
-                if kind in position:
-                    z[:, position[kind]] = np.logaddexp(z[:, position[kind]], t[:, j])
-                else:
-                    new.append(j)
-            z = np.concatenate([z, t[:, new]], axis=1)
+            t = imprint.logits(pooled, plan.prototypes).astype(np.float64)
+            z[:, plan.merge] = np.logaddexp(z[:, plan.merge], t[:, plan.merge_from])
+            z = np.concatenate([z, t[:, plan.new]], axis=1)
         z = z - z.max(axis=1, keepdims=True)
         e = np.exp(z)
         return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class ReadingPlan:
+    """`KindEdits.plan`: trained columns to drop, to merge with a taught kind (and which), the taught
+    kinds that add a column, and the prototypes (T, K) in teaching order."""
+    off: np.ndarray
+    merge: np.ndarray
+    merge_from: np.ndarray
+    new: np.ndarray
+    prototypes: np.ndarray
 
 
 # -- taught kinds kept on a machine (the app's presenter mode) --------------------------------

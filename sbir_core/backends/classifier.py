@@ -56,7 +56,9 @@ class ClassifierBackend(OnnxBackend):
         out = self.sketch_model(x)
         if not self.edits:
             return out[0].astype(np.float32)
-        return self.edits.read(out[0], out[1], out[2], self.meta["classes"], self._imprint())
+        if getattr(self, "_plan", None) is None:
+            self._plan = self.edits.plan(self.meta["classes"])
+        return self.edits.read(out[0], out[1], out[2], self._plan, self._imprint())
 
     @property
     def can_teach(self) -> bool:
@@ -99,7 +101,7 @@ class ClassifierBackend(OnnxBackend):
 
     def _edited(self, edits: KindEdits) -> Backend:
         new = copy.copy(self)              # shares the ONNX sessions; its own kinds and memos
-        new.edits, new._class_positions, new._photo_memo = edits, None, None
+        new.edits, new._class_positions, new._photo_memo, new._plan = edits, None, None, None
         return new
 
     def encode_photos(self, x: np.ndarray) -> np.ndarray:

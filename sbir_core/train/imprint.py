@@ -86,7 +86,7 @@ def taught_top1(parts: tuple[np.ndarray, ...], truth: np.ndarray, trained: list[
     edits = KindEdits(tuple((k, imprint.prototype(v)) for k, v in examples.items()),
                       frozenset(examples) if forget else frozenset())
     classes = np.asarray(edits.classes(trained), dtype=object)
-    right = classes[edits.read(*parts, trained, imprint).argmax(axis=1)] == truth
+    right = classes[edits.read(*parts, edits.plan(trained), imprint).argmax(axis=1)] == truth
     taught = np.isin(truth, list(examples))
     return float(right[taught].mean()) if taught.any() else float("nan"), float(right[~taught].mean())
 
