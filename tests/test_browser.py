@@ -184,7 +184,7 @@ def test_second_session_reuses_the_warm_caches(server, browser):
 
 def test_examples_and_presenter_mode(server, browser):
     ctx, page = new_page(browser, server, "?presenter=1")
-    page.locator("button", has_text="Examples").first.click()
+    page.locator(".st-key-input_mode button", has_text="Examples").click()
     page.locator("[class*='st-key-example-'] button", has_text="apple").first.click()
     wait_results(page)
     page.wait_for_timeout(1000)
@@ -207,7 +207,7 @@ def test_upload_a_phone_photo_of_a_drawing_on_paper(server, browser, tmp_path):
     paper_photo(render_canvas([(np.array([p[0] for p in s]), np.array([p[1] for p in s])) for s in face]),
                 "table").save(photo, quality=85)
     ctx, page = new_page(browser, server)
-    page.get_by_text("Upload", exact=True).first.click()
+    page.locator(".st-key-input_mode button", has_text="Upload").click()      # the input mode, not an uploader
     page.locator("[data-testid='stFileUploader']").filter(has_text="Upload a sketch").locator(
         "input[type='file']").set_input_files(str(photo))
     wait_results(page)
