@@ -85,10 +85,7 @@ def active_gallery() -> tuple[Gallery | None, Thumbnails | None, str | None]:
     if key == USER_GALLERY:
         g = st.session_state.get("user_gallery")
         if g is not None:
-            g, thumbs, problems = app_teach.session_gallery(g, st.session_state["user_thumbs"])
-            for p in problems:
-                st.warning(p)
-            return g, thumbs, None
+            return _with_taught_photos(g, st.session_state["user_thumbs"])
         return None, None, "Your photos are gone (the session restarted): upload them again on the Galleries page."
     if not key:
         from sbir_core.app_support import missing_gallery_message
@@ -97,6 +94,11 @@ def active_gallery() -> tuple[Gallery | None, Thumbnails | None, str | None]:
         g, thumbs = get_shared_gallery(key, store_uri() if key == "store" else "")
     except (ImageInputError, OSError, KeyError, ValueError) as e:
         return None, None, f"The gallery could not be opened ({e})."
+    return _with_taught_photos(g, thumbs)
+
+
+def _with_taught_photos(g: Gallery, thumbs: Thumbnails) -> tuple[Gallery, Thumbnails, None]:
+    """The gallery with this session's photos of taught kinds; a line for each that could not be read."""
     g, thumbs, problems = app_teach.session_gallery(g, thumbs)
     for p in problems:
         st.warning(p)
