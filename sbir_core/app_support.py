@@ -547,19 +547,24 @@ def score_kind(backend: Any) -> str:
 
 
 def photo_class_confidence(backend: Any, gallery: Gallery, indices: Sequence[int]) -> np.ndarray:
-    """For a classifier backend: how sure its photo classifier is that each photo shows the class the
-    photo is filed under (its label, else its predicted class) - the within-class part of a card's score.
-    1 for a class the photo classifier was not trained on (`photo_classes` in the model's metadata):
-    it has no opinion there, and a 0 would hide a right photo's score."""
-    feats = gallery.features(backend)                                                  # (N, C)
-    lab = backend.photo_labels(feats, gallery.labels)                                  # (N,)
+    """For a classifier backend: how sure we are that each result photo shows the kind it is filed
+    under - the within-kind part of a card's score. 1 for a photo with its own label (the label is
+    known, and the labeller's doubt about a labelled photo would show a right photo as "0 %"), and for
+    a kind the labeller was not trained on (`photo_classes` in the model's metadata); an unlabelled
+    photo takes the labeller's P(the kind it filed the photo under)."""
     idx = np.asarray(indices, dtype=np.int64)
-    conf = photo_confidence(feats[idx], lab[idx]).astype(np.float64)
+    conf = np.ones(len(idx))
+    unlabelled = np.array([not gallery.labels[i] for i in idx], dtype=bool)
+    if not unlabelled.any():
+        return conf
+    feats = gallery.features(backend)                                                  # (N, C)
+    lab = backend.photo_labels(feats, gallery.labels)[idx]
+    guessed = photo_confidence(feats[idx], lab).astype(np.float64)
     known = backend.meta.get("photo_classes")
     if known:
-        classes, known = backend.classes, set(known)
-        conf = np.where([classes[c] in known for c in lab[idx]], conf, 1.0)
-    return conf
+        known = set(known)
+        guessed = np.where([backend.classes[c] in known for c in lab], guessed, 1.0)
+    return np.where(unlabelled, guessed, conf)
 
 
 UNLIKELY_KIND = 0.02    # a result photo whose kind the reading gives less than this is marked "unlikely"
@@ -604,8 +609,8 @@ def card_scores(result: SearchResult, kind: str, photo_confidence: Sequence[floa
     if kind == "probability":
         conf = np.asarray(photo_confidence if photo_confidence is not None else np.ones(n), dtype=np.float64)
         values, word = s * conf, "match"
-        note = ("Card scores: P(the sketch shows the photo's class) × how sure the photo classifier is "
-                "of that photo's class.")
+        note = ("Card scores: P(the sketch shows the photo's kind), × how sure the photo labeller is of "
+                "the kind for a photo without a label.")
         shown = [f"{v:.0%}" for v in values]
     elif kind == "mixed":
         values, word = s, "similarity"

@@ -360,14 +360,20 @@ def test_card_labels_and_try_chips():
 
 @needs_gallery
 def test_classifier_cards_are_probability_times_within_class_confidence():
+    """A labelled photo's card shows P(kind) alone (the label is known: a labelled house photo must not
+    read "0 %" because the labeller doubts it); an unlabelled one is scaled by the labeller's confidence."""
+    from dataclasses import replace
     from sbir_core import Gallery, load_backend
     from sbir_core.app_support import card_scores, photo_class_confidence, sketch_from_drawing
     backend, gallery = load_backend("classifier"), Gallery.bundled()
     r = backend.search(sketch_from_drawing(DRAWING), gallery, k=12)
-    conf = photo_class_confidence(backend, gallery, r.indices)
-    assert conf.shape == (12,) and ((conf > 0) & (conf <= 1)).all()
-    texts = card_scores(r, "probability", conf).texts
+    assert (photo_class_confidence(backend, gallery, r.indices) == 1.0).all()
+    texts = card_scores(r, "probability", photo_class_confidence(backend, gallery, r.indices)).texts
     assert len(set(t.split("·")[-1] for t in texts)) > 1, texts
+    hidden = replace(gallery, labels=[None] * len(gallery), _features={})
+    r = backend.search(sketch_from_drawing(DRAWING), hidden, k=12)
+    conf = photo_class_confidence(backend, hidden, r.indices)
+    assert conf.shape == (12,) and ((conf > 0) & (conf <= 1)).all() and (conf < 1).any(), conf
 
 
 @needs_gallery
