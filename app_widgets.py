@@ -133,7 +133,7 @@ def threshold_control(backend_name: str) -> float | None:
                      help="Every photo whose cosine similarity to the sketch is at least the threshold, "
                           "instead of a fixed number of results."):
         return None
-    start = float(getattr(backend, "default_threshold", 0.5))      # cosines mean different things per backend
+    start = float(backend.default_threshold)                        # cosines mean different things per backend
     return float(value.slider("Similarity at least", 0.0, 1.0, start, 0.05, key=f"threshold_{backend_name}",
                               label_visibility="collapsed"))
 
@@ -560,7 +560,7 @@ def _pick_target() -> None:
 
 def try_chips(gallery: Gallery, backend: Backend | None, label: str = "Try drawing") -> None:
     """Clickable chips naming classes this gallery has photos of ("try: apple · fish · cup …")."""
-    known = (getattr(backend, "meta", None) or {}).get("classes") if backend is not None else None
+    known = backend.meta.get("classes") if backend is not None else None
     options = try_classes(gallery.labels, known)
     if not options:
         return

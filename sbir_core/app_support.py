@@ -20,7 +20,6 @@ from PIL import Image, ImageDraw, ImageOps
 
 from .backends import BASELINES, ModelFileError, available_backends
 from .backends.base import Backend, SearchResult
-from .backends.classifier import photo_confidence
 from .backends.onnx_model import REBUILD_HINT, read_meta
 from .config import MODELS_DIR, REPO_ROOT, data_dir
 from .data.classes import display
@@ -340,7 +339,7 @@ def safe_search(backend: Backend, sketch: Any, gallery: Gallery, k: int = 20,
 
 def supports_threshold(backend: Backend) -> bool:
     """Embedding backends also retrieve by distance (every photo above a cosine similarity)."""
-    return callable(getattr(backend, "search_within", None))
+    return backend.default_threshold is not None
 
 
 def hits(result: SearchResult, label: str | None) -> list[bool] | None:
@@ -534,37 +533,14 @@ def read_sketch(result: SearchResult, classes_here: set[str] | None, kind: str =
     return Reading("nearest", list(best.items())) if best else Reading("none")
 
 
-def score_kind(backend: Any) -> str:
-    """How a backend's scores read on a card: 'probability' (a classifier: P(sketch's class) x the
-    photo's fit to it), 'similarity' (cosine, embedding backends) or 'rank' (random: scores mean nothing)."""
-    if callable(getattr(backend, "photo_labels", None)):
-        return "probability"
-    if getattr(backend, "class_mix", 0) > 0:    # cgan with the class reading mixed in (docs/cgan.md)
-        return "mixed"
-    if supports_threshold(backend):
-        return "similarity"
-    return "rank"
+def score_kind(backend: Backend | None) -> str:
+    """How a backend's scores read on a card (`Backend.card_score`); 'rank' when no backend is known."""
+    return backend.card_score if backend is not None else "rank"
 
 
-def photo_class_confidence(backend: Any, gallery: Gallery, indices: Sequence[int]) -> np.ndarray:
-    """For a classifier backend: how sure we are that each result photo shows the kind it is filed
-    under - the within-kind part of a card's score. 1 for a photo with its own label (the label is
-    known, and the labeller's doubt about a labelled photo would show a right photo as "0 %"), and for
-    a kind the labeller was not trained on (`photo_classes` in the model's metadata); an unlabelled
-    photo takes the labeller's P(the kind it filed the photo under)."""
-    idx = np.asarray(indices, dtype=np.int64)
-    conf = np.ones(len(idx))
-    unlabelled = np.array([not gallery.labels[i] for i in idx], dtype=bool)
-    if not unlabelled.any():
-        return conf
-    feats = gallery.features(backend)                                                  # (N, C)
-    lab = backend.photo_labels(feats, gallery.labels)[idx]
-    guessed = photo_confidence(feats[idx], lab).astype(np.float64)
-    known = backend.meta.get("photo_classes")
-    if known:
-        known = set(known)
-        guessed = np.where([backend.classes[c] in known for c in lab], guessed, 1.0)
-    return np.where(unlabelled, guessed, conf)
+def photo_class_confidence(backend: Backend, gallery: Gallery, indices: Sequence[int]) -> np.ndarray:
+    """The within-kind factor of the result cards' scores (`Backend.card_confidence`)."""
+    return backend.card_confidence(gallery.features(backend), gallery.labels, np.asarray(indices, dtype=np.int64))
 
 
 UNLIKELY_KIND = 0.02    # a result photo whose kind the reading gives less than this is marked "unlikely"

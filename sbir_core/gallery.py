@@ -237,7 +237,7 @@ class Gallery:
         except StoreError:
             self.check_store(backend)            # says how to index a backend the store lacks
             raise
-        if threshold is None and hasattr(backend, "store_first_row"):
+        if threshold is None:
             ids, s = backend.store_first_row(self.store, key, queries, list(ids), np.asarray(s), k)
             s = backend.plain_scores(s)
         if self._position is None:

@@ -44,7 +44,7 @@ def search(sketch: str, gallery: Gallery, backend_name: str, k: int = 10,
     """Ranked results as plain data: what `--json` prints."""
     backend = load_backend(backend_name)
     if threshold is not None:
-        if not hasattr(backend, "search_within"):
+        if backend.default_threshold is None:
             raise ValueError(f"--threshold needs a backend that ranks by similarity, not {backend_name}")
         r = backend.search_within(sketch, gallery, threshold)
         r.ids, r.scores, r.labels, r.indices = r.ids[:k], r.scores[:k], r.labels[:k], r.indices[:k]

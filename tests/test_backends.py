@@ -1,5 +1,6 @@
 """The serving contract over real ONNX Runtime sessions and real sketches."""
 import json
+from collections.abc import Mapping
 import shutil
 import subprocess
 import sys
@@ -97,3 +98,26 @@ def test_classifier_ranks_a_known_photo_above_a_guessed_one():
     assert list(np.argsort(-s)) == [2, 1, 0, 3]      # known apple, guessed apple (0.7 x 0.6), pear, cup
     assert s[1] == pytest.approx(0.7 * 0.6, abs=1e-6)
     assert b.score(np.array([[0.1, 0.1, 0.8]]), photos, labels)[0].argmax() == 3   # same memo, other query
+
+
+def test_what_the_app_asks_is_declared_on_every_backend(small_photo_dir):
+    """The card score's meaning and retrieval by similarity are part of the Backend protocol, so the
+    app asks instead of probing for methods: backends that read kinds score probabilities, cosine
+    backends retrieve by similarity, and the others say they cannot, in a sentence."""
+    gallery = Gallery.from_folder(small_photo_dir)
+    sketch = Image.new("RGB", (64, 64), "white")
+    sketch.paste((0, 0, 0), (10, 30, 54, 34))
+    want = {"classifier": ("probability", False), "random": ("rank", False), "triplet": ("similarity", True),
+            "instance": ("similarity", True), "pretrained": ("similarity", True)}
+    for name, (card, by_similarity) in want.items():
+        backend = load_backend(name)
+        assert backend.card_score == card, name
+        if not by_similarity:
+            assert backend.default_threshold is None, name
+            with pytest.raises(TypeError, match="does not retrieve by similarity"):
+                backend.search_within(sketch, gallery, 0.3)
+        else:
+            assert backend.default_threshold == backend.meta.get("default_threshold", 0.5 if name != "instance" else 0.2)
+            assert len(backend.search_within(sketch, gallery, -1.0).ids) > 0, name
+    assert load_backend("cgan").card_score == "mixed"                  # the class reading is mixed in
+    assert isinstance(load_backend("random").meta, Mapping) and not load_backend("random").meta

@@ -6,7 +6,8 @@ import numbers
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from types import MappingProxyType
+from typing import Any, Callable, Literal, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 from PIL import Image
@@ -14,10 +15,8 @@ from PIL import Image
 from ..data.preprocess import ImageInputError, Preprocess, photo_input, sketch_input
 from ..teach import TeachError
 
-if TYPE_CHECKING:
-    from ..gallery import Gallery
-
 Progress = Callable[[int, int], None]   # (done, total)
+CardScore = Literal["probability", "mixed", "similarity", "rank"]
 
 
 @dataclass
@@ -30,14 +29,33 @@ class SearchResult:
     extras: dict[str, Any] = field(default_factory=dict)   # timings_ms, top_classes, imaginary, ...
 
 
+@runtime_checkable
+class GalleryLike(Protocol):
+    """What a backend needs of the photos it searches (`sbir_core.gallery.Gallery` is the one
+    implementation): declared here so backends never import the gallery module, which imports them."""
+    name: str
+    ids: list[str]
+    labels: list[str | None]
+
+    def __len__(self) -> int: ...
+
+    def features(self, backend: "Backend", progress: Progress | None = None) -> np.ndarray: ...
+
+    def rank(self, backend: "Backend", queries: np.ndarray, k: int,
+             threshold: float | None = None) -> tuple[np.ndarray, np.ndarray]: ...
+
+
 class Backend(ABC):
     """Sketch in, ranked gallery photos out. Subclasses say how to encode sketches and photos
     and how to score one against the other; `search` and `score_matrix` are shared."""
 
     name: str = ""
+    meta: Mapping[str, Any] = MappingProxyType({})  # the model's metadata (models/<name>.json)
     preprocess: Preprocess = Preprocess()          # sketches
     photo_preprocess: Preprocess | None = None     # photos, when they differ from sketches
     photo_batch = 32
+    card_score: CardScore = "similarity"           # what the score under a result card means (the app's note)
+    default_threshold: float | None = None         # where the "By similarity" slider starts; None: no such search
 
     @property
     @abstractmethod
@@ -122,13 +140,13 @@ class Backend(ABC):
             rows[good] = feats
         return rows
 
-    def search(self, sketch: Any, gallery: "Gallery", k: int = 20) -> SearchResult:
+    def search(self, sketch: Any, gallery: "GalleryLike", k: int = 20) -> SearchResult:
         """Rank the gallery for one sketch (PIL image, array, bytes or path). Raises ImageInputError
         (BlankSketchError for an empty drawing) with a message for the user; TypeError/ValueError
         name a wrong `k` or `gallery`."""
         return self._search(sketch, gallery, check_k(k))
 
-    def _search(self, sketch: Any, gallery: "Gallery", k: int, threshold: float | None = None) -> SearchResult:
+    def _search(self, sketch: Any, gallery: "GalleryLike", k: int, threshold: float | None = None) -> SearchResult:
         """The top k, or every photo scoring >= `threshold` (at most k): the gallery ranks, in
         memory or in its vector store (`Gallery.rank`)."""
         check_gallery(gallery)
@@ -142,6 +160,34 @@ class Backend(ABC):
         extras["timings_ms"] = {"preprocess": 1e3 * (t1 - t0), "encode": 1e3 * (t2 - t1),
                                 "search": 1e3 * (t3 - t2), "total": 1e3 * (t3 - t0)}
         return SearchResult([gallery.ids[i] for i in idx], s, [gallery.labels[i] for i in idx], idx, extras)
+
+    def search_within(self, sketch: Any, gallery: "GalleryLike", threshold: float) -> SearchResult:
+        """Retrieval by distance: every photo scoring at least `threshold`, best first (backends with
+        a `default_threshold`; the others raise TypeError)."""
+        threshold = self.check_threshold(threshold)
+        check_gallery(gallery)
+        return self._search(sketch, gallery, len(gallery), threshold)
+
+    def check_threshold(self, threshold: Any) -> float:
+        """`threshold` as a float, or the error a caller can show."""
+        if self.default_threshold is None:
+            raise TypeError(f"{self.name} does not retrieve by similarity: its scores are no distances")
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.floating, np.integer)) \
+                or not np.isfinite(threshold):
+            raise ValueError(f"threshold must be a cosine similarity (a number, at most 1 to find anything), "
+                             f"got {threshold!r:.40}")
+        return float(threshold)
+
+    def card_confidence(self, features: np.ndarray, labels: Sequence[str | None], indices: np.ndarray) -> np.ndarray:
+        """(k,) the within-kind factor of the result cards' scores at gallery positions `indices`
+        (a classifier's doubt about an unlabelled photo's kind); 1 for backends whose scores stand alone."""
+        return np.ones(len(indices))
+
+    def store_first_row(self, store: Any, key: str, queries: np.ndarray, ids: list[str], scores: np.ndarray,
+                        k: int) -> tuple[list[str], np.ndarray]:
+        """A store's plain top k, reordered as `score` orders it in memory (the classifier's hedge);
+        as it came for the others."""
+        return ids, scores
 
     def plain_scores(self, scores: np.ndarray) -> np.ndarray:
         """Scores as a card shows them: what `score` returned, less any lift a backend adds to order
@@ -164,7 +210,7 @@ class Backend(ABC):
         """Gallery features back from stored vectors (the inverse of `store_vectors`)."""
         return vectors
 
-    def score_matrix(self, sketches: Sequence[Any], gallery: "Gallery", batch: int = 32,
+    def score_matrix(self, sketches: Sequence[Any], gallery: "GalleryLike", batch: int = 32,
                      progress: Progress | None = None) -> np.ndarray:
         """(Q, N) scores of many sketches against the whole gallery: what evaluation ranks."""
         check_gallery(gallery)
@@ -190,8 +236,7 @@ def check_k(k: Any) -> int:
 
 
 def check_gallery(gallery: Any) -> None:
-    from ..gallery import Gallery
-    if not isinstance(gallery, Gallery):
+    if not isinstance(gallery, GalleryLike):
         raise TypeError(f"gallery must be a sbir_core.Gallery (Gallery.from_folder, Gallery.bundled, ...), "
                         f"got {type(gallery).__name__}")
     if len(gallery) == 0:

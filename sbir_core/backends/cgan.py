@@ -20,7 +20,7 @@ from PIL import Image, ImageFilter
 
 from ..data.preprocess import Preprocess, photo_input
 from ..index import l2_normalise
-from .base import SearchResult, check_gallery, register_backend
+from .base import SearchResult, register_backend
 from .embedding import EmbeddingBackend
 from .onnx_model import ModelFileError, OnnxChain
 
@@ -95,6 +95,11 @@ class CGANBackend(EmbeddingBackend):
         cls = np.where(idx >= 0, probs[:, np.maximum(idx, 0)], 0.0)                      # (Q, N)
         return s + self.class_mix * cls
 
+    @property
+    def card_score(self) -> str:
+        """'mixed' with the class reading mixed in: cards show the cosine, the order also weighs P(kind)."""
+        return "mixed" if self.class_mix > 0 else "similarity"
+
     def search(self, sketch: Any, gallery: Any, k: int = 20) -> SearchResult:
         """Ranked by the score; with the class reading mixed in, the cards' scores are the imaginary
         photo's cosine similarity (the mixed score, cosine + class_mix x P(class), is no number a
@@ -113,10 +118,7 @@ class CGANBackend(EmbeddingBackend):
         of the (mixed) score: the threshold keeps meaning a cosine when the class reading is mixed in."""
         if self.class_mix <= 0 or self.class_model is None:
             return super().search_within(sketch, gallery, threshold)
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.floating, np.integer)) \
-                or not np.isfinite(threshold):
-            raise ValueError(f"threshold must be a cosine similarity (a number, at most 1 to find anything), "
-                             f"got {threshold!r:.40}")
+        threshold = self.check_threshold(threshold)
         r = self.search(sketch, gallery, k=len(gallery))                                 # scores: cosines
         keep = r.scores >= threshold
         r.extras["rank_scores"] = r.extras["rank_scores"][keep]

@@ -45,6 +45,7 @@ class ClassifierBackend(OnnxBackend):
     `plain_scores` takes the lift off again for what cards show."""
 
     edits = KindEdits()        # kinds taught and forgotten in this copy (sbir_core.teach)
+    card_score = "probability"  # P(the sketch shows the photo's kind), see card_confidence
 
     @property
     def classes(self) -> list[str]:
@@ -127,6 +128,23 @@ class ClassifierBackend(OnnxBackend):
             if lab is not None and lab in position:
                 idx[n] = position[lab]
         return idx
+
+    def card_confidence(self, features: np.ndarray, labels: Sequence[str | None], indices: np.ndarray) -> np.ndarray:
+        """How sure we are that each result photo shows the kind it is filed under: 1 for a photo with
+        its own label (the labeller's doubt about a labelled photo would show a right photo as "0 %")
+        and for a kind the labeller was not trained on (`photo_classes` in the metadata); an
+        unlabelled photo takes the labeller's P(the kind it filed the photo under)."""
+        idx = np.asarray(indices, dtype=np.int64)
+        unlabelled = np.array([not labels[i] for i in idx], dtype=bool)
+        if not unlabelled.any():
+            return np.ones(len(idx))
+        lab = self.photo_labels(features, labels)[idx]
+        guessed = photo_confidence(features[idx], lab).astype(np.float64)
+        known = self.meta.get("photo_classes")
+        if known:
+            known = set(known)
+            guessed = np.where([self.classes[c] in known for c in lab], guessed, 1.0)
+        return np.where(unlabelled, guessed, 1.0)
 
     @property
     def class_positions(self) -> dict[str, int]:

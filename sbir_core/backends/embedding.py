@@ -2,19 +2,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from ..config import MODELS_DIR
 from ..data.preprocess import Preprocess
 from ..index import l2_normalise
-from .base import Backend, SearchResult, check_gallery, register_backend
+from .base import Backend, register_backend
 from .onnx_model import REBUILD_HINT, REQUIRED_BY_BACKEND, ModelFileError, OnnxChain, read_meta
-
-if TYPE_CHECKING:
-    from ..gallery import Gallery
-
 
 class OnnxBackend(Backend):
     """A backend whose sketch and photo encoders are ONNX files (or chains of files) named in
@@ -72,15 +68,6 @@ class EmbeddingBackend(OnnxBackend):
 
     def score(self, queries: np.ndarray, features: np.ndarray, labels: Sequence[str | None]) -> np.ndarray:
         return queries @ features.T                                                      # (Q, N) cosine
-
-    def search_within(self, sketch: Any, gallery: "Gallery", threshold: float) -> SearchResult:
-        """Retrieval by distance: every photo with cosine similarity >= threshold, best first."""
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.floating, np.integer)) \
-                or not np.isfinite(threshold):
-            raise ValueError(f"threshold must be a cosine similarity (a number, at most 1 to find anything), "
-                             f"got {threshold!r:.40}")
-        check_gallery(gallery)
-        return self._search(sketch, gallery, len(gallery), float(threshold))
 
 
 @register_backend("pretrained")

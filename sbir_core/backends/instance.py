@@ -14,18 +14,15 @@ threshold, in the two-stage order; cards show that cosine.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from ..config import MODELS_DIR
 from ..index import l2_normalise
-from .base import SearchResult, check_gallery, register_backend
+from .base import GalleryLike, SearchResult, check_gallery, register_backend
 from .embedding import OnnxBackend
 from .onnx_model import REBUILD_HINT, ModelFileError, OnnxModel, file_fingerprint
-
-if TYPE_CHECKING:
-    from ..gallery import Gallery
 
 LOG_FLOOR = 1e-12      # log P(class) of a class the classifier rules out entirely
 
@@ -134,11 +131,11 @@ class InstanceBackend(OnnxBackend):
         return memo[2], memo[3]
 
     # -- search: two-stage order, cards show the instance cosine --------------------------------
-    def search(self, sketch: Any, gallery: "Gallery", k: int = 20) -> SearchResult:
+    def search(self, sketch: Any, gallery: "GalleryLike", k: int = 20) -> SearchResult:
         r = super().search(sketch, gallery, k)
         return self._with_cosine(r, sketch, gallery)
 
-    def _with_cosine(self, r: SearchResult, sketch: Any, gallery: "Gallery") -> SearchResult:
+    def _with_cosine(self, r: SearchResult, sketch: Any, gallery: "GalleryLike") -> SearchResult:
         q = r.extras.pop("query")
         features = gallery.features(self)
         cos = self.similarity(q, features[r.indices])[0]                                 # (k,) the results only
@@ -146,15 +143,12 @@ class InstanceBackend(OnnxBackend):
         r.extras["class_probability"] = self.kind_probability(q, features, gallery.labels, r.indices)[0]
         return SearchResult(r.ids, cos.astype(np.float32), r.labels, r.indices, r.extras)
 
-    def search_within(self, sketch: Any, gallery: "Gallery", threshold: float) -> SearchResult:
+    def search_within(self, sketch: Any, gallery: "GalleryLike", threshold: float) -> SearchResult:
         """Retrieval by distance: every photo whose instance cosine similarity is at least
         `threshold` and whose kind passes the class gate (`kinds_within`), in the two-stage order;
         how many there are is the result's length. Without the gate a drawn sun brought flowers and
         clocks (the same layout), not one sun."""
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.floating, np.integer)) \
-                or not np.isfinite(threshold):
-            raise ValueError(f"threshold must be a cosine similarity (a number, at most 1 to find anything), "
-                             f"got {threshold!r:.40}")
+        threshold = self.check_threshold(threshold)
         check_gallery(gallery)
         r = self.search(sketch, gallery, k=len(gallery))
         keep = (r.scores >= threshold) & kinds_within(r.extras["class_probability"], self.class_gate)

@@ -14,6 +14,7 @@ class RandomBackend(Backend):
     """Scores are random numbers seeded by the sketch's pixels: repeatable, and meaningless."""
 
     ranks_in_store = False      # random numbers per photo: nothing a store could search
+    card_score = "rank"         # the order means nothing, so no score is shown
 
     def __init__(self, threads: int | None = None, seed: int = 0, **_: Any):
         self.seed = seed
