@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 
 from sbir_core import load_backend
-from sbir_core.app_support import bundled_gallery_present, render_drawing
+from ui.catalogue import bundled_gallery_present
+from ui.drawing import render_drawing
 from sbir_core.uploads import collect_images
 
 st_testing = pytest.importorskip("streamlit.testing.v1")
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
-PAGES = ["app_pages/search.py", "app_pages/compare.py", "app_pages/embedding_map.py", "app_pages/evaluation.py",
-         "app_pages/galleries.py"]
+PAGES = ["pages/search.py", "pages/compare.py", "pages/embedding_map.py", "pages/evaluation.py",
+         "pages/galleries.py"]
 
 
 def stroke(points):
@@ -65,7 +66,7 @@ def test_every_page_runs_without_exception(page):
 @needs_gallery
 def test_compare_marks_correct_results():
     at = app().run()
-    at.switch_page("app_pages/compare.py").run()
+    at.switch_page("pages/compare.py").run()
     next(s for s in at.selectbox if s.label == "What is it?").set_value("apple").run()
     assert not at.exception
     table = at.dataframe[0].value
@@ -98,7 +99,7 @@ def test_every_backend_searches(name):
     assert sum(m.value.count("class='card-name'") for m in at.markdown) >= 8, name   # result cards, not the CSS
     reading = [m.value for m in at.markdown if m.value.startswith("<div class='sketch-reading'>")]
     assert reading or name == "random", name                # what the backend sees, next to the canvas
-    for page in ("app_pages/galleries.py", "app_pages/evaluation.py"):          # the picked backend on every page
+    for page in ("pages/galleries.py", "pages/evaluation.py"):          # the picked backend on every page
         at.switch_page(page).run()                                              # (Compare and the map: below)
         assert not at.exception and not at.error and at.session_state["backend"] == name, (name, page)
 
@@ -163,7 +164,7 @@ def test_uploads_refuse_traversal_bad_zips_and_too_many_files(monkeypatch):
 
 def test_evaluation_page_reads_a_report(tmp_path, monkeypatch):
     import json
-    import sbir_core.app_support as support
+    import ui.reports as support
     report = {"queries": 3, "gallery": 4, "split": "test", "backends": {
         "pretrained": {"mAP@all": 0.04, "P@20": 0.05, "acc@1": 0.0, "acc@10": 0.02, "queries": 3, "query_seconds": 0.3,
                        "per_class_mAP": {"cup": 0.1, "apple": 0.02}},
@@ -172,14 +173,14 @@ def test_evaluation_page_reads_a_report(tmp_path, monkeypatch):
     path.write_text(json.dumps(report))
     monkeypatch.setattr(support, "METRICS_FILE", path)
     at = app(None).run()
-    at.switch_page("app_pages/evaluation.py").run()
+    at.switch_page("pages/evaluation.py").run()
     assert not at.exception, at.exception
     assert len(at.dataframe) >= 2
     assert sum("slider starts at 0.40" in m.value for m in at.markdown) == 2    # triplet, triplet_noedge: their PR curves
 
 
 def test_curve_series_splits_losses_from_quality_for_every_trainer():
-    from sbir_core.app_support import curve_series, load_curves
+    from ui.reports import curve_series, load_curves
     x, losses, quality = curve_series([{"step": 100, "epoch": 1, "d_loss": 0.3, "g_l1": 0.2, "val_mAP": 0.1,
                                         "val_P@20": 0.1, "minutes": 3.0}])
     assert (x, losses, quality) == ("step", ["d_loss", "g_l1"], ["val_mAP", "val_P@20"])
@@ -193,9 +194,9 @@ def test_curve_series_splits_losses_from_quality_for_every_trainer():
         assert losses and quality, name
 
 
-# -- the canvas, the reading and the cards (sbir_core.app_support, no browser needed) ------------
+# -- the canvas, the reading and the cards (ui's Streamlit-free modules, no browser needed) ------------
 def test_canvas_size_fits_the_column_and_the_window():
-    from sbir_core.app_support import CANVAS_ASPECT, canvas_size
+    from ui.drawing import CANVAS_ASPECT, canvas_size
     for column in (309, 343, 376, 409, 640, 1000):
         w, h = canvas_size(column, 900, top=300)
         assert w <= column and 300 + h <= 900
@@ -210,7 +211,7 @@ def test_canvas_size_fits_the_column_and_the_window():
 
 def test_drawing_scales_into_the_same_sketch_on_every_screen():
     import numpy as np
-    from sbir_core.app_support import SKETCH_WIDTH, scale_drawing, sketch_from_drawing
+    from ui.drawing import SKETCH_WIDTH, scale_drawing, sketch_from_drawing
     ref = sketch_from_drawing(DRAWING)                       # DRAWING is in sketch pixels
     assert ref is not None and ref.size[0] == SKETCH_WIDTH
     for canvas_w in (309, 366, 542):                         # drawn on a canvas that wide ...
@@ -231,7 +232,7 @@ def _result(labels, scores, extras=None):
 
 
 def test_reading_of_a_classifier_says_when_the_gallery_has_no_such_photos():
-    from sbir_core.app_support import read_sketch
+    from ui.reading import read_sketch
     r = _result(["toolbox", "coin"], [0.95, 0.95], {"top_classes": [("bicycle", 0.95), ("car", 0.02), ("cup", 0.01)]})
     reading = read_sketch(r, {"toolbox", "coin", "cup"}, "probability")
     assert reading.kind == "classes" and reading.recognised == "bicycle" and reading.missing
@@ -245,7 +246,7 @@ def test_unlabelled_photos_count_as_the_class_a_classifier_files_them_under():
     when the photo classifier files some of them as cups (it did: every classifier reading said missing)."""
     import csv
     from sbir_core import Gallery
-    from sbir_core.app_support import read_sketch
+    from ui.reading import read_sketch
     from sbir_core.gallery_kinds import classes_in_gallery, filed_kinds
     from sbir_core.gallery import BUNDLED_DIR
     rows = [r for r in csv.DictReader(open(BUNDLED_DIR / "metadata.csv")) if r["label"] in ("cup", "cat")]
@@ -265,7 +266,7 @@ def test_unlabelled_photos_count_as_the_class_a_classifier_files_them_under():
 
 
 def test_reading_of_an_embedding_backend_names_the_nearest_classes():
-    from sbir_core.app_support import read_sketch
+    from ui.reading import read_sketch
     r = _result([None, "cup", "cup", "teapot_x", "hat"], [0.9, 0.8, 0.79, 0.5, 0.4])
     reading = read_sketch(r, {"cup", "teapot_x", "hat"}, "similarity")
     assert reading.kind == "nearest" and reading.items == [("cup", 0.8), ("teapot_x", 0.5), ("hat", 0.4)]
@@ -274,7 +275,7 @@ def test_reading_of_an_embedding_backend_names_the_nearest_classes():
 
 
 def test_card_scores_never_show_one_number_on_every_card():
-    from sbir_core.app_support import card_scores
+    from ui.cards import card_scores
     tied = card_scores(_result(["cup"] * 4, [0.998, 0.9981, 0.9979, 0.998]), "similarity")
     assert tied.texts == ["#1", "#2", "#3", "#4"] and "same similarity" in tied.note
     cos = card_scores(_result(["cup", "hat"], [0.91, 0.55]), "similarity")
@@ -285,7 +286,7 @@ def test_card_scores_never_show_one_number_on_every_card():
 
 
 def test_unlikely_kinds_start_after_a_likely_photo():
-    from sbir_core.app_support import unlikely_from
+    from ui.cards import unlikely_from
     assert unlikely_from(np.array([0.4, 0.3, 0.019, 0.3, 0.01])) == 2       # the first photo of an unlikely kind
     assert unlikely_from(np.array([0.01, 0.005])) is None                     # nothing likely: no line at the top
     assert unlikely_from(np.array([0.5, 0.2])) is None and unlikely_from(None) is None
@@ -300,7 +301,8 @@ HOUSE = {"objects": [stroke([(100, 180), (100, 360), (300, 360), (300, 180), (10
 def test_a_house_list_says_where_unlikely_kinds_begin():
     """A drawn house: houses and churches, then photos of kinds the reading gives < 2 % (horses), under a line."""
     from sbir_core import Gallery
-    from sbir_core.app_support import kind_probabilities, sketch_from_drawing, unlikely_from
+    from ui.cards import kind_probabilities, unlikely_from
+    from ui.drawing import sketch_from_drawing
     backend, gallery = load_backend("classifier"), Gallery.bundled()
     r = backend.search(sketch_from_drawing(HOUSE), gallery, k=12)
     p = kind_probabilities(r, backend)
@@ -320,7 +322,7 @@ def test_the_picked_backend_stays_picked_across_pages():
     (in its fragment) came back as the default on Compare and as the first backend on return."""
     at = app().run()
     next(s for s in at.selectbox if s.label == "Backend").set_value("triplet").run()
-    for page in ("app_pages/compare.py", "app_pages/embedding_map.py", "app_pages/search.py"):
+    for page in ("pages/compare.py", "pages/embedding_map.py", "pages/search.py"):
         at.switch_page(page).run()
         assert not at.exception
         assert next(s.value for s in at.selectbox if s.label == "Backend") == "triplet", page
@@ -333,7 +335,7 @@ def test_embedding_map_opens_on_the_backend_in_use_else_the_best_measured():
     without a map (random) on the best-measured space, never on the untrained baseline. No developer
     command, no stale-map warning, and the drawing is placed on the map."""
     at = app().run()
-    at.switch_page("app_pages/embedding_map.py").run()
+    at.switch_page("pages/embedding_map.py").run()
     assert not at.exception
     pick = next(s for s in at.selectbox if s.label == "Map of")
     assert pick.value == "classifier" and len(pick.options) >= 8, pick.options     # the options show titles
@@ -343,12 +345,12 @@ def test_embedding_map_opens_on_the_backend_in_use_else_the_best_measured():
     at = app()
     at.session_state["backend_picker"] = "random"
     at.run()
-    at.switch_page("app_pages/embedding_map.py").run()
+    at.switch_page("pages/embedding_map.py").run()
     pick = next(s for s in at.selectbox if s.label == "Map of")
     assert not any("andom" in o for o in pick.options) and pick.value not in ("pretrained", "random"), pick.value
 
 def test_card_labels_and_try_chips():
-    from sbir_core.app_support import card_label, try_classes
+    from ui.cards import card_label, try_classes
     assert card_label("alarm_clock", "An alarm clock.") == "alarm clock"
     assert card_label(None, "An albino peahen.") == "An albino peahen"
     assert card_label(None, "x" * 80).endswith("…") and len(card_label(None, "x" * 80)) <= 38
@@ -364,7 +366,8 @@ def test_classifier_cards_are_probability_times_within_class_confidence():
     read "0 %" because the labeller doubts it); an unlabelled one is scaled by the labeller's confidence."""
     from dataclasses import replace
     from sbir_core import Gallery, load_backend
-    from sbir_core.app_support import card_scores, photo_class_confidence, sketch_from_drawing
+    from ui.cards import card_scores, photo_class_confidence
+    from ui.drawing import sketch_from_drawing
     backend, gallery = load_backend("classifier"), Gallery.bundled()
     r = backend.search(sketch_from_drawing(DRAWING), gallery, k=12)
     assert (photo_class_confidence(backend, gallery, r.indices) == 1.0).all()
@@ -389,7 +392,7 @@ def test_gallery_is_named_for_people_and_try_chips_show_on_a_blank_canvas():
 
 
 def test_map_colours_the_classes_near_the_sketch_and_keeps_its_label_inside():
-    from sbir_core.app_support import map_classes_to_colour, map_label_placement
+    from ui.map_view import map_classes_to_colour, map_label_placement
     xs, ys = [0, 1, 2, 10, 11, 12], [0, 0, 0, 0, 0, 0]
     classes = ["cup", "cup", "hat", "fish", "fish", "fish"]
     assert map_classes_to_colour(xs, ys, classes, n=2) == ["fish", "cup"]                 # biggest first
@@ -404,7 +407,7 @@ def test_map_colours_the_classes_near_the_sketch_and_keeps_its_label_inside():
 @needs_gallery
 def test_galleries_page_names_galleries_for_people_and_never_says_unlabelled():
     at = app(None).run()
-    at.switch_page("app_pages/galleries.py").run()
+    at.switch_page("pages/galleries.py").run()
     assert not at.exception
     assert at.subheader[0].value.startswith("Bundled demo gallery")
     assert not any("unlabelled" in c.value for c in at.caption)
@@ -412,15 +415,15 @@ def test_galleries_page_names_galleries_for_people_and_never_says_unlabelled():
 
 @needs_gallery
 def test_a_class_the_gallery_lacks_gets_an_honest_message_chips_and_a_link(monkeypatch):
-    import app_widgets
     from sbir_core import Gallery
-    from sbir_core.app_support import Reading
+    from ui import session
+    from ui.reading import Reading
     from sbir_core.data.classes import VOCABULARY, display
     here = {c for c in Gallery.bundled().labels if c}
     absent = next((c for c in VOCABULARY if c not in here), None)  # derived now: the gallery changes
     if absent is None:
         pytest.skip("the gallery has photos of every class")
-    monkeypatch.setattr(app_widgets, "read_sketch", lambda *a, **k: Reading(
+    monkeypatch.setattr(session, "read_sketch", lambda *a, **k: Reading(
         "classes", [(absent, 0.95), ("cup", 0.02)], absent, missing=True))
     at = app()
     at.session_state["backend_picker"] = "classifier"
@@ -435,7 +438,7 @@ def test_a_class_the_gallery_lacks_gets_an_honest_message_chips_and_a_link(monke
 
 
 def test_reading_summary_marks_the_first_class_once_the_class_is_known():
-    from sbir_core.app_support import Reading, reading_summary
+    from ui.reading import Reading, reading_summary
     r = Reading("classes", [("cup", 0.45), ("bread", 0.09)], "cup")
     assert reading_summary(r) == "cup 45% · bread 9%"
     assert reading_summary(r, "cup").startswith("✅ ") and reading_summary(r, "bread").startswith("❌ ")
@@ -461,7 +464,7 @@ def test_a_try_chip_sets_the_class_to_draw_and_results_get_marked():
 
 
 def test_grid_columns_fit_cards_of_about_115_px():
-    from sbir_core.app_support import grid_columns
+    from ui.cards import grid_columns
     assert grid_columns(312) == 2 and grid_columns(440) == 3 and grid_columns(480) == 4 and grid_columns(900) == 4
     assert grid_columns(900, most=8) == 7 and grid_columns(100) == 2
 
@@ -472,10 +475,10 @@ def test_galleries_page_counts_kinds_finds_one_and_files_unlabelled_photos():
     and for your own photos without class folders says what the photo labeller filed."""
     import csv
     from sbir_core import Gallery
-    from sbir_core.app_support import Thumbnails
+    from ui.catalogue import Thumbnails
     from sbir_core.gallery import BUNDLED_DIR
     at = app(None).run()
-    at.switch_page("app_pages/galleries.py").run()
+    at.switch_page("pages/galleries.py").run()
     assert not at.exception
     assert at.subheader[0].value.endswith("575 photos · photos of 149 kinds"), at.subheader[0].value
     at.text_input(key="find_kind").input("hat").run()
@@ -489,7 +492,7 @@ def test_galleries_page_counts_kinds_finds_one_and_files_unlabelled_photos():
     at.session_state["user_gallery"], at.session_state["user_thumbs"] = mine, Thumbnails(mine)
     at.session_state["gallery_key_next"] = "user"
     at.run()
-    at.switch_page("app_pages/galleries.py").run()
+    at.switch_page("pages/galleries.py").run()
     assert not at.exception
     caption = " ".join(c.value for c in at.caption)
     assert f"0 photos carry a kind; " in caption and "filed by the photo labeller" in caption, caption

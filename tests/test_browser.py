@@ -31,7 +31,7 @@ PAGES = {"Search": "", "Compare": "compare", "Embedding map": "embedding_map", "
 if not Path(CHROMIUM).exists():
     pytest.skip("chromium is not installed (Debian: apt-get install chromium)", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api")
-from sbir_core.app_support import bundled_gallery_present  # noqa: E402
+from ui.catalogue import bundled_gallery_present  # noqa: E402
 
 from .conftest import need_data  # noqa: E402
 
@@ -308,7 +308,7 @@ def test_a_fresh_server_opened_on_a_sub_page_shows_the_app(browser):
     the app (its navigation, its sidebar settings, the wide layout), not the page file run alone."""
     with streamlit_server("streamlit-fresh.log") as url:
         ctx, page = new_page(browser, url, "evaluation")
-        page.locator("[data-testid='stSidebarNav'] a", has_text="Evaluation").first.wait_for(timeout=60_000)
+        page.locator("[data-testid='stSidebar'] [data-testid='stSelectbox']").nth(1).wait_for(timeout=60_000)
         page.wait_for_timeout(2000)
         nav = page.locator("[data-testid='stSidebarNav'] a").all_inner_texts()
         assert [" ".join(t.split()[1:]) for t in nav] == ["Search", "Compare", "Embedding map", "Evaluation",

@@ -242,7 +242,7 @@ def test_area_resize_shrinks_a_sketch_as_prepare_sketch_does(sketchy_dir):
 
 
 def test_mixed_card_scores_say_what_they_are():
-    from sbir_core.app_support import card_scores
+    from ui.cards import card_scores
     from sbir_core.backends.base import SearchResult
     r = SearchResult(["a", "b"], np.asarray([0.31, 0.42]), ["cat", None], np.asarray([0, 1]))
     cs = card_scores(r, "mixed")

@@ -131,7 +131,7 @@ def test_committed_embeddings_match_a_fresh_encoding(name):
 
 
 def test_sketchy_photos_are_offered_as_a_second_gallery_when_present():
-    from sbir_core.app_support import gallery_sources
+    from ui.catalogue import gallery_sources
     keys = [s.key for s in gallery_sources()]
     assert keys[0] == "bundled"
     if (data_dir() / "sketchy" / "photo").is_dir():

@@ -12,24 +12,26 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+def imported_names(path: Path, here: str) -> set[str]:
+    """Every module name `path` imports (and each `from X import name` as X.name), lazy imports included."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = here.split(".")[:len(here.split(".")) - node.level + 1] if node.level else []
+            target = ".".join(base + ([node.module] if node.module else []))
+            names |= {target} | {f"{target}.{a.name}" for a in node.names}
+        elif isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+    return names
+
+
 def import_graph(package: str = "sbir_core") -> dict[str, set[str]]:
     """{module: modules of `package` it imports}, lazy imports inside functions included."""
     files = {module_name(p): p for p in (ROOT / package).rglob("*.py")}
     graph: dict[str, set[str]] = {}
     for name, path in files.items():
         here = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
-        deps: set[str] = set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom):
-                base = here.split(".")[:len(here.split(".")) - node.level + 1] if node.level else []
-                target = ".".join(base + ([node.module] if node.module else []))
-                candidates = [target] + [f"{target}.{a.name}" for a in node.names]
-            elif isinstance(node, ast.Import):
-                candidates = [a.name for a in node.names]
-            else:
-                continue
-            deps |= {c for c in candidates if c in files and c != name}
-        graph[name] = deps
+        graph[name] = {m for m in imported_names(path, here) if m in files and m != name}
     return graph
 
 
@@ -72,3 +74,24 @@ def test_no_import_cycles_in_the_library():
     graph = import_graph()
     assert "sbir_core.gallery" in graph["sbir_core.search"]          # the graph sees real imports
     assert cycles(graph) == []
+
+
+def test_no_import_cycles_in_the_app():
+    graph = import_graph("ui")
+    assert "ui.session" in graph["ui.canvas"]
+    assert cycles(graph) == []
+
+
+def test_the_library_never_imports_the_app_or_streamlit():
+    """sbir_core is usable from scripts and tests without a UI: no import of ui, app or streamlit. The
+    benchmark alone may: it measures the running app through Streamlit's wire protocol."""
+    wrong = {}
+    for path in (ROOT / "sbir_core").rglob("*.py"):
+        name = module_name(path)
+        if name.startswith("sbir_core.bench"):
+            continue
+        here = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+        bad = {m for m in imported_names(path, here) if m.split(".")[0] in ("ui", "app", "streamlit")}
+        if bad:
+            wrong[name] = sorted(bad)
+    assert wrong == {}

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from sbir_core.app_support import Thumbnails, bundled_gallery_present
+from ui.catalogue import Thumbnails, bundled_gallery_present
 from sbir_core.bench.browser import DRAWINGS, markdown, pct, summary
 
 st_testing = pytest.importorskip("streamlit.testing.v1")
@@ -60,7 +60,7 @@ def test_thumbnail_files_are_written_once_and_served_by_url(tmp_path, monkeypatc
 
 @pytest.mark.skipif(not bundled_gallery_present(), reason="bundled gallery not built")
 def test_result_grid_is_one_block_of_cards_with_thumbnails_by_url():
-    import app_widgets
+    from ui import session
     stroke = {"type": "path", "stroke": "#000000", "strokeWidth": 6,
               "path": [["M", 100, 100], ["Q", 200, 110, 200, 110], ["L", 300, 260]]}
     at = st_testing.AppTest.from_file(APP, default_timeout=180)
@@ -74,7 +74,7 @@ def test_result_grid_is_one_block_of_cards_with_thumbnails_by_url():
     srcs = re.findall(r"<img src='([^']+)'", grids[0])
     assert len(srcs) == k and all(s.startswith("app/static/thumbs/") for s in srcs)   # .streamlit: static serving on
     for src in srcs:                                                        # each a thumbnail file Streamlit serves
-        assert Image.open(app_widgets.THUMBS_DIR / src.removeprefix("app/static/")).size == (256, 256)
+        assert Image.open(session.THUMBS_DIR / src.removeprefix("app/static/")).size == (256, 256)
     assert grids[0].count("class='card-name'") == k and grids[0].count("class='card-score'") == k
 
 

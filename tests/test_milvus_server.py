@@ -98,7 +98,7 @@ def test_app_searches_a_gallery_on_the_server(server, tmp_path, monkeypatch):
     at.run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert sum(m.value.count("class='card-name'") for m in at.markdown) == 9       # every stored photo
-    at.switch_page("app_pages/galleries.py").run()                                  # its size and index kind
+    at.switch_page("pages/galleries.py").run()                                  # its size and index kind
     assert not at.exception
     line = f"Vector store {server.uri} · HNSW index · photos per backend: triplet 9"
     assert any(c.value == line for c in at.caption), [c.value for c in at.caption]

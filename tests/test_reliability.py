@@ -180,16 +180,16 @@ def test_two_uploads_of_the_same_size_have_different_keys():
 def test_search_memo_follows_the_photos_not_their_count(monkeypatch):
     """The Search page's remembered results: a second upload of the same size is searched anew."""
     pytest.importorskip("streamlit")
-    import app_widgets as ui
+    from ui import session
     state: dict = {"sketch": {"hash": "s1", "png": png(stroke_image())}}
-    monkeypatch.setattr(ui.st, "session_state", state)
+    monkeypatch.setattr(session.st, "session_state", state)
     backend = MeanColour()
-    monkeypatch.setattr(ui, "backend_or_message", lambda name: (backend, None))
-    monkeypatch.setattr(ui, "ensure_indexed", lambda b, g: None)
+    monkeypatch.setattr(session, "backend_or_message", lambda name: (backend, None))
+    monkeypatch.setattr(session, "ensure_indexed", lambda b, g: None)
     ga, _ = Gallery.from_images([(f"{i}.png", png(Image.new("RGB", (20, 20), c))) for i, c in enumerate(REDS)])
     gb, _ = Gallery.from_images([(f"b{i}.png", png(Image.new("RGB", (20, 20), c))) for i, c in enumerate(BLUES)])
-    ra = ui.search("meancolour", ga, 3).result
-    rb = ui.search("meancolour", gb, 3).result
+    ra = session.search("meancolour", ga, 3).result
+    rb = session.search("meancolour", gb, 3).result
     assert all(i.split("-", 1)[1].startswith("b") for i in rb.ids) and ra.ids != rb.ids
 
 
@@ -412,20 +412,21 @@ def test_classifier_needs_classes_matching_its_output(tmp_path):
 @pytest.fixture
 def models_copy(tmp_path, monkeypatch) -> Path:
     """A models folder of links to the shipped files, for breaking one backend's files."""
-    from sbir_core import app_support, backends
+    from sbir_core import backends
     from sbir_core.backends import onnx_model
+    from ui import catalogue, reports
     out = tmp_path / "models"
     out.mkdir()
     for p in MODELS_DIR.iterdir():
         if p.is_file():
             (out / p.name).write_bytes(p.read_bytes()) if p.suffix == ".json" else (out / p.name).symlink_to(p)
-    for mod in (backends, onnx_model, app_support):
+    for mod in (backends, onnx_model, catalogue, reports):
         monkeypatch.setattr(mod, "MODELS_DIR", out)
     return out
 
 
 def test_one_bad_metadata_file_leaves_the_other_backends_alone(models_copy):
-    from sbir_core.app_support import backend_infos
+    from ui.catalogue import backend_infos
     if not (models_copy / "triplet.json").is_file():
         pytest.skip("no triplet model files")
     (models_copy / "triplet.json").write_text("[1, 2, 3]")
@@ -435,7 +436,7 @@ def test_one_bad_metadata_file_leaves_the_other_backends_alone(models_copy):
 
 
 def test_backend_with_missing_model_file_is_marked_unavailable(models_copy):
-    from sbir_core.app_support import backend_infos
+    from ui.catalogue import backend_infos
     if not (models_copy / "triplet.json").is_file():
         pytest.skip("no triplet model files")
     (models_copy / "triplet_sketch_head.onnx").unlink()
@@ -567,7 +568,7 @@ def test_onnxruntime_writes_nothing_under_home(tmp_path):
 
 
 def test_unexpected_search_error_gives_no_rebuild_advice():
-    from sbir_core.app_support import safe_search
+    from ui.reading import safe_search
 
     class Broken(MeanColour):
         def score(self, q, f, labels):
@@ -620,7 +621,7 @@ def test_indexing_survives_a_caller_that_gives_up(tmp_path):
 
 
 def test_thumbnails_follow_the_photos_when_one_is_left_out(tmp_path):
-    from sbir_core.app_support import Thumbnails
+    from ui.catalogue import Thumbnails
     folder = colour_folder(tmp_path / "photos", {"cat": [(250, 0, 0)], "dog": [(0, 0, 250)]})
     (folder / "cat" / "9.png").write_bytes(b"broken")        # listed first: cat/0, cat/9, dog/0
     g = Gallery.from_folder(folder)
@@ -644,14 +645,14 @@ def test_default_backend_loads_even_with_a_damaged_report_and_a_broken_backend(m
     first when the evaluation report is damaged (the preferred backend that loads)."""
     pytest.importorskip("streamlit")
     from streamlit.testing.v1 import AppTest
-    from sbir_core import app_support
+    from ui import reports
     if not {"triplet.json", "classifier.json"} <= {p.name for p in models_copy.iterdir()}:
         pytest.skip("needs the triplet and classifier models")
     (models_copy / "metrics_sketchy.json").write_text('{"backends": [damaged')
-    monkeypatch.setattr(app_support, "METRICS_FILE", models_copy / "metrics_sketchy.json")
+    monkeypatch.setattr(reports, "METRICS_FILE", models_copy / "metrics_sketchy.json")
     (models_copy / "bench.json").write_text('{"quality": {"results": 3}}')
-    monkeypatch.setattr(app_support, "BENCH_FILE", models_copy / "bench.json")
-    assert app_support.load_report() is None and app_support.first_row_hits() == {}
+    monkeypatch.setattr(reports, "BENCH_FILE", models_copy / "bench.json")
+    assert reports.load_report() is None and reports.first_row_hits() == {}
     (models_copy / "triplet_sketch_head.onnx").unlink()
     at = AppTest.from_file(str(REPO_ROOT / "app.py"), default_timeout=120).run()
     assert not at.exception
@@ -662,7 +663,7 @@ def test_default_backend_is_the_one_whose_first_row_serves_doodles_best(tmp_path
     """The benchmark's doodles -> gallery hit@4 picks the first page's backend, before Sketchy mAP@all."""
     pytest.importorskip("streamlit")
     from streamlit.testing.v1 import AppTest
-    from sbir_core import app_support
+    from ui import reports
     if not {"triplet.json", "classifier.json"} <= {p.name for p in MODELS_DIR.iterdir()}:
         pytest.skip("needs the triplet and classifier models")
     sets = lambda h: {"sets": {"quickdraw": {"hit@4": h}}}                          # noqa: E731
@@ -670,9 +671,9 @@ def test_default_backend_is_the_one_whose_first_row_serves_doodles_best(tmp_path
                                                                              "classifier": sets(0.5)}}}))
     (tmp_path / "metrics.json").write_text(json.dumps({"backends": {"classifier": {"mAP@all": 0.9},
                                                                     "triplet": {"mAP@all": 0.1}}}))
-    monkeypatch.setattr(app_support, "BENCH_FILE", tmp_path / "bench.json")
-    monkeypatch.setattr(app_support, "METRICS_FILE", tmp_path / "metrics.json")
-    assert app_support.first_row_hits() == {"triplet": 0.9, "classifier": 0.5}
+    monkeypatch.setattr(reports, "BENCH_FILE", tmp_path / "bench.json")
+    monkeypatch.setattr(reports, "METRICS_FILE", tmp_path / "metrics.json")
+    assert reports.first_row_hits() == {"triplet": 0.9, "classifier": 0.5}
     at = AppTest.from_file(str(REPO_ROOT / "app.py"), default_timeout=120).run()
     assert not at.exception and at.session_state["backend"] == "triplet"
 
@@ -702,8 +703,8 @@ def test_search_page_names_an_unreadable_photo_instead_of_an_exception_box(tmp_p
         assert any("Skipped 1 unreadable photo" in w.value and "cup/broken.jpg" in w.value for w in at.warning)
         assert not at.error
     finally:
-        import app_widgets
-        app_widgets.get_shared_gallery.clear()
+        from ui import session
+        session.get_shared_gallery.clear()
 
 
 def test_metadata_size_that_does_not_fit_the_model_is_named(models_copy):

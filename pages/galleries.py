@@ -1,12 +1,15 @@
 """Galleries: browse the photos being searched, switch galleries, or index your own photos."""
 import streamlit as st
 
-import app_widgets as ui
 from sbir_core import Gallery
-from sbir_core.app_support import Thumbnails, card_label, gallery_sources, missing_gallery_message
-from sbir_core.gallery_kinds import filed_kinds, kinds_caption, kinds_count, kinds_summary, store_summary
 from sbir_core.data.classes import canonical, display
+from sbir_core.gallery_kinds import filed_kinds, kinds_caption, kinds_count, kinds_summary, store_summary
 from sbir_core.uploads import MAX_FILES, collect_images
+from ui import canvas, session, shell
+from ui.cards import card_label
+from ui.catalogue import Thumbnails, gallery_sources, missing_gallery_message
+
+shell.inside_app()
 
 st.title("🖼️ Galleries")
 state = st.session_state
@@ -20,7 +23,7 @@ sources = gallery_sources()
 cards = [(s.key, s.title, s.description) for s in sources]
 if state.get("user_gallery") is not None:
     g = state["user_gallery"]
-    cards.append((ui.USER_GALLERY, "My photos", f"{len(g)} photos you uploaded (kept for this session only)."))
+    cards.append((session.USER_GALLERY, "My photos", f"{len(g)} photos you uploaded (kept for this session only)."))
 if not any(k == "bundled" for k, _, _ in cards):
     st.warning(missing_gallery_message())
 cols = st.columns(max(len(cards), 1))
@@ -46,13 +49,13 @@ with st.expander("➕ Add your own photos", expanded=state.get("user_gallery") i
         if len(gallery) == 0:
             st.error("None of the files is a usable photo.")
         else:
-            backend, err = ui.backend_or_message(state.get("backend", ""))
+            backend, err = session.backend_or_message(state.get("backend", ""))
             if backend is not None:
                 bar = st.progress(0.0, text="Indexing…")
                 gallery.features(backend, lambda d, t: bar.progress(d / t, text=f"Indexing {d}/{t} photos"))
                 bar.empty()
             state["user_gallery"], state["user_thumbs"] = gallery, Thumbnails(gallery)
-            state["gallery_key_next"] = ui.USER_GALLERY
+            state["gallery_key_next"] = session.USER_GALLERY
             state["upload_report"] = (len(gallery), problems)
             st.rerun()
         if problems:
@@ -65,7 +68,7 @@ with st.expander("➕ Add your own photos", expanded=state.get("user_gallery") i
             st.warning("Skipped:\n\n" + "\n".join(f"- {p}" for p in problems[:30])
                        + (f"\n- … and {len(problems) - 30} more" if len(problems) > 30 else ""))
 
-gallery, thumbs, problem = ui.active_gallery()
+gallery, thumbs, problem = session.active_gallery()
 if problem:
     st.info(problem)
     st.stop()
@@ -73,13 +76,13 @@ NO_CLASS = "(no class)"
 with st.spinner("Reading the photos' kinds…"):
     kinds = None
     for name in (state.get("backend", ""), "classifier"):     # the picked backend, else the photo labeller's
-        backend, _ = ui.backend_or_message(name)
+        backend, _ = session.backend_or_message(name)
         kinds = filed_kinds(gallery, backend) if backend is not None else None
         if kinds is not None:
             break
     kinds = kinds or list(gallery.labels)
 count = kinds_count(kinds)
-st.subheader(f"{ui.gallery_title()} · {len(gallery)} photos · "
+st.subheader(f"{session.gallery_title()} · {len(gallery)} photos · "
              + (f"photos of {len(count)} kind{'s' if len(count) > 1 else ''}" if count else "no kinds known"))
 if caption := kinds_caption(gallery, kinds, labeller=backend is not None):
     st.caption(caption)
@@ -95,7 +98,7 @@ per_page = 32
 pages = max(1, (len(shown) + per_page - 1) // per_page)
 page = c2.number_input(f"Page (of {pages})", 1, pages, 1, key=f"browse_page-{pick}")
 items = shown[(page - 1) * per_page: page * per_page]
-columns = ui.result_columns(wide=8)
+columns = canvas.result_columns(wide=8)
 with st.container(key="results-gallery"):
     for row in range(0, len(items), columns):
         cols = st.columns(columns)

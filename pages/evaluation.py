@@ -3,9 +3,11 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-import app_widgets as ui
-from sbir_core.app_support import (METRICS_FILE, backend_infos, curve_series, load_curves, load_report, metrics_rows,
-                                   per_class_rows)
+from ui import session, shell
+from ui.catalogue import backend_infos
+from ui.reports import METRICS_FILE, curve_series, load_curves, load_report, metrics_rows, per_class_rows
+
+shell.inside_app()
 
 st.title("📊 Evaluation")
 report = load_report()
@@ -18,7 +20,7 @@ else:
                f"{report.get('gallery', '?')} photos. mAP@all and P@20 count a photo of the sketch's class as "
                "correct; acc@K asks whether the sketch's own photo is in the top K.")
     table = pd.DataFrame(metrics_rows(report))
-    table.insert(1, "title", [ui.backend_label(n) for n in table["backend"]])
+    table.insert(1, "title", [session.backend_label(n) for n in table["backend"]])
     fmt = {c: st.column_config.NumberColumn(c, format="%.3f") for c in table.columns if c not in ("backend", "title")}
     if "ms/query" in table:
         fmt["ms/query"] = st.column_config.NumberColumn("ms/query", format="%.1f", help="mean time per sketch in the run")
@@ -38,7 +40,7 @@ else:
         st.caption("The report has no per-class breakdown.")
     else:
         names = [c for c in pc.columns if c != "class"]
-        by = st.selectbox("Sort by", names, key="per_class_sort", format_func=ui.backend_label)
+        by = st.selectbox("Sort by", names, key="per_class_sort", format_func=session.backend_label)
         pc = pc.sort_values(by, ascending=False)
         st.dataframe(pc, hide_index=True, width="stretch", height=420, column_config={
             n: st.column_config.ProgressColumn(n, format="%.2f", min_value=0.0, max_value=1.0) for n in names})

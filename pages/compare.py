@@ -3,18 +3,22 @@ then one compact strip of results per backend."""
 import pandas as pd
 import streamlit as st
 
-import app_widgets as ui
-from sbir_core.app_support import CompareRow, backend_infos, compare_order, hits, load_report, reading_summary
 from sbir_core.data.classes import VOCABULARY, display
+from ui import canvas, results, session, shell
+from ui.catalogue import backend_infos
+from ui.reading import CompareRow, compare_order, hits, reading_summary
+from ui.reports import load_report
+
+shell.inside_app()
 
 st.title("⚖️ Compare backends")
 st.caption("One sketch, every backend. Pick the sketch's class to count which results are right.")
-gallery, thumbs, problem = ui.active_gallery()
+gallery, thumbs, problem = session.active_gallery()
 
 left, right = st.columns([4, 8], gap="large")
 with left:
-    ui.sketch_input()
-    sketch = ui.current_sketch()
+    canvas.sketch_input()
+    sketch = session.current_sketch()
     known = sketch.get("label") if sketch else None
     options = [""] + sorted(VOCABULARY)
     label = st.selectbox("What is it?", options, index=options.index(known) if known in options else 0,
@@ -34,13 +38,13 @@ with right:
             if info.error:
                 broken.append(info)
                 continue
-            outcome = ui.search(info.name, gallery, k)
+            outcome = session.search(info.name, gallery, k)
             if outcome.result is None:
                 broken.append(info)
                 outcomes[info.name] = outcome
                 continue
             correct = hits(outcome.result, label or None)
-            rows.append(CompareRow(info.name, info.title, reading_summary(ui.reading(info.name, gallery), label or None),
+            rows.append(CompareRow(info.name, info.title, reading_summary(session.reading(info.name, gallery), label or None),
                                    None if correct is None else sum(correct), len(outcome.result.ids),
                                    outcome.latency_ms, info.baseline or info.name == "random",
                                    float(report.get(info.name, {}).get("mAP@all", 0.0))))
@@ -65,7 +69,7 @@ with right:
             with st.container(border=True, key=f"strip-{r.name}"):
                 st.markdown(f"**{r.title}** · {r.latency_ms:.0f} ms"
                             + (f" · {r.hits}/{r.k} right" if r.hits is not None else "")
-                            + (f" · sees {r.sees}" if r.sees != "–" else ""), help=ui.latency_text(res))
+                            + (f" · sees {r.sees}" if r.sees != "–" else ""), help=results.latency_text(res))
                 imaginary = res.extras.get("imaginary")
                 if imaginary is not None:
                     pic, grid = st.columns([1, 7])
@@ -73,7 +77,7 @@ with right:
                 else:
                     grid = st.container()
                 with grid:
-                    ui.result_grid(res, thumbs, columns=min(k, ui.result_columns(wide=8 if imaginary is not None else 10)),
+                    results.result_grid(res, thumbs, columns=min(k, canvas.result_columns(wide=8 if imaginary is not None else 10)),
                                    label=label or None, compact=True, gallery=gallery, key=f"results-{r.name}")
         for info in broken:
             o = outcomes.get(info.name)

@@ -4,10 +4,14 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-import app_widgets as ui
-from sbir_core.app_support import backend_infos, load_report, map_classes_to_colour, map_label_placement
 from sbir_core.data.classes import display
 from sbir_core.tsne_map import EmbeddingMap, map_path, sketch_vector
+from ui import canvas, map_view, session, shell
+from ui.catalogue import backend_infos
+from ui.map_view import map_classes_to_colour, map_label_placement
+from ui.reports import load_report
+
+shell.inside_app()
 
 st.title("🗺️ Embedding map")
 st.caption("Each dot is a gallery photo (●) or a real held-out sketch (▲) in the backend's embedding space, "
@@ -25,7 +29,7 @@ def map_frame(name: str, mtime: float) -> pd.DataFrame:
     m = get_map(name, mtime)
     return pd.DataFrame({"x": m.coords[:, 0], "y": m.coords[:, 1], "class": [display(str(c)) for c in m.labels],
                          "domain": m.domains.astype(str), "id": m.ids.astype(str),
-                         "image": [ui.map_thumbnail_url(m, i) for i in range(len(m.ids))]})
+                         "image": [map_view.map_thumbnail_url(m, i) for i in range(len(m.ids))]})
 
 
 infos = [i for i in backend_infos() if i.error is None]
@@ -41,8 +45,8 @@ left, right = st.columns([5, 7], gap="large")
 with left:
     current = st.session_state.get("backend")
     name = st.selectbox("Map of", with_maps, index=with_maps.index(current) if current in with_maps else 0,
-                        format_func=ui.backend_label, key="map_backend")
-    ui.sketch_input()
+                        format_func=session.backend_label, key="map_backend")
+    canvas.sketch_input()
 
 mtime = map_path(name).stat().st_mtime
 try:
@@ -52,10 +56,10 @@ except FileNotFoundError as e:
     st.stop()
 df = map_frame(name, mtime)
 
-sketch = ui.current_sketch()
+sketch = session.current_sketch()
 note, place, nn = None, None, None
 if sketch is not None:
-    backend, err = ui.backend_or_message(name)
+    backend, err = session.backend_or_message(name)
     if backend is None:
         note = ("error", err)
     elif backend.feature_key != emb.feature_key:
@@ -107,7 +111,7 @@ if place is not None:
         f"{r['class'] or '?'} ({r['domain']})" for _, r in near.head(5).iterrows()))
 
 with right:
-    chart = alt.layer(*layers).properties(height=720 if ui.presenter() else 620).interactive()
+    chart = alt.layer(*layers).properties(height=720 if session.presenter() else 620).interactive()
     st.altair_chart(chart, width="stretch")
     if note:
         getattr(st, note[0])(note[1])

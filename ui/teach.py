@@ -15,11 +15,12 @@ from typing import Any, Callable
 import streamlit as st
 
 from sbir_core import Gallery
-from sbir_core.app_support import Thumbnails
 from sbir_core.backends import Backend
 from sbir_core.data.classes import display
 from sbir_core.data.preprocess import ImageInputError, load_image
 from sbir_core.teach import MAX_EXAMPLES, TeachError, kind_name, load_taught, save_taught, taught_dir
+
+from .catalogue import Thumbnails
 
 SUGGESTED_EXAMPLES = 3
 
