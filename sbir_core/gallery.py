@@ -17,12 +17,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
-import json
 import logging
-import os
-import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -34,6 +29,7 @@ from .config import GALLERIES_DIR, REPO_ROOT
 from .data.classes import display
 from .data.preprocess import ImageInputError, load_image, probe_image
 from .data.readers import image_folder
+from .feature_cache import IndexJob, claim, photos_fingerprint, read_cached, release, write_cached
 from .index import top_k
 from .uploads import safe_name
 
@@ -46,9 +42,7 @@ log = logging.getLogger(__name__)
 BUNDLED_DIR = GALLERIES_DIR / "bundled"
 CACHE_ROOT = REPO_ROOT / ".cache" / "embeddings"
 METADATA_COLUMNS = ("id", "file", "label", "caption", "source", "licence")
-CACHE_FORMAT = 1
 STORE_MAX_K = 16_384          # most results one store search returns (Milvus's own limit)
-STALE_TEMP_S = 3600           # a temp file this old belongs to no live writer
 
 
 @dataclass
@@ -273,9 +267,9 @@ class Gallery:
             feats = self._features.get(key)
             if feats is not None:
                 return feats
-            job, owner = _claim(self._lock_key())
+            job, owner = claim(self._lock_key())
             if owner:
-                job.run(lambda: self._index(backend, job), lambda: _release(self._lock_key(), job))
+                job.run(lambda: self._index(backend, job), lambda: release(self._lock_key(), job))
             while not job.finished.wait(0.1):
                 if progress is not None and job.total:
                     progress(job.done, job.total)
@@ -299,7 +293,7 @@ class Gallery:
             self._features[key] = backend.features_from_store(vectors)
         return self._features[key]
 
-    def _index(self, backend: "Backend", job: "_Job") -> None:
+    def _index(self, backend: "Backend", job: "IndexJob") -> None:
         """The worker: features from the cache or computed, kept in memory (runs under the lock)."""
         job.owner, job.key = self, backend.feature_key
         if backend.feature_key not in self._features:
@@ -360,58 +354,14 @@ class Gallery:
         self._kept = [listed[i] for i in keep]
         self._features = {k: v[keep] for k, v in self._features.items()}
 
-    # -- the cache on disk -------------------------------------------------------------------
+    # -- the cache on disk (sbir_core.feature_cache) ---------------------------------------------
     def _read_cache(self, key: str, fp: str) -> np.ndarray | None:
-        """The cached (listed photos, ...) features, or None when absent, damaged or stale."""
-        path, meta_path = self.cache_dir / f"{key}.npy", self.cache_dir / f"{key}.json"
-        if not path.is_file():
-            return None
-        try:
-            data = path.read_bytes()
-            feats = np.load(io.BytesIO(data), allow_pickle=False)
-        except (OSError, ValueError, EOFError) as e:
-            log.warning("rebuilding %s: the cached features are damaged (%s)", path, e)
-            return None
-        if (feats.ndim != 2 or len(feats) != self._n_listed or not np.issubdtype(feats.dtype, np.floating)
-                or not (np.isfinite(feats).all(axis=1) | np.isnan(feats).all(axis=1)).all()):
-            log.warning("rebuilding %s: shape %s, dtype %s do not fit %d photos", path, feats.shape, feats.dtype,
-                        self._n_listed)
-            return None
-        meta = _read_json(meta_path)
-        if meta is None and not self.saved:
-            log.warning("rebuilding %s: no record of which photos it holds", path)
-            return None
-        if meta is not None:             # (a saved gallery's embeddings may predate these records)
-            expect = {"format": CACHE_FORMAT, "photos": fp, "shape": list(feats.shape), "dtype": str(feats.dtype),
-                      "sha1": hashlib.sha1(data).hexdigest()}
-            wrong = [k for k, v in expect.items() if meta.get(k) != v]
-            if wrong:
-                log.warning("rebuilding %s: stale or damaged (%s differ)", path, ", ".join(wrong))
-                return None
-            self.skipped += [str(m) for m in meta.get("skipped") or [] if str(m) not in self.skipped]
+        feats, skipped = read_cached(self.cache_dir, key, fp, self._n_listed, self.saved)
+        self.skipped += [m for m in skipped if m not in self.skipped]
         return feats
 
     def _write_cache(self, key: str, fp: str, feats: np.ndarray) -> None:
-        """Features, then their record, each written atomically; a read-only folder is not an error
-        (the gallery still works, it just re-indexes next time)."""
-        buf = io.BytesIO()
-        np.save(buf, feats, allow_pickle=False)
-        data = buf.getvalue()
-        meta = {"format": CACHE_FORMAT, "photos": fp, "shape": list(feats.shape), "dtype": str(feats.dtype),
-                "sha1": hashlib.sha1(data).hexdigest(), "skipped": self.skipped}
-        try:
-            self.cache_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write(self.cache_dir / f"{key}.npy", data)
-            atomic_write(self.cache_dir / f"{key}.json", (json.dumps(meta, indent=1) + "\n").encode())
-        except OSError as e:
-            log.warning("could not cache features in %s (%s)", self.cache_dir, e)
-            return
-        for tmp in self.cache_dir.glob(f".{key}.*.tmp"):   # left by a process killed mid-write
-            try:
-                if time.time() - tmp.stat().st_mtime > STALE_TEMP_S:
-                    tmp.unlink()
-            except OSError:
-                pass
+        write_cached(self.cache_dir, key, fp, feats, self.skipped)
 
     def save(self, folder: str | Path) -> None:
         """Write metadata.csv next to images already in `folder` (sources must be paths inside it)."""
@@ -430,96 +380,3 @@ def _store_name(uri: str) -> str:
     """A store gallery's name for people: the Lite file's name, or the server's address."""
     base = uri.split("?", 1)[0].rstrip("/")
     return Path(base).name if base.endswith(".db") else base.split("://", 1)[-1]
-
-
-def photos_fingerprint(sources: Sequence[Any], by_content: bool = False) -> str:
-    """A hash over every photo in order: bytes by content; files by folder and name + size + mtime
-    (cheap: one stat each), or by folder and name + content when `by_content` (stable across a git
-    checkout)."""
-    h = hashlib.sha1()
-    for src in sources:
-        if isinstance(src, (bytes, bytearray, memoryview)):
-            h.update(b"b" + hashlib.sha1(src).digest())
-            continue
-        p = Path(src)
-        h.update(b"f" + f"{p.parent.name}/{p.name}".encode("utf-8", "surrogateescape") + b"\0")
-        try:
-            if by_content:
-                h.update(hashlib.sha1(p.read_bytes()).digest())
-            else:
-                st = p.stat()
-                h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
-        except OSError:
-            h.update(b"missing")
-    return h.hexdigest()[:20]
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temp file in the same folder, fsync, rename over `path`: readers see the old
-    file or the new one, never half of one (a kill mid-write leaves only a stray temp file)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        d = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return d if isinstance(d, dict) else None
-
-
-class _Job:
-    """One gallery being indexed: its progress and outcome, for everyone waiting on it."""
-
-    def __init__(self) -> None:
-        self.done = 0
-        self.total = 0
-        self.finished = threading.Event()
-        self.error: BaseException | None = None
-        self.owner: Gallery | None = None
-        self.key = ""
-
-    def run(self, work: Any, release: Any) -> None:
-        """`work()` in a daemon thread; then `release()` and wake the waiters (also on failure)."""
-        def target() -> None:
-            try:
-                work()
-            except BaseException as e:      # handed to the waiters, who raise it
-                self.error = e
-            finally:
-                release()
-                self.finished.set()
-        threading.Thread(target=target, name="gallery-index", daemon=True).start()
-
-    def report(self, done: int, total: int) -> None:
-        """The worker's progress, read by the waiters."""
-        self.done, self.total = done, total
-
-
-_jobs: dict[str, _Job] = {}
-_jobs_guard = threading.Lock()
-
-
-def _claim(key: str) -> tuple[_Job, bool]:
-    """The job indexing this gallery now, and whether the caller just became its owner."""
-    with _jobs_guard:
-        job = _jobs.get(key)
-        if job is None:
-            job = _jobs[key] = _Job()
-            return job, True
-        return job, False
-
-
-def _release(key: str, job: _Job) -> None:
-    with _jobs_guard:
-        if _jobs.get(key) is job:
-            del _jobs[key]

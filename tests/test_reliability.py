@@ -89,13 +89,14 @@ KILL_SCRIPT = '''
 import os, sys, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
+import sbir_core.feature_cache as C
 import sbir_core.gallery as G
 from tests.reliability_fakes import MeanColour
 G.CACHE_ROOT = Path(sys.argv[3])
 def slow_fsync(fd):                      # the bytes are written but not yet renamed into place
     print("writing", flush=True)
     time.sleep(60)
-G.os.fsync = slow_fsync
+C.os.fsync = slow_fsync
 G.Gallery.from_folder(sys.argv[2]).features(MeanColour())
 '''
 
