@@ -640,10 +640,10 @@ def measure(out_dir: Path = BUNDLED_DIR, backends: Sequence[str] | None = None, 
             only_classes: Iterable[str] | None = None) -> dict[str, Any]:
     """What a visitor gets from this gallery: its size, labelled classes, how many Quick, Draw! classes
     it covers, and per backend hit@4/P@4 of held-out Quick, Draw! doodles (the benchmark's own query
-    set: `sbir_core.bench.data.quickdraw_canvas`, rows 0-9 of each class), optionally restricted to
+    set: `sbir_core.heldout.quickdraw_canvas`, rows 0-9 of each class), optionally restricted to
     `only_classes` (to compare two galleries on the classes both have)."""
     from .backends import available_backends, load_backend
-    from .bench.data import quickdraw_canvas
+    from .heldout import quickdraw_canvas
     from .evaluate import metrics
     gallery = Gallery.load(out_dir)
     labelled = sorted({lab for lab in gallery.labels if lab})

@@ -57,7 +57,7 @@ COLD_START_CODE = """
 import json, sys, time
 t0 = time.time()
 from sbir_core import load_backend
-from sbir_core.bench.data import bench_gallery
+from sbir_core.heldout import bench_gallery
 t1 = time.time()
 backend = load_backend(sys.argv[1])
 t2 = time.time()

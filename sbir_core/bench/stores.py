@@ -352,7 +352,7 @@ def bundled_parity(work: Path, per_class: int = 2, k: int = 10) -> dict[str, Any
     from ..store.milvus import MilvusStore
     g = Gallery.bundled()
     try:
-        from .data import quickdraw_canvas
+        from ..heldout import quickdraw_canvas
         queries, source = quickdraw_canvas(g, per_class=per_class).queries, f"Quick, Draw! held-out doodles, {per_class} per class"
     except Exception:                                  # no shared data: the bundled example sketches
         queries, source = sorted((REPO_ROOT / "assets" / "examples").glob("*.png")), "assets/examples"
