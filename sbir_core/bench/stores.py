@@ -10,7 +10,7 @@ The vectors are synthetic, of `triplet`'s dimension (125): unit vectors near a r
 subspace plus 10 % noise energy (`scaling.lowrank_vectors`: learned embeddings use few directions;
 i.i.d. vectors would be the worst case for every approximate index). Queries come from the same
 distribution, not from the stored set. Each store gets the same vectors in the same batches of 2,000
-(what `build_gallery` writes per call is smaller). Bounded: one copy of the vectors (0.5 GB at 1M)
+(what `sbir_core.store.build` writes per call is smaller). Bounded: one copy of the vectors (0.5 GB at 1M)
 plus the store under test; each store is dropped before the next is built.
 """
 from __future__ import annotations
@@ -120,7 +120,7 @@ def bench_faiss_hnsw(vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray
 
 def bench_milvus_lite(vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray, folder: Path,
                       ef_values: Sequence[int], threads: int = 2, index: str = "HNSW") -> dict[str, Any]:
-    """As a gallery is used: one process inserts (build_gallery) and closes the file, which waits for
+    """As a gallery is used: one process inserts (sbir_core.store.build) and closes the file, which waits for
     Milvus Lite's background work (compaction, each sealed segment's HNSW); then the store is opened
     again, as the app opens it, and searched. (Searched in the inserting process, Milvus Lite 3.2 scans
     the fresh segments by brute force: recall 1.0, not what the app gets.)"""
@@ -295,7 +295,7 @@ def run_stores(sizes: Sequence[int], queries_per_size: dict[int, int], ef_values
 
 def bench_indexing(folder: Path, backend_name: str, work: Path, limit: int | None = None,
                    threads: int | None = None) -> dict[str, Any]:
-    """`build_gallery FOLDER --store` for one backend, into a fresh Milvus Lite file and into the
+    """`sbir_core.store.build FOLDER --store` for one backend, into a fresh Milvus Lite file and into the
     in-process store: photos/s, and where the time goes (decoding runs in a second thread)."""
     from ..backends import load_backend
     from ..store import MemoryStore
@@ -303,7 +303,7 @@ def bench_indexing(folder: Path, backend_name: str, work: Path, limit: int | Non
     from ..store.milvus import MilvusStore
     from .env import load_average
     threads = threads or 1
-    backend = load_backend(backend_name, threads=threads)     # build_gallery's default: 1 (photos read in another)
+    backend = load_backend(backend_name, threads=threads)     # sbir_core.store.build's default: 1 (photos read in another)
     out: dict[str, Any] = {"folder": str(folder), "backend": backend_name, "ort_threads": threads,
                            "load_average_before": load_average()}
     index_folder(folder, MemoryStore(), [backend], limit=64)       # warm-up: sessions, page cache
@@ -345,7 +345,7 @@ def same_up_to_ties(ids_a: Sequence[str], scores_a: np.ndarray, ids_b: Sequence[
 
 def bundled_parity(work: Path, per_class: int = 2, k: int = 10) -> dict[str, Any]:
     """The bundled gallery in memory vs the same gallery in Milvus Lite (its committed features, as
-    `build_gallery --store` writes them): for held-out Quick, Draw! doodles (or the example sketches
+    `sbir_core.store.build FOLDER --store` writes them): for held-out Quick, Draw! doodles (or the example sketches
     without the shared data), how often `backend.search` gives the identical top k."""
     from ..backends import load_backend
     from ..gallery import Gallery
@@ -447,7 +447,7 @@ def markdown_section(r: dict[str, Any]) -> str:
                          f"{x['search_ms_milvus_lite']['p50']:.2f} |")
     ix = r.get("indexing")
     if ix:
-        lines += ["", f"Indexing a folder (`build_gallery FOLDER --store`, `{ix['backend']}`, {ix['milvus_lite']['photos']:,} "
+        lines += ["", f"Indexing a folder (`sbir_core.store.build FOLDER --store`, `{ix['backend']}`, {ix['milvus_lite']['photos']:,} "
                   f"photos of `{Path(ix['folder']).parent.name}/{Path(ix['folder']).name}`; {ix['milvus_lite']['indexed'][ix['backend']]:,} of them indexed per store; ONNX Runtime with {ix.get('ort_threads', '?')} thread(s), reading and preprocessing in a second thread):", "",
                   "| store | photos/s (wall) | photos per CPU-second | read + preprocess photos/s (2nd thread) | encode photos/s | "
                   "store writes photos/s | load average before → after |", "|---|---|---|---|---|---|---|"]
@@ -467,7 +467,7 @@ def markdown_section(r: dict[str, Any]) -> str:
         lines += ["", f"With {ix2['ort_threads']} ONNX Runtime threads instead (at load average "
                   f"{ix2['load_average_before'][0]}, beside the busier run): {ix2['milvus_lite']['photos_per_s']} photos/s into Milvus Lite, "
                   f"{ix2['milvus_lite']['photos_per_cpu_s']} per CPU-second: the threads compete with the reading "
-                  f"thread and the machine's other jobs, so `build_gallery` runs one (`--threads` to change)."]
+                  f"thread and the machine's other jobs, so `sbir_core.store.build` runs one (`--threads` to change)."]
     env = r["environment"]
     how = (" / ".join(f"`{c.split('   #')[0]}`" for c in r["commands"]) if r.get("commands")
            else "`python -m sbir_core.bench.stores`")
@@ -522,10 +522,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="which stores, in this order (milvus_server: a real Milvus server, on request)")
     ap.add_argument("--parity", type=int, default=0, help="also compare the bundled gallery in memory and in Milvus "
                     "Lite on this many held-out doodles per class")
-    ap.add_argument("--index-folder", default=None, help="also time build_gallery FOLDER --store on this folder")
+    ap.add_argument("--index-folder", default=None, help="also time sbir_core.store.build FOLDER --store on this folder")
     ap.add_argument("--index-backend", default="triplet")
     ap.add_argument("--index-limit", type=int, default=None, help="index at most this many photos")
-    ap.add_argument("--index-threads", type=int, default=None, help="ONNX Runtime threads (default 1, as build_gallery)")
+    ap.add_argument("--index-threads", type=int, default=None, help="ONNX Runtime threads (default 1, as sbir_core.store.build)")
     ap.add_argument("--merge", default=None, help="a bench_stores.json whose rows this run's results join "
                     "(e.g. FAISS measured in a second run; several: comma-separated); the section then shows all")
     ap.add_argument("--out-dir", default=None, help="where bench_stores.json goes and whose BENCHMARKS.md gets the "
