@@ -19,7 +19,7 @@ import pytest
 from sbir_core import Gallery, load_backend
 from sbir_core.config import REPO_ROOT
 from sbir_core.store import MemoryStore, PhotoRecord, StoreError, is_store_uri, open_store
-from sbir_core.bench.stores import same_up_to_ties as same_ranking
+from sbir_core.bench.stores_photos import same_up_to_ties as same_ranking
 from sbir_core.store.build import index_folder, list_folder
 
 
