@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 from sbir_core.app_support import Thumbnails, bundled_gallery_present
-from sbir_core.bench.browser import DRAWINGS, markdown, pct, summary
+from sbir_core.bench.browser import markdown, pct, summary
+from sbir_core.bench.browser_visitor import DRAWINGS
 
 st_testing = pytest.importorskip("streamlit.testing.v1")
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
