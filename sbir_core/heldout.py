@@ -201,7 +201,7 @@ def quickdraw_canvas(gallery: Gallery, per_class: int | None = None, max_classes
                    truth=list(gallery.labels), drawn_kinds=len(files))
 
 
-def bench_gallery() -> tuple[Gallery, str | None]:
+def demo_gallery() -> tuple[Gallery, str | None]:
     """The bundled demo gallery, or (until it exists) a stand-in folder gallery and a note saying so."""
     if (BUNDLED_DIR / "metadata.csv").is_file():
         return Gallery.bundled(), None
@@ -214,7 +214,7 @@ def bench_gallery() -> tuple[Gallery, str | None]:
 def quality_sets(max_classes: int | None = None, max_queries: int | None = None,
                  quickdraw_per_class: int | None = None) -> list[EvalSet]:
     """All six sets, built once so every backend sees exactly the same queries and galleries."""
-    gallery, note = bench_gallery()
+    gallery, note = demo_gallery()
     qd = quickdraw_canvas(gallery, quickdraw_per_class, max_classes)
     hidden = quickdraw_canvas(gallery, quickdraw_per_class, max_classes, hide_labels=True)
     if note:

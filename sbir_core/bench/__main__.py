@@ -75,7 +75,7 @@ def run(cfg: BenchConfig, names: Sequence[str], sections: Sequence[str]) -> dict
     missing = [n for n in ("classifier", "triplet", "cgan") if n not in names]
     if missing:
         report["notes"].append(f"not in this run (no model files in models/ yet): {', '.join(missing)}")
-    gallery, gallery_note = heldout.bench_gallery()
+    gallery, gallery_note = heldout.demo_gallery()
     report["gallery"] = {"name": gallery.name, "photos": len(gallery),
                          "labelled": sum(1 for x in gallery.labels if x), "note": gallery_note}
 
