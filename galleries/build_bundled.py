@@ -128,6 +128,7 @@ def write_metadata(records: Sequence[dict[str, str]], out_dir: Path) -> None:
 
 
 def read_metadata(out_dir: Path = BUNDLED_DIR) -> list[dict[str, str]]:
+    """metadata.csv's rows as written (every column, labels as strings)."""
     with open(out_dir / "metadata.csv", newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
 
@@ -157,6 +158,7 @@ def index(out_dir: Path = BUNDLED_DIR) -> dict[str, Path]:
 
 
 def summary(out_dir: Path = BUNDLED_DIR) -> str:
+    """One line on the built gallery: photos, labelled classes, caption-only photos, size."""
     rows = read_metadata(out_dir)
     labelled = {r["label"] for r in rows if r["label"]}
     size = sum(p.stat().st_size for p in (out_dir / "images").iterdir())
@@ -167,6 +169,7 @@ def summary(out_dir: Path = BUNDLED_DIR) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """The command line; a BuildError or a missing file is one message and exit status 1."""
     ap = argparse.ArgumentParser(prog="python -m galleries.build_bundled", description=__doc__.split("\n\n")[0])
     ap.add_argument("--index", action="store_true", help="only (re)compute embeddings of the existing gallery")
     ap.add_argument("--no-index", action="store_true", help="build images/metadata/NOTICE but do not index")

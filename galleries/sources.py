@@ -135,11 +135,13 @@ def parse_crop(text: str) -> tuple[int, int, int, int] | None:
 
 # -- where the files are ---------------------------------------------------------------------
 def skimage_data_dir() -> Path:
+    """Where the installed scikit-image keeps its sample photos."""
     import skimage
     return Path(skimage.__file__).resolve().parent / "data"
 
 
 def shared_dir() -> Path:
+    """The shared data's redistributable photos (each credited in its SOURCES.tsv)."""
     return data_dir() / "gallery_photos"
 
 
@@ -149,6 +151,7 @@ def wheels_dir(root: Path) -> Path:
 
 
 def sunpy_wheel(root: Path) -> Path | None:
+    """The downloaded sunpy wheel the solar images are read from, or None."""
     name, version = SUNPY
     found = sorted(wheels_dir(root).glob(f"{name}-{version}-*.whl"))
     return found[0] if found else None
@@ -168,6 +171,7 @@ def wheel_member(row: SourceRow, root: Path) -> bytes | None:
 
 
 def kind_dir(kind: str, root: Path) -> Path:
+    """The folder a kind's source paths are relative to."""
     if kind == "skimage":
         return skimage_data_dir()
     if kind == "shared":
@@ -266,6 +270,7 @@ def open_source(row: SourceRow, root: Path) -> Image.Image:
 
 
 def source_exists(row: SourceRow, root: Path) -> bool:
+    """Whether a row's file is there (checked for every row before anything is written)."""
     base = kind_dir(row.kind, root)
     if row.kind == "gcompris":
         return (base / f"{row.path.split('!', 1)[0]}.rcc").is_file()
@@ -350,6 +355,7 @@ def describe(row: SourceRow, root: Path, versions: dict[str, str], shared: dict[
 
 
 def missing_message(missing: Sequence[SourceRow], root: Path) -> str:
+    """What to install to get the missing sources: the build stops with this, not a traceback."""
     kinds = sorted({r.kind for r in missing})
     pk = sorted({KINDS[k].package for k in kinds if KINDS[k].package})
     lines = [f"{len(missing)} listed source files are missing (e.g. {', '.join(r.source for r in missing[:3])})."]

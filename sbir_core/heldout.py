@@ -104,6 +104,7 @@ def _cap(items: list, max_queries: int | None) -> list:
 
 
 def sketchy_heldout(max_classes: int | None = None, max_queries: int | None = None) -> EvalSet:
+    """Sketches of the held-out Sketchy `test` photos against every Sketchy photo."""
     photos, sketches = readers.sketchy(data_dir() / "sketchy")
     keep = _class_subset([p.label for p in photos], max_classes)
     photos = _first_classes(photos, keep)
@@ -115,6 +116,7 @@ def sketchy_heldout(max_classes: int | None = None, max_queries: int | None = No
 
 
 def sketchy_10class(max_classes: int | None = None, max_queries: int | None = None) -> EvalSet:
+    """Sketches of the 10-class set's `test` photos against all its photos."""
     root = data_dir() / "sketchy_10class"
     photos, sketches = readers.sketchy(root)
     split = readers.read_split(root / "split.tsv")

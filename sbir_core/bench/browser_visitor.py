@@ -89,6 +89,7 @@ PROBE_JS = r"""
 
 
 def free_port() -> int:
+    """A free loopback port for the app server."""
     with socket.socket() as s:
         s.bind((LOOPBACK, 0))
         return s.getsockname()[1]

@@ -61,6 +61,7 @@ def measure(out_dir: Path = BUNDLED_DIR, backends: Sequence[str] | None = None, 
 
 
 def main(argv: list[str] | None = None) -> None:
+    """The command line: the figures as JSON on stdout (and in --out)."""
     ap = argparse.ArgumentParser(prog="python -m sbir_core.bench.gallery", description=__doc__.split("\n\n")[0])
     ap.add_argument("--gallery", type=Path, default=BUNDLED_DIR, help="saved gallery folder (default: the bundled one)")
     ap.add_argument("--backends", default="", help="comma-separated backends (default: all)")

@@ -77,6 +77,7 @@ def _store_rows(ids: Sequence[str]) -> np.ndarray:
 
 
 def bench_memory(vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
+    """The in-process store (what serving uses by default): exact search, so recall 1.0."""
     from ..store import MemoryStore
     st = MemoryStore()
     t0 = time.perf_counter()

@@ -124,6 +124,7 @@ def keep_section(old: str, new: str) -> str:
 
 
 def write_section(md_path: Path, section: str) -> None:
+    """Replace the stores section of a BENCHMARKS.md (or append it), leaving the rest as it is."""
     old = md_path.read_text(encoding="utf-8") if md_path.is_file() else ""
     if BEGIN in old and END in old:
         head, rest = old.split(BEGIN, 1)

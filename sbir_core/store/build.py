@@ -275,6 +275,7 @@ def main_index(folder: Path, uri: str | None, backend_names: Sequence[str], batc
 
 
 def main(argv: list[str] | None = None) -> None:
+    """The command line; a bad store URI or backend name is one message, not a traceback."""
     ap = argparse.ArgumentParser(prog="python -m sbir_core.store.build", description=__doc__.split("\n\n")[0])
     ap.add_argument("folder", type=Path, help="a folder of photos (<class>/<image> or flat)")
     ap.add_argument("--store", default=None, help="memory (default; or $SBIR_STORE), ./photos.db "
