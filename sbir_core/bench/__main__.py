@@ -216,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     report = run(cfg, names, sections)
     (out_dir / "bench.json").write_text(json.dumps(report, indent=1) + "\n")
-    from .stores_report import keep_section           # the vector-store section comes from its own run
+    from .stores_report import keep_section    # the vector-store section comes from its own run
     md = out_dir / "BENCHMARKS.md"
     md.write_text(keep_section(md.read_text() if md.is_file() else "", markdown(report)))
     print(f"wrote {out_dir / 'BENCHMARKS.md'} and bench.json in {report['seconds'] / 60:.1f} min")

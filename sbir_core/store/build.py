@@ -224,7 +224,7 @@ class ProgressBar:
 
 def main_index(folder: Path, uri: str | None, backend_names: Sequence[str], batch: int = BATCH,
                prune: bool = True, limit: int | None = None, as_json: bool = False, threads: int | None = None) -> int:
-    """The command line: index, print a summary, and return the exit status (0 ok, 1 some photos
+    """What `main` runs: index, print a summary, and return the exit status (0 ok, 1 some photos
     unreadable, 130 interrupted)."""
     import json
 
