@@ -97,9 +97,8 @@ def held_out_scores(int8_file: str, backends: tuple[str, ...] = ("classifier", "
     backend as shipped and with its sketch trunk swapped for the int8 one: what quantizing costs."""
     from sbir_core.backends import load_backend
     from sbir_core.backends.onnx_model import OnnxModel
-    from sbir_core.bench.data import bench_gallery, quickdraw_canvas, sketchy_heldout, tuberlin_heldout
-    from sbir_core.bench.quality import score_set
-    gallery, _ = bench_gallery()
+    from sbir_core.heldout import demo_gallery, quickdraw_canvas, score_set, sketchy_heldout, tuberlin_heldout
+    gallery, _ = demo_gallery()
     sets = [sketchy_heldout(), tuberlin_heldout(), quickdraw_canvas(gallery)]
     out = {}
     for name in backends:

@@ -3,7 +3,7 @@
 Four kinds, one class: the bundled gallery (`galleries/bundled`: images + metadata.csv +
 precomputed embeddings/), any folder of photos (features cached under `.cache/`), photos held
 in memory (a user's upload; features live for the session), and a gallery in a vector store
-(`Gallery.from_store`: Milvus Lite or a Milvus server, filled by `python -m sbir_core.build_gallery
+(`Gallery.from_store`: Milvus Lite or a Milvus server, filled by `python -m sbir_core.store.build
 FOLDER --store URI`): the store searches, this process keeps only ids, labels and file names, and
 reads a photo only to show it.
 
@@ -122,7 +122,7 @@ class Gallery:
                 for r in batch:
                     records.setdefault(r.id, r)
         if not records:
-            raise StoreError(f"the store {st.uri} holds no photos yet: python -m sbir_core.build_gallery FOLDER "
+            raise StoreError(f"the store {st.uri} holds no photos yet: python -m sbir_core.store.build FOLDER "
                              f"--store {st.uri} --backends NAME,... indexes a folder into it")
         ordered = [records[i] for i in sorted(records)]
         label = lambda r: r.label or None  # noqa: E731
@@ -245,7 +245,7 @@ class Gallery:
         from .store import StoreError
         if self.store is not None and backend.ranks_in_store and self.store.count(backend.feature_key) == 0:
             raise StoreError(f"the store {self.store.uri} holds no features of {backend.name} (its model "
-                             f"{backend.feature_key}); index them with: python -m sbir_core.build_gallery FOLDER "
+                             f"{backend.feature_key}); index them with: python -m sbir_core.store.build FOLDER "
                              f"--store {self.store.uri} --backends {backend.name}")
 
     def features(self, backend: "Backend", progress: "Progress | None" = None) -> np.ndarray:
@@ -288,7 +288,7 @@ class Gallery:
             try:
                 vectors = self.store.get(key, self.ids)
             except StoreError as e:
-                raise StoreError(f"{e}: index this backend with python -m sbir_core.build_gallery FOLDER --store "
+                raise StoreError(f"{e}: index this backend with python -m sbir_core.store.build FOLDER --store "
                                  f"{self.store.uri} --backends {backend.name}") from None
             self._features[key] = backend.features_from_store(vectors)
         return self._features[key]

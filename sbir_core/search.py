@@ -4,7 +4,7 @@
 
 `--gallery` is `bundled` (the default, or $SBIR_STORE when that names a Milvus store), a gallery
 folder (with metadata.csv), any folder of photos (`<class>/<image>` or flat; indexed on first use
-and cached), or a store filled by `python -m sbir_core.build_gallery FOLDER --store URI`:
+and cached), or a store filled by `python -m sbir_core.store.build FOLDER --store URI`:
 `./photos.db` (Milvus Lite) or `http://host:19530` (a Milvus server).
 """
 from __future__ import annotations

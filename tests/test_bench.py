@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from sbir_core.bench import report, scaling
-from sbir_core.bench.quality import effective_dimension
+from sbir_core.heldout import effective_dimension
 from sbir_core.bench.speed import percentiles
 from sbir_core.index import ExactIndex
 
@@ -110,8 +110,8 @@ def test_quality_and_report_on_real_data_with_random_baseline(sketchy_dir):
 
 
 def test_hidden_labels_are_withheld_from_the_backend_but_judge_relevance():
-    from sbir_core.bench.data import bench_gallery, quickdraw_canvas
-    gallery, _ = bench_gallery()
+    from sbir_core.heldout import demo_gallery, quickdraw_canvas
+    gallery, _ = demo_gallery()
     s = quickdraw_canvas(gallery, per_class=1, max_classes=2, hide_labels=True)
     assert not any(s.gallery.labels) and s.gallery_truth == [g or "" for g in gallery.labels]
     assert len(s.gallery) == len(gallery) and s.gallery.labels is not gallery.labels

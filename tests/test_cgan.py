@@ -120,7 +120,7 @@ V2_TINY = dict(res=32, sketch_res=96, feat_res=64, ngf=8, max_mult=4, ndf=8, bat
 def test_resize_upsampling_has_no_checkerboard_and_conditioning_matters():
     """A stride-2 transposed conv with random weights prints a period-2 grid on a flat input; resize-then-
     convolve cannot (every output pixel sees the same taps). The class posterior changes the photo."""
-    from sbir_core.image_quality import checkerboard_ratio
+    from sbir_core.bench.image_quality import checkerboard_ratio
     from sbir_core.nets.pix2pix import ResizeUp, Up
     torch.manual_seed(0)
     flat = torch.ones(4, 16, 8, 8)

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sbir_core import available_backends, build_gallery as bg
+from galleries import build_bundled, notice, sources
+from sbir_core import available_backends
 from sbir_core.backends import load_backend
-from sbir_core.backends.onnx_model import ModelFileError
-from sbir_core.config import MODELS_DIR, REPO_ROOT, data_dir
+from sbir_core.config import REPO_ROOT, data_dir
 from sbir_core.data.classes import VOCABULARY, display
 from sbir_core.data.preprocess import load_image
 from sbir_core.gallery import BUNDLED_DIR, METADATA_COLUMNS, Gallery
@@ -29,7 +29,7 @@ NOTICE = (BUNDLED_DIR / "NOTICE").read_text(encoding="utf-8")
 
 def test_metadata_has_the_gallery_columns_then_author_and_display():
     with open(BUNDLED_DIR / "metadata.csv", newline="", encoding="utf-8") as f:
-        assert tuple(next(csv.reader(f))) == METADATA_COLUMNS + bg.EXTRA_COLUMNS
+        assert tuple(next(csv.reader(f))) == METADATA_COLUMNS + build_bundled.EXTRA_COLUMNS
 
 
 def test_every_photo_file_exists_and_is_a_small_rgb_thumbnail():
@@ -82,9 +82,9 @@ def test_every_example_sketch_class_has_at_least_two_photos():
 
 
 def test_reviewed_list_matches_the_gallery():
-    rows = bg.read_sources()
+    rows = sources.read_sources()
     photos = [r for r in rows if r.status == "photo"]
-    assert [bg.photo_id(r) for r in photos] == [r["id"] for r in ROWS]
+    assert [sources.photo_id(r) for r in photos] == [r["id"] for r in ROWS]
     assert [r.label for r in photos] == [r["label"] for r in ROWS]
     assert all(r.note for r in rows), "every row says how its label (or exclusion) was decided"
 
@@ -118,10 +118,10 @@ def test_bundled_loads_as_a_gallery():
 def test_committed_embeddings_match_a_fresh_encoding(name):
     """Every backend's committed bundled-gallery embeddings exist under its current feature key and
     equal a fresh encoding of a few photos: a retrain or a changed photo model that forgets
-    `python -m sbir_core.build_gallery --index` fails here (serving would recompute and write them)."""
+    `python -m galleries.build_bundled --index` fails here (serving would recompute and write them)."""
     backend = load_backend(name)
     path = BUNDLED_DIR / "embeddings" / f"{backend.feature_key}.npy"
-    assert path.is_file(), f"missing {path}: run python -m sbir_core.build_gallery --index"
+    assert path.is_file(), f"missing {path}: run python -m galleries.build_bundled --index"
     feats = np.load(path)
     assert feats.shape[0] == len(ROWS) and np.isfinite(feats).all()
     g = Gallery.bundled()
@@ -155,8 +155,8 @@ def _tsv(tmp_path: Path, line: str) -> Path:
     ("scratch:a.png\tphoto\tcat\t\t\t\t\t\tn\t1,2,3", "crop must be"),
 ])
 def test_read_sources_refuses_bad_rows_with_a_message(tmp_path, line, message):
-    with pytest.raises(bg.BuildError, match=message):
-        bg.read_sources(_tsv(tmp_path, line))
+    with pytest.raises(sources.BuildError, match=message):
+        sources.read_sources(_tsv(tmp_path, line))
 
 
 def test_missing_packages_exit_with_the_install_command(tmp_path, monkeypatch):
@@ -164,7 +164,7 @@ def test_missing_packages_exit_with_the_install_command(tmp_path, monkeypatch):
     monkeypatch.delenv("SBIR_WHEELS_DIR", raising=False)
     before = (BUNDLED_DIR / "metadata.csv").read_bytes()
     with pytest.raises(SystemExit) as e:        # checked before anything is written
-        bg.main(["--no-index", "--packages-root", str(tmp_path / "empty")])
+        build_bundled.main(["--no-index", "--packages-root", str(tmp_path / "empty")])
     assert "apt-get install -y" in str(e.value) and "gcompris-qt-data" in str(e.value)
     assert "scratch" in str(e.value) and "pip download sunpy==" in str(e.value)
     assert (BUNDLED_DIR / "metadata.csv").read_bytes() == before
@@ -190,27 +190,27 @@ def test_pzl_image_cuts_the_photo_out_of_the_colour_texture(tmp_path):
     head += b"image 8 16 24 32 1 1    \n"
     path = tmp_path / "p.pzl"
     path.write_bytes(head + b"".join(n.encode() + b"\n" + str(len(b)).encode() + b"\n" + b for n, b in parts))
-    im = bg.pzl_image(path)
+    im = sources.pzl_image(path)
     assert im.size == (24, 32)
     r, g, b = np.asarray(im.convert("RGB")).reshape(-1, 3).mean(axis=0)
     assert r > 200 and g < 60 and b < 60                             # the red photo, not the thumbnail or mask
     (tmp_path / "bad.pzl").write_bytes(b"not a puzzle")
-    with pytest.raises(bg.BuildError, match="jigzo"):
-        bg.pzl_image(tmp_path / "bad.pzl")
+    with pytest.raises(sources.BuildError, match="jigzo"):
+        sources.pzl_image(tmp_path / "bad.pzl")
 
 
 def test_a_row_with_a_crop_box_gets_only_that_part(tmp_path):
-    folder = tmp_path / bg.KINDS["scratch"].folder
+    folder = tmp_path / sources.KINDS["scratch"].folder
     folder.mkdir(parents=True)
     im = Image.new("RGB", (40, 30), (255, 255, 255))
     im.paste((0, 0, 0), (10, 5, 30, 25))
     im.save(folder / "a.png")
-    row = bg.SourceRow("scratch:a.png", "photo", "cat", "", "", "", "", "", "n", crop="10,5,30,25")
-    out = bg.open_source(row, tmp_path)
+    row = sources.SourceRow("scratch:a.png", "photo", "cat", "", "", "", "", "", "n", crop="10,5,30,25")
+    out = sources.open_source(row, tmp_path)
     assert out.size == (20, 20) and np.asarray(out.convert("L")).max() == 0
-    assert "(cropped to 10,5,30,25)" in bg.describe(row, tmp_path, {"scratch": "1"}, {})["source"]
-    with pytest.raises(bg.BuildError, match="outside"):
-        bg.open_source(bg.SourceRow("scratch:a.png", "photo", "cat", "", "", "", "", "", "n", crop="0,0,50,30"),
+    assert "(cropped to 10,5,30,25)" in sources.describe(row, tmp_path, {"scratch": "1"}, {})["source"]
+    with pytest.raises(sources.BuildError, match="outside"):
+        sources.open_source(sources.SourceRow("scratch:a.png", "photo", "cat", "", "", "", "", "", "n", crop="0,0,50,30"),
                        tmp_path)
 
 
@@ -238,19 +238,19 @@ def _rcc(files: dict[str, bytes]) -> bytes:
 def test_read_rcc_unpacks_plain_and_zlib_entries(tmp_path):
     p = tmp_path / "x.rcc"
     p.write_bytes(_rcc({"a.txt": b"hello " * 50, "b.bin": b"\x00\x01raw"}))
-    assert bg.rcc_file(p, "a.txt") == b"hello " * 50
-    assert bg.rcc_file(p, "b.bin") == b"\x00\x01raw"
-    with pytest.raises(bg.BuildError):
-        bg.rcc_file(p, "missing.png")
+    assert sources.rcc_file(p, "a.txt") == b"hello " * 50
+    assert sources.rcc_file(p, "b.bin") == b"\x00\x01raw"
+    with pytest.raises(sources.BuildError):
+        sources.rcc_file(p, "missing.png")
     (tmp_path / "bad.rcc").write_bytes(b"not a resource file")
-    with pytest.raises(bg.BuildError):
-        bg.read_rcc(tmp_path / "bad.rcc")
+    with pytest.raises(sources.BuildError):
+        sources.read_rcc(tmp_path / "bad.rcc")
 
 
 def test_licence_urls():
-    assert bg.licence_url("CC-BY-SA-2.0-DE") == "https://creativecommons.org/licenses/by-sa/2.0/de/"
-    assert bg.licence_url("CC-BY-4.0") == "https://creativecommons.org/licenses/by/4.0/"
-    assert bg.licence_url("GPL-2.0-or-later") == "LICENSES/GPL-2"
+    assert notice.licence_url("CC-BY-SA-2.0-DE") == "https://creativecommons.org/licenses/by-sa/2.0/de/"
+    assert notice.licence_url("CC-BY-4.0") == "https://creativecommons.org/licenses/by/4.0/"
+    assert notice.licence_url("GPL-2.0-or-later") == "LICENSES/GPL-2"
 
 
 # -- galleries from folders ----------------------------------------------------------------------

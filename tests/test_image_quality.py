@@ -1,10 +1,10 @@
-"""Fréchet distance and KID (sbir_core.image_quality): known values on constructed feature sets."""
+"""Fréchet distance and KID (sbir_core.bench.image_quality): known values on constructed feature sets."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from sbir_core.image_quality import _mmd2_unbiased, frechet_distance, kernel_inception_distance
+from sbir_core.bench.image_quality import _mmd2_unbiased, frechet_distance, kernel_inception_distance
 
 
 def gaussian(n: int, d: int, seed: int, mix_seed: int | None = None) -> np.ndarray:
@@ -67,7 +67,7 @@ def test_kid_grows_with_the_shift_and_refuses_bad_shapes():
 
 
 def test_checkerboard_ratio_finds_a_period_two_grid():
-    from sbir_core.image_quality import checkerboard_ratio
+    from sbir_core.bench.image_quality import checkerboard_ratio
     rng = np.random.default_rng(0)
     smooth = np.cumsum(np.cumsum(rng.standard_normal((8, 3, 64, 64)), axis=2), axis=3) / 64   # 1/f²-like, as photos
     grid = np.indices((64, 64)).sum(0) % 2 * 1.0                                              # a checkerboard

@@ -68,8 +68,8 @@ def test_shoe_split_holds_out_whole_shoes():
     test = {i for i, s in split.items() if s == "test"}
     assert len(test) == round(0.2 * len(sketched)) and test <= sketched
     assert all(split[s.photo_id] == "test" for s in sketches if s.photo_id in test)
-    from sbir_core.bench.data import shoes as bench_shoes
-    ev = bench_shoes()
+    from sbir_core.heldout import shoes as heldout_shoes
+    ev = heldout_shoes()
     assert len(ev.gallery) == len(photos) and set(ev.query_photo_ids) == test
 
 

@@ -95,3 +95,27 @@ def test_the_library_never_imports_the_app_or_streamlit():
         if bad:
             wrong[name] = sorted(bad)
     assert wrong == {}
+
+
+def test_nothing_but_the_benchmark_imports_the_benchmark():
+    """The benchmark depends on everything; train/, export/, the library and the app never on it."""
+    wrong = {}
+    for folder in ("sbir_core", "export", "ui", "pages", "galleries"):
+        for path in (ROOT / folder).rglob("*.py"):
+            name = module_name(path)
+            if name.startswith("sbir_core.bench"):
+                continue
+            here = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+            bad = {m for m in imported_names(path, here) if m == "sbir_core.bench" or m.startswith("sbir_core.bench.")}
+            if bad:
+                wrong[name] = sorted(bad)
+    assert wrong == {}
+
+
+def test_no_module_outside_training_is_over_450_lines():
+    """A module a newcomer opens fits in one sitting; training loops (train/) may be longer."""
+    long = {str(p.relative_to(ROOT)): n for folder in ("sbir_core", "export", "ui", "pages", "galleries")
+            for p in (ROOT / folder).rglob("*.py") if "train" not in p.relative_to(ROOT).parts
+            and (n := len(p.read_text().splitlines())) > 450}
+    long.update({"app.py": n} if (n := len((ROOT / "app.py").read_text().splitlines())) > 450 else {})
+    assert long == {}

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from sbir_core.bench.browser import markdown, pct, summary
+from sbir_core.bench.browser_visitor import DRAWINGS
 from ui.catalogue import Thumbnails, bundled_gallery_present
-from sbir_core.bench.browser import DRAWINGS, markdown, pct, summary
 
 st_testing = pytest.importorskip("streamlit.testing.v1")
 APP = str(Path(__file__).resolve().parent.parent / "app.py")

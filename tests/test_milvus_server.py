@@ -37,7 +37,7 @@ def server(tmp_path_factory):
 def test_command_lines_build_a_folder_into_the_server_and_search_it(server, tmp_path):
     folder = _folder(tmp_path, n_per_class=2)
     uri = f"{server.uri}?gallery=cli"
-    r = _run("sbir_core.build_gallery", str(folder), "--store", uri, "--backends", "triplet", "--batch", "4")
+    r = _run("sbir_core.store.build", str(folder), "--store", uri, "--backends", "triplet", "--batch", "4")
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr          # 1: the broken photo, named
     assert "triplet: 6 indexed now, 0 already stored" in r.stdout and "cup/broken.jpg" in r.stderr
     r = _run("sbir_core.search", str(EXAMPLES[0]), "--gallery", uri, "--backend", "triplet", "--k", "3", "--json")

@@ -19,7 +19,7 @@ import pytest
 from sbir_core import Gallery, load_backend
 from sbir_core.config import REPO_ROOT
 from sbir_core.store import MemoryStore, PhotoRecord, StoreError, is_store_uri, open_store
-from sbir_core.bench.stores import same_up_to_ties as same_ranking
+from sbir_core.bench.stores_photos import same_up_to_ties as same_ranking
 from sbir_core.store.build import index_folder, list_folder
 
 
@@ -33,7 +33,7 @@ def _records(g: Gallery) -> list[PhotoRecord]:
 @pytest.fixture(scope="module")
 def bundled_lite(tmp_path_factory):
     """The bundled gallery's triplet and classifier features (its committed embeddings) in a Milvus Lite
-    file and in the in-process store, as `build_gallery --store` writes them."""
+    file and in the in-process store, as `sbir_core.store.build FOLDER --store` writes them."""
     path = tmp_path_factory.mktemp("lite") / "bundled.db"
     g = Gallery.bundled()
     lite, mem = open_store(str(path)), MemoryStore()
@@ -255,10 +255,10 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_command_lines_build_and_search(tmp_path):
-    """`build_gallery FOLDER --store` then `search SKETCH --gallery STORE --json`, as a script would."""
+    """`sbir_core.store.build FOLDER --store` then `search SKETCH --gallery STORE --json`, as a script would."""
     folder = _folder(tmp_path, n_per_class=2)
     db = tmp_path / "cli.db"
-    r = _run("sbir_core.build_gallery", str(folder), "--store", str(db), "--backends", "triplet", "--batch", "4")
+    r = _run("sbir_core.store.build", str(folder), "--store", str(db), "--backends", "triplet", "--batch", "4")
     assert r.returncode == 1, r.stderr                                     # 1: an unreadable photo
     assert "triplet: 6 indexed now, 0 already stored" in r.stdout and "cup/broken.jpg" in r.stderr
     assert "Traceback" not in r.stderr
@@ -267,13 +267,14 @@ def test_command_lines_build_and_search(tmp_path):
     out = json.loads(r.stdout)
     assert len(out["results"]) == 3 and out["store"] == str(db) and out["results"][0]["rank"] == 1
     assert all(Path(x["file"]).is_file() for x in out["results"])
-    from sbir_core import build_gallery, search                              # refusals, in this process
+    from sbir_core import search                                            # refusals, in this process
+    from sbir_core.store import build
     with pytest.raises(SystemExit, match="holds no features of classifier"):
         search.main([str(EXAMPLES[0]), "--gallery", str(db), "--backend", "classifier"])
     with pytest.raises(SystemExit, match="unknown scheme 'ftp'"):
-        build_gallery.main([str(folder), "--store", "ftp://x", "--backends", "triplet"])
+        build.main([str(folder), "--store", "ftp://x", "--backends", "triplet"])
     with pytest.raises(SystemExit, match="no such folder"):
-        build_gallery.main([str(tmp_path / "nowhere"), "--store", str(db), "--backends", "triplet"])
+        build.main([str(tmp_path / "nowhere"), "--store", str(db), "--backends", "triplet"])
 
 
 def test_app_searches_a_store_gallery(bundled_lite, monkeypatch):

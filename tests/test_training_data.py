@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sbir_core.bench.data import quickdraw_rows_disjoint_from_training
+from sbir_core.heldout import quickdraw_rows_disjoint_from_training
 from sbir_core.data import readers, splits
 from sbir_core.data.classes import VOCABULARY, canonical
 from sbir_core.data.render import render_strokes

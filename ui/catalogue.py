@@ -28,7 +28,7 @@ EXAMPLES_DIR = REPO_ROOT / "assets" / "examples"
 EXAMPLE_CLASSES = ("apple", "airplane", "car_(sedan)", "cat", "butterfly", "fish", "guitar", "tree")   # each has 2+ bundled photos
 
 
-GALLERY_BUILD_HINT = "build it with `python -m sbir_core.build_gallery --index` (see the README), or pick another gallery"
+GALLERY_BUILD_HINT = "build it with `python -m galleries.build_bundled --index` (see the README), or pick another gallery"
 
 
 @dataclass
@@ -105,7 +105,7 @@ def gallery_sources() -> list[GallerySource]:
     if not is_memory():          # SBIR_STORE names a Milvus store: its photos, searched there
         uri = store_uri()
         out.append(GallerySource("store", f"Store {uri.split('?', 1)[0]}", f"Photos indexed in the vector store {uri} "
-                                 "(python -m sbir_core.build_gallery FOLDER --store URI)", lambda: Gallery.from_store(uri)))
+                                 "(python -m sbir_core.store.build FOLDER --store URI)", lambda: Gallery.from_store(uri)))
     return out
 
 

@@ -61,7 +61,8 @@ QUICK = BenchConfig(quick=True, max_classes=3, max_queries=12, quickdraw_per_cla
 
 def run(cfg: BenchConfig, names: Sequence[str], sections: Sequence[str]) -> dict[str, Any]:
     """Run the chosen sections; returns everything that goes into bench.json."""
-    from . import data, quality, scaling, speed
+    from .. import heldout
+    from . import quality, scaling, speed
     from .env import describe, load_average
     from ..backends import available_backends
 
@@ -74,18 +75,18 @@ def run(cfg: BenchConfig, names: Sequence[str], sections: Sequence[str]) -> dict
     missing = [n for n in ("classifier", "triplet", "cgan") if n not in names]
     if missing:
         report["notes"].append(f"not in this run (no model files in models/ yet): {', '.join(missing)}")
-    gallery, gallery_note = data.bench_gallery()
+    gallery, gallery_note = heldout.demo_gallery()
     report["gallery"] = {"name": gallery.name, "photos": len(gallery),
                          "labelled": sum(1 for x in gallery.labels if x), "note": gallery_note}
 
     if "quality" in sections:
         t0 = time.perf_counter()
-        sets = data.quality_sets(cfg.max_classes, cfg.max_queries, cfg.quickdraw_per_class)
+        sets = heldout.quality_sets(cfg.max_classes, cfg.max_queries, cfg.quickdraw_per_class)
         report["quality"] = {"sets": {s.name: s.describe() for s in sets},
                              "results": quality.run_quality(names, sets, cfg.quality_workers),
-                             "held_out": data.held_out_notes(names),
-                             "quickdraw_rows": [min(data.QUICKDRAW_EVAL_ROWS), max(data.QUICKDRAW_EVAL_ROWS)],
-                             "quickdraw_rows_disjoint_from_training": data.quickdraw_rows_disjoint_from_training(),
+                             "held_out": heldout.held_out_notes(names),
+                             "quickdraw_rows": [min(heldout.QUICKDRAW_EVAL_ROWS), max(heldout.QUICKDRAW_EVAL_ROWS)],
+                             "quickdraw_rows_disjoint_from_training": heldout.quickdraw_rows_disjoint_from_training(),
                              "seconds": round(time.perf_counter() - t0, 1)}
         if "classifier" in names:
             from ..backends import load_backend
@@ -94,7 +95,7 @@ def run(cfg: BenchConfig, names: Sequence[str], sections: Sequence[str]) -> dict
 
     if "speed" in sections:
         t0 = time.perf_counter()
-        report["speed"] = _speed(cfg, [n for n in names if n in models], gallery, data, speed)
+        report["speed"] = _speed(cfg, [n for n in names if n in models], gallery, heldout, speed)
         report["speed"]["seconds"] = round(time.perf_counter() - t0, 1)
 
     if "scaling" in sections:
@@ -107,7 +108,7 @@ def run(cfg: BenchConfig, names: Sequence[str], sections: Sequence[str]) -> dict
 
     if "load" in sections:           # before torch is imported: the app server is its own process anyway
         t0 = time.perf_counter()
-        report["load"] = _load(cfg, data)
+        report["load"] = _load(cfg, heldout)
         report["load"]["seconds"] = round(time.perf_counter() - t0, 1)
 
     if "browser" in sections:        # before torch too: the app server and Chromium are their own processes
@@ -143,14 +144,14 @@ def _taught_latency(backend: Any, gallery: Any, sketches: list, warmup: int, spe
             "plain_p50": round(float(np.mean(rounds["plain"])), 2), "kinds": len(TAUGHT_KINDS), "rounds": rounds}
 
 
-def _speed(cfg: BenchConfig, names: Sequence[str], gallery: Any, data: Any, speed: Any) -> dict[str, Any]:
+def _speed(cfg: BenchConfig, names: Sequence[str], gallery: Any, heldout: Any, speed: Any) -> dict[str, Any]:
     """Latency, cold start and indexing for every backend that has a model (one thread each)."""
     from ..backends import load_backend
-    heldout = data.sketchy_heldout()
-    step = max(1, len(heldout.queries) // cfg.latency_queries)
-    sketch_files = heldout.queries[::step][:cfg.latency_queries]
+    sketchy = heldout.sketchy_heldout()
+    step = max(1, len(sketchy.queries) // cfg.latency_queries)
+    sketch_files = sketchy.queries[::step][:cfg.latency_queries]
     sketches = speed.canvas_images(sketch_files)
-    photos = list(heldout.gallery.sources[:: max(1, len(heldout.gallery) // cfg.index_photos)][:cfg.index_photos])
+    photos = list(sketchy.gallery.sources[:: max(1, len(sketchy.gallery) // cfg.index_photos)][:cfg.index_photos])
     out: dict[str, Any] = {"latency": {}, "cold_start": {}, "indexing": {}, "latency_queries": len(sketches),
                            "gallery_photos": len(gallery)}
     for n in names:
@@ -168,7 +169,7 @@ def _speed(cfg: BenchConfig, names: Sequence[str], gallery: Any, data: Any, spee
     return out
 
 
-def _load(cfg: BenchConfig, data: Any) -> dict[str, Any]:
+def _load(cfg: BenchConfig, heldout: Any) -> dict[str, Any]:
     """20 app sessions at once on one server (loopback), and the cold first search of a new folder gallery."""
     from . import load
     from ..config import data_dir
@@ -181,7 +182,7 @@ def _load(cfg: BenchConfig, data: Any) -> dict[str, Any]:
         out["server"] = {"error": f"{type(e).__name__}: {e}"}
     photos = data_dir() / "sketchy" / "photo"
     if photos.is_dir():
-        sketch = data.sketchy_heldout(max_queries=1).queries[0]
+        sketch = heldout.sketchy_heldout(max_queries=1).queries[0]
         out["cold_gallery"] = load.cold_gallery_run(photos, cfg.load_backend, Path(sketch), quick=cfg.quick,
                                                     sessions=cfg.load_sessions)
     print(f"  load: {out['server'].get('concurrent', out['server']).get('latency_ms', out['server'])}",
@@ -215,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     report = run(cfg, names, sections)
     (out_dir / "bench.json").write_text(json.dumps(report, indent=1) + "\n")
-    from .stores import keep_section           # the vector-store section comes from its own run
+    from .stores_report import keep_section    # the vector-store section comes from its own run
     md = out_dir / "BENCHMARKS.md"
     md.write_text(keep_section(md.read_text() if md.is_file() else "", markdown(report)))
     print(f"wrote {out_dir / 'BENCHMARKS.md'} and bench.json in {report['seconds'] / 60:.1f} min")

@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..config import REPO_ROOT
-from .browser import CHROMIUM, DRAWINGS, FLAGS, LOOPBACK, SERVER_PID, Visitor, free_port
+from .browser import SERVER_PID
+from .browser_visitor import CHROMIUM, DRAWINGS, FLAGS, LOOPBACK, PROBE_JS, Visitor, free_port
 from .env import load_average
 from .load import stop_server
 from .load import start_server as _start_server
@@ -103,7 +104,6 @@ class Profiled(Visitor):
 
     async def open(self) -> None:
         self.ctx = await self.browser.new_context(viewport={"width": 1280, "height": 800}, device_scale_factor=1)
-        from .browser import PROBE_JS
         await self.ctx.add_init_script(PROBE_JS)
         await self.ctx.add_init_script(MUTATIONS_JS)
         self.page = await self.ctx.new_page()

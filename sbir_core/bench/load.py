@@ -33,7 +33,7 @@ from .env import pinned_env
 from .speed import percentiles
 
 LOOPBACK = "127.0.0.1"
-# The widgets a session uses, by their Streamlit keys (app.py / app_widgets.py).
+# The widgets a session uses, by their Streamlit keys (app.py, ui/).
 MODE_KEY, K_KEY, EXAMPLE_KEY = "input_mode", "k", "example-"
 EXAMPLES_OPTION = "Examples"
 
@@ -160,7 +160,7 @@ class Session:
 
 def _cards(body: str) -> list[str]:
     """The result cards in one markdown element: a card each, or every card of the grid (the Search
-    page sends its whole result grid as one block of HTML, `app_widgets.result_grid`)."""
+    page sends its whole result grid as one block of HTML, `ui.results.result_grid`)."""
     marker = "<div class='result-card"
     return [marker + part for part in body.split(marker)[1:]] if marker in body else [body]
 

@@ -84,7 +84,7 @@ def quality(r: dict[str, Any]) -> str:
                  f"(the set above takes the first {r['config']['quickdraw_per_class'] or 'all'} per class); disjoint from "
                  f"every Quick, Draw! row a trainer reads (`sbir_core.data.splits`): "
                  f"{ {True: 'yes', False: '**NO**', None: 'trainer not present'}[disjoint] }")
-    notes.append("Trained on (read from the trainers, `TRAINING_DATA` in sbir_core/bench/data.py): "
+    notes.append("Trained on (read from the trainers, `TRAINING_DATA` in sbir_core/heldout.py): "
                  + "; ".join(f"`{n}`: {txt}" for n, txt in q["held_out"].items()))
     dims = [f"`{n}` {res['sets']['sketchy']['effective_dim']} of {res['sets']['sketchy']['feature_dim']}"
             for n, res in q["results"].items() if "effective_dim" in res.get("sets", {}).get("sketchy", {})]

@@ -57,11 +57,11 @@ COLD_START_CODE = """
 import json, sys, time
 t0 = time.time()
 from sbir_core import load_backend
-from sbir_core.bench.data import bench_gallery
+from sbir_core.heldout import demo_gallery
 t1 = time.time()
 backend = load_backend(sys.argv[1])
 t2 = time.time()
-gallery, _ = bench_gallery()
+gallery, _ = demo_gallery()
 gallery.features(backend)
 t3 = time.time()
 result = backend.search(sys.argv[2], gallery, k=20)

@@ -10,8 +10,9 @@ The vectors are synthetic, of `triplet`'s dimension (125): unit vectors near a r
 subspace plus 10 % noise energy (`scaling.lowrank_vectors`: learned embeddings use few directions;
 i.i.d. vectors would be the worst case for every approximate index). Queries come from the same
 distribution, not from the stored set. Each store gets the same vectors in the same batches of 2,000
-(what `build_gallery` writes per call is smaller). Bounded: one copy of the vectors (0.5 GB at 1M)
-plus the store under test; each store is dropped before the next is built.
+(what `sbir_core.store.build` writes per call is smaller). Bounded: one copy of the vectors (0.5 GB at 1M)
+plus the store under test; each store is dropped before the next is built. Real photos in a store (indexing
+a folder, the bundled gallery's rankings): `stores_photos`; the BENCHMARKS.md section: `stores_report`.
 """
 from __future__ import annotations
 
@@ -33,6 +34,8 @@ from ..index import ExactIndex
 from ..store.base import PhotoRecord
 from .scaling import LOWRANK_RANK, exact_top_k, lowrank_vectors, recall_at_k
 from .speed import percentiles
+from .stores_photos import bench_indexing, bundled_parity
+from .stores_report import markdown_section, merge, write_section
 
 D = 125                      # triplet's embedding size
 K = 20
@@ -40,8 +43,6 @@ BATCH = 2_000
 HNSW = {"M": 16, "efConstruction": 100, "ef": 128}     # the same for FAISS in-process and Milvus Lite
 IVF = {"nlist": 256, "nprobe": 16}                  # Milvus Lite's IVF_FLAT (per segment of <= 100k rows)
 LARGE = 500_000              # from this size on, Milvus Lite is searched at `ef_large` only (its queries are slow)
-BEGIN = "<!-- stores:begin (python -m sbir_core.bench.stores) -->"
-END = "<!-- stores:end -->"
 
 
 def rss_mib() -> float | None:
@@ -76,6 +77,7 @@ def _store_rows(ids: Sequence[str]) -> np.ndarray:
 
 
 def bench_memory(vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
+    """The in-process store (what serving uses by default): exact search, so recall 1.0."""
     from ..store import MemoryStore
     st = MemoryStore()
     t0 = time.perf_counter()
@@ -120,7 +122,7 @@ def bench_faiss_hnsw(vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray
 
 def bench_milvus_lite(vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray, folder: Path,
                       ef_values: Sequence[int], threads: int = 2, index: str = "HNSW") -> dict[str, Any]:
-    """As a gallery is used: one process inserts (build_gallery) and closes the file, which waits for
+    """As a gallery is used: one process inserts (sbir_core.store.build) and closes the file, which waits for
     Milvus Lite's background work (compaction, each sealed segment's HNSW); then the store is opened
     again, as the app opens it, and searched. (Searched in the inserting process, Milvus Lite 3.2 scans
     the fresh segments by brute force: recall 1.0, not what the app gets.)"""
@@ -293,221 +295,6 @@ def run_stores(sizes: Sequence[int], queries_per_size: dict[int, int], ef_values
     return out
 
 
-def bench_indexing(folder: Path, backend_name: str, work: Path, limit: int | None = None,
-                   threads: int | None = None) -> dict[str, Any]:
-    """`build_gallery FOLDER --store` for one backend, into a fresh Milvus Lite file and into the
-    in-process store: photos/s, and where the time goes (decoding runs in a second thread)."""
-    from ..backends import load_backend
-    from ..store import MemoryStore
-    from ..store.build import index_folder
-    from ..store.milvus import MilvusStore
-    from .env import load_average
-    threads = threads or 1
-    backend = load_backend(backend_name, threads=threads)     # build_gallery's default: 1 (photos read in another)
-    out: dict[str, Any] = {"folder": str(folder), "backend": backend_name, "ort_threads": threads,
-                           "load_average_before": load_average()}
-    index_folder(folder, MemoryStore(), [backend], limit=64)       # warm-up: sessions, page cache
-    for name in ("memory", "milvus_lite"):
-        path = work / "indexing.db"
-        shutil.rmtree(path, ignore_errors=True)
-        store = MemoryStore() if name == "memory" else MilvusStore(str(path))
-        try:
-            rep = index_folder(folder, store, [backend], limit=limit).as_dict()
-        finally:
-            store.close()
-            shutil.rmtree(path, ignore_errors=True)
-        n = sum(rep["indexed"].values())
-        rep["encode_photos_per_s"] = round(n / rep["seconds_encode"], 1) if rep["seconds_encode"] else None
-        rep["store_photos_per_s"] = round(n / rep["seconds_store"], 1) if rep["seconds_store"] else None
-        rep["decode_photos_per_s"] = round(n / rep["seconds_decode"], 1) if rep["seconds_decode"] else None
-        rep["unreadable"] = len(rep["unreadable"])
-        out[name] = rep
-        print(f"  indexing {backend_name} -> {name}: {json.dumps(rep)}", file=sys.stderr, flush=True)
-    out["load_average_after"] = load_average()
-    return out
-
-
-def same_up_to_ties(ids_a: Sequence[str], scores_a: np.ndarray, ids_b: Sequence[str], scores_b: np.ndarray,
-                    tol: float = 2e-6) -> bool:
-    """The same photos in the same order, except that photos whose scores differ by less than float32
-    rounding of an inner product (`tol`) may swap places (engines sum the products in different orders),
-    also with a tied photo just past the last result."""
-    if len(ids_a) != len(ids_b) or not np.allclose(scores_a, scores_b, atol=tol):
-        return False
-    start = 0
-    for end in range(1, len(ids_a) + 1):
-        if end == len(ids_a) or abs(float(scores_a[end]) - float(scores_a[end - 1])) > tol:
-            if set(ids_a[start:end]) != set(ids_b[start:end]) and end < len(ids_a):
-                return False
-            start = end
-    return True
-
-
-def bundled_parity(work: Path, per_class: int = 2, k: int = 10) -> dict[str, Any]:
-    """The bundled gallery in memory vs the same gallery in Milvus Lite (its committed features, as
-    `build_gallery --store` writes them): for held-out Quick, Draw! doodles (or the example sketches
-    without the shared data), how often `backend.search` gives the identical top k."""
-    from ..backends import load_backend
-    from ..gallery import Gallery
-    from ..store.milvus import MilvusStore
-    g = Gallery.bundled()
-    try:
-        from .data import quickdraw_canvas
-        queries, source = quickdraw_canvas(g, per_class=per_class).queries, f"Quick, Draw! held-out doodles, {per_class} per class"
-    except Exception:                                  # no shared data: the bundled example sketches
-        queries, source = sorted((REPO_ROOT / "assets" / "examples").glob("*.png")), "assets/examples"
-    path = work / "parity.db"
-    shutil.rmtree(path, ignore_errors=True)
-    st = MilvusStore(str(path))
-    out: dict[str, Any] = {"queries": len(queries), "source": source, "k": k, "photos": len(g), "backends": {}}
-    try:
-        recs = [PhotoRecord(pid, str(src), lab or "", "") for pid, src, lab in zip(g.ids, g.sources, g.labels)]
-        for name in ("triplet", "classifier"):
-            b = load_backend(name, threads=1)
-            st.add(b.feature_key, b.store_vectors(g.features(b), g.labels), recs)
-        sg = Gallery.from_store(st)
-        for name in ("triplet", "classifier"):
-            b = load_backend(name, threads=1)
-            strict = ties = labels = 0
-            ms_mem, ms_store = [], []
-            for q in queries:
-                a, c = b.search(q, g, k), b.search(q, sg, k)
-                strict += a.ids == c.ids
-                ties += same_up_to_ties(a.ids, a.scores, c.ids, c.scores)
-                labels += a.labels == c.labels
-                ms_mem.append(a.extras["timings_ms"]["search"])
-                ms_store.append(c.extras["timings_ms"]["search"])
-            out["backends"][name] = {"identical": strict, "identical_up_to_float_ties": ties, "same_labels": labels,
-                                     "search_ms_memory": percentiles(ms_mem), "search_ms_milvus_lite": percentiles(ms_store)}
-            print(f"  parity {name}: {out['backends'][name]}", file=sys.stderr, flush=True)
-    finally:
-        st.close()
-        shutil.rmtree(path, ignore_errors=True)
-    return out
-
-
-def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-    """`old`'s rows with `new`'s results added (replacing a store measured in both); one report."""
-    rows = {row["n"]: row for row in old["rows"]}
-    for row in new["rows"]:
-        if row["n"] not in rows:
-            rows[row["n"]] = row
-            continue
-        names = {(s["store"], s["index"]) for s in row["results"]}
-        rows[row["n"]]["results"] = [s for s in rows[row["n"]]["results"] if (s["store"], s["index"]) not in names] + row["results"]
-    old["rows"] = [rows[n] for n in sorted(rows)]
-    old["seconds"] = round(old.get("seconds", 0) + new.get("seconds", 0), 1)
-    old["load_average_at_end"] = new.get("load_average_at_end")
-    old["runs"] = old.get("runs", 1) + 1
-    for extra in ("indexing", "parity"):
-        if extra in new:
-            old[extra] = new[extra]
-    return old
-
-
-def markdown_section(r: dict[str, Any]) -> str:
-    """The BENCHMARKS.md section, between markers so the full benchmark keeps it (see `keep_section`)."""
-    lines = [BEGIN, "## Vector stores: in-process vs Milvus Lite (and a Milvus server)", "",
-             "| vectors | store | index | insert vectors/s | then indexes built in s | reopened, first answer s | "
-             "query ms p50 / p90 | recall@20 | RSS MiB |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for row in r["rows"]:
-        for s in sorted(row["results"], key=lambda s: ("memory" not in s["store"], "Milvus" in s["store"])):
-            ready = s.get("ready_s", 0.0) if "Milvus" in s["store"] else "–"
-            built = s.get("close_s", s.get("index_build_s", "–")) if "Milvus" in s["store"] else "– (in the insert)"
-            lines.append(f"| {row['n']:,} | {s['store']} | {s['index']} | {s['insert_per_s']:,} | {built} | {ready} | "
-                         f"{s['ms']['p50']:.2f} / {s['ms']['p90']:.2f} | {s['recall']:.3f} | {s.get('rss_mib')} |")
-    sweeps = [(row["n"], s) for row in r["rows"] for s in row["results"] if "ef_sweep" in s]
-    if sweeps:
-        lines += ["", "Search knob swept (same index; the table above shows the fastest FAISS ef with recall@20 ≥ 0.95, "
-                  "and Milvus Lite at ef = 128 or its last nprobe):", "",
-                  "| vectors | store | search knob | query ms p50 / p90 | recall@20 |", "|---|---|---|---|---|"]
-        for n, s in sweeps:
-            for e in s["ef_sweep"]:
-                knob = f"nprobe {e['ef']}" if s.get("index_type") == "IVF_FLAT" else f"ef {e['ef']}"
-                lines.append(f"| {n:,} | {s['store'].split(' (')[0]} | {knob} | {e['ms']['p50']:.2f} / "
-                             f"{e['ms']['p90']:.2f} | {e['recall']:.3f} |")
-    strong = [(row["n"], s) for row in r["rows"] for s in row["results"] if "ms_strong_consistency" in s]
-    if strong:
-        lines += ["", "The Milvus server rows are searched at bounded consistency (`?consistency=bounded`: how a gallery "
-                  "built beforehand is served); at strong consistency, the store's default, every query waits for the "
-                  "server's time tick: " + "; ".join(f"{n:,} vectors p50 {s['ms_strong_consistency']['p50']:.0f} ms"
-                                                     for n, s in strong) + "."]
-    par = r.get("parity")
-    if par:
-        lines += ["", f"The bundled gallery ({par['photos']} photos) in memory vs in Milvus Lite, `backend.search` top {par['k']} "
-                  f"for {par['queries']} sketches ({par['source']}):", "",
-                  "| backend | identical top 10 | identical up to float32 ties | same classes in the same order | "
-                  "search ms in memory p50 | in Milvus Lite p50 |", "|---|---|---|---|---|---|"]
-        for name, x in par["backends"].items():
-            ties = "n/a (its store scores carry the tie-break)" if name.startswith("classifier") else \
-                f"{x['identical_up_to_float_ties']}/{par['queries']}"
-            lines.append(f"| `{name}` | {x['identical']}/{par['queries']} | {ties} | "
-                         f"{x['same_labels']}/{par['queries']} | {x['search_ms_memory']['p50']:.2f} | "
-                         f"{x['search_ms_milvus_lite']['p50']:.2f} |")
-    ix = r.get("indexing")
-    if ix:
-        lines += ["", f"Indexing a folder (`build_gallery FOLDER --store`, `{ix['backend']}`, {ix['milvus_lite']['photos']:,} "
-                  f"photos of `{Path(ix['folder']).parent.name}/{Path(ix['folder']).name}`; {ix['milvus_lite']['indexed'][ix['backend']]:,} of them indexed per store; ONNX Runtime with {ix.get('ort_threads', '?')} thread(s), reading and preprocessing in a second thread):", "",
-                  "| store | photos/s (wall) | photos per CPU-second | read + preprocess photos/s (2nd thread) | encode photos/s | "
-                  "store writes photos/s | load average before → after |", "|---|---|---|---|---|---|---|"]
-        for name in ("memory", "milvus_lite"):
-            x = ix[name]
-            lines.append(f"| {name.replace('_', ' ')} | {x['photos_per_s']} | {x.get('photos_per_cpu_s', '–')} | "
-                         f"{x['decode_photos_per_s']} | "
-                         f"{x['encode_photos_per_s']} | {x['store_photos_per_s'] or '– (a list append)'} | {ix['load_average_before']} → "
-                         f"{ix['load_average_after']} |")
-    busy = r.get("indexing_loaded")
-    if busy:
-        lines += ["", f"The same on a busier moment (load average {busy['load_average_before'][0]}): "
-                  f"{busy['milvus_lite']['photos_per_s']} photos/s into Milvus Lite, {busy['memory']['photos_per_s']} "
-                  f"in-process; per CPU-second {busy['milvus_lite']['photos_per_cpu_s']}."]
-    ix2 = r.get("indexing_2_ort_threads")
-    if ix2:
-        lines += ["", f"With {ix2['ort_threads']} ONNX Runtime threads instead (at load average "
-                  f"{ix2['load_average_before'][0]}, beside the busier run): {ix2['milvus_lite']['photos_per_s']} photos/s into Milvus Lite, "
-                  f"{ix2['milvus_lite']['photos_per_cpu_s']} per CPU-second: the threads compete with the reading "
-                  f"thread and the machine's other jobs, so `build_gallery` runs one (`--threads` to change)."]
-    env = r["environment"]
-    how = (" / ".join(f"`{c.split('   #')[0]}`" for c in r["commands"]) if r.get("commands")
-           else "`python -m sbir_core.bench.stores`")
-    when = r.get("generated", "") if r.get("commands") else f"{r['seconds'] / 60:.0f} min, {r.get('generated', '')}"
-    lines += ["", f"*How measured:* {how} ({when}{'; ' + r['note'] if r.get('note') else ''}); "
-              f"synthetic unit vectors of `triplet`'s dimension (d = {r['d']}) near a random {LOWRANK_RANK}-dimensional "
-              f"subspace plus 10 % noise energy (the `lowrank` vectors of the scaling section), queries from the same "
-              f"distribution, top {r['k']}, one query at a time on one thread; inserted in batches of {r['batch']:,} "
-              f"through each store's `add` (Milvus: `upsert` over gRPC to Milvus Lite's in-process server). Recall@20 = "
-              f"share of the exact top 20 (FAISS flat scan) returned. HNSW parameters are the same in FAISS and Milvus "
-              f"Lite (M={r['hnsw']['M']}, efConstruction={r['hnsw']['efConstruction']}), both built by FAISS with "
-              f"{next((s.get('build_threads') for row in r['rows'] for s in row['results'] if 'build_threads' in s), '?')} threads; Milvus Lite {r.get('milvus_lite_version', '')} "
-              f"builds one HNSW per sealed segment of at most 100,000 rows and merges the segments' results. "
-              f"Milvus Lite's insert rate counts the upserts; its segments' indexes are built in the background, and closing the file waits for them ('then indexes built in'); 'reopened' = opening the store again, as the app does, and its first answer (segments and indexes loaded). IVF_FLAT: nlist centroids per segment, searched at nprobe. Each row's load average before and after is in bench_stores.json. RSS = the benchmark process after "
-              f"the step (Milvus Lite runs inside it). Machine: {env.get('cpu', '?')}, {env.get('logical_cpus', '?')} logical CPUs, {env.get('memory_gib', '?')} GiB, shared "
-              f"with other jobs: load average {r.get('load_average_at_start')} at the start, "
-              f"{r.get('load_average_at_end')} at the end.",
-              END]
-    return "\n".join(lines) + "\n"
-
-
-def keep_section(old: str, new: str) -> str:
-    """`new` BENCHMARKS.md text with the stores section of `old` carried over (the full benchmark
-    rewrites the file; this section comes from its own, longer run)."""
-    if BEGIN not in old or END not in old or BEGIN in new:
-        return new
-    section = BEGIN + old.split(BEGIN, 1)[1].split(END, 1)[0] + END + "\n"
-    return new.rstrip("\n") + "\n\n" + section
-
-
-def write_section(md_path: Path, section: str) -> None:
-    old = md_path.read_text(encoding="utf-8") if md_path.is_file() else ""
-    if BEGIN in old and END in old:
-        head, rest = old.split(BEGIN, 1)
-        text = head + section.rstrip("\n") + rest.split(END, 1)[1]
-    else:
-        text = old.rstrip("\n") + ("\n\n" if old.strip() else "") + section
-    md_path.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     from .env import THREAD_ENV, threads_pinned
     ap = argparse.ArgumentParser(prog="python -m sbir_core.bench.stores", description=__doc__.split("\n\n")[0])
@@ -522,10 +309,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="which stores, in this order (milvus_server: a real Milvus server, on request)")
     ap.add_argument("--parity", type=int, default=0, help="also compare the bundled gallery in memory and in Milvus "
                     "Lite on this many held-out doodles per class")
-    ap.add_argument("--index-folder", default=None, help="also time build_gallery FOLDER --store on this folder")
+    ap.add_argument("--index-folder", default=None, help="also time sbir_core.store.build FOLDER --store on this folder")
     ap.add_argument("--index-backend", default="triplet")
     ap.add_argument("--index-limit", type=int, default=None, help="index at most this many photos")
-    ap.add_argument("--index-threads", type=int, default=None, help="ONNX Runtime threads (default 1, as build_gallery)")
+    ap.add_argument("--index-threads", type=int, default=None, help="ONNX Runtime threads (default 1, as sbir_core.store.build)")
     ap.add_argument("--merge", default=None, help="a bench_stores.json whose rows this run's results join "
                     "(e.g. FAISS measured in a second run; several: comma-separated); the section then shows all")
     ap.add_argument("--out-dir", default=None, help="where bench_stores.json goes and whose BENCHMARKS.md gets the "

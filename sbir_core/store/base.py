@@ -4,7 +4,7 @@ inner product (cosine on the unit vectors backends store).
 A store holds, per *feature key* (a backend's `feature_key`, which changes whenever its photo model
 does), one row per photo: the photo id, its vector, and what a gallery needs to show it without the
 vectors (label, file path, a stamp of the file's size and mtime so a rebuild sees a changed photo).
-Nothing here knows about backends or images: `sbir_core.gallery` and `sbir_core.build_gallery` do.
+Nothing here knows about backends or images: `sbir_core.gallery` and `sbir_core.store.build` do.
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 resuming where an earlier run stopped (photo ids already stored with the same file stamp are
 skipped), never holding more than two batches of images in memory, naming every unreadable file.
 
-    python -m sbir_core.build_gallery FOLDER --store ./photos.db --backends triplet,classifier
+    python -m sbir_core.store.build FOLDER --store ./photos.db --backends triplet,classifier
 
 A folder is `<class>/<image>` subfolders (labelled) or flat (unlabelled), as `Gallery.from_folder`
 reads it, with the same photo ids (`<class>/<stem>`, or `<stem>`). Photos whose file lies under
@@ -10,6 +10,7 @@ FOLDER but is gone from it are removed from the store (`prune`).
 """
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import time
@@ -223,8 +224,8 @@ class ProgressBar:
 
 def main_index(folder: Path, uri: str | None, backend_names: Sequence[str], batch: int = BATCH,
                prune: bool = True, limit: int | None = None, as_json: bool = False, threads: int | None = None) -> int:
-    """The command line's folder mode (see `sbir_core.build_gallery`): index, print a summary, and
-    return the exit status (0 ok, 1 some photos unreadable, 130 interrupted)."""
+    """What `main` runs: index, print a summary, and return the exit status (0 ok, 1 some photos
+    unreadable, 130 interrupted)."""
     import json
 
     from ..backends import available_backends, load_backend
@@ -271,3 +272,28 @@ def main_index(folder: Path, uri: str | None, backend_names: Sequence[str], batc
         print("interrupted: the photos above are stored; run the same command again to resume", file=sys.stderr)
         return 130
     return 1 if rep.unreadable else 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The command line; a bad store URI or backend name is one message, not a traceback."""
+    ap = argparse.ArgumentParser(prog="python -m sbir_core.store.build", description=__doc__.split("\n\n")[0])
+    ap.add_argument("folder", type=Path, help="a folder of photos (<class>/<image> or flat)")
+    ap.add_argument("--store", default=None, help="memory (default; or $SBIR_STORE), ./photos.db "
+                    "(Milvus Lite) or http://host:19530 (a Milvus server)")
+    ap.add_argument("--backends", default="", help="comma-separated backends (default: all)")
+    ap.add_argument("--batch", type=int, default=BATCH, help="photos per batch")
+    ap.add_argument("--no-prune", action="store_true", help="keep stored photos that are gone from the folder")
+    ap.add_argument("--limit", type=int, default=None, help="stop after this many photos")
+    ap.add_argument("--json", action="store_true", help="print the report as JSON")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="ONNX Runtime threads (default: SBIR_THREADS or 1; photos are read in another)")
+    a = ap.parse_args(argv)
+    try:
+        sys.exit(main_index(a.folder, a.store, [b for b in a.backends.split(",") if b], batch=max(1, a.batch),
+                            prune=not a.no_prune, limit=a.limit, as_json=a.json, threads=a.threads))
+    except (StoreError, ValueError) as e:          # bad URI, unknown backend, ...
+        sys.exit(f"store.build: {e}")
+
+
+if __name__ == "__main__":
+    main()

@@ -2,7 +2,7 @@
 
     python -m sbir_core.train.score_instance [--backends instance,classifier] [--out runs/instance_eval.json]
 
-The benchmark's sets (`sbir_core.bench.data`): the Sketchy `test` sketches against all 3,125 Sketchy
+The benchmark's sets (`sbir_core.heldout`): the Sketchy `test` sketches against all 3,125 Sketchy
 photos and the held-out `test` shoes' sketches against all 304 shoe photos. Reports acc@1/3/5/10
 (R@3/R@5 as the drawing-based method reported them: the drawn photo among the first 3/5),
 category-level mAP@all and P@20 of the served ranking, and retrieval by distance: for each
@@ -60,13 +60,13 @@ def score_backend(name: str, sets: list) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..bench import data
+    from .. import heldout
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--backends", default="instance")
     ap.add_argument("--out", default=str(REPO_ROOT / "runs" / "instance_eval.json"))
     a = ap.parse_args(argv)
     try:
-        sets = [data.sketchy_heldout(), data.shoes()]
+        sets = [heldout.sketchy_heldout(), heldout.shoes()]
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

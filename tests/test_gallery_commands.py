@@ -1,5 +1,5 @@
-"""`python -m sbir_core.build_gallery --index / --measure` on a small saved gallery (a copy of a few
-bundled photos in a temporary folder), as a maintainer runs them after a retrain."""
+"""`python -m galleries.build_bundled --index` and `python -m sbir_core.bench.gallery` on a small saved
+gallery (a copy of a few bundled photos in a temporary folder), as a maintainer runs them after a retrain."""
 from __future__ import annotations
 
 import csv
@@ -18,8 +18,8 @@ from sbir_core.gallery import BUNDLED_DIR, Gallery
 KINDS = ("apple", "cat", "guitar")
 
 
-def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sbir_core.build_gallery", *args], cwd=REPO_ROOT, capture_output=True,
+def run(module: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO_ROOT, capture_output=True,
                           text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600)
 
 
@@ -43,7 +43,7 @@ def test_index_writes_every_backends_embeddings_and_drops_stale_ones(tmp_path):
     g = small_gallery(tmp_path / "g")
     (g / "embeddings").mkdir()
     np.save(g / "embeddings" / "triplet-oldmodel.npy", np.zeros((6, 3), np.float32))      # a retired model's file
-    r = run("--index", "--gallery", str(g))
+    r = run("galleries.build_bundled", "--index", "--gallery", str(g))
     assert r.returncode == 0, r.stderr
     assert "removing stale triplet-oldmodel.npy" in r.stdout and not (g / "embeddings" / "triplet-oldmodel.npy").exists()
     gallery = Gallery.load(g)
@@ -57,7 +57,7 @@ def test_index_writes_every_backends_embeddings_and_drops_stale_ones(tmp_path):
 def test_measure_reports_hit_at_4_per_backend_as_json(tmp_path):
     g = small_gallery(tmp_path / "g")
     out = tmp_path / "measure.json"
-    r = run("--measure", "--gallery", str(g), "--backends", "classifier,random", "--out", str(out))
+    r = run("sbir_core.bench.gallery", "--gallery", str(g), "--backends", "classifier,random", "--out", str(out))
     assert r.returncode == 0, r.stderr
     res = json.loads(out.read_text())
     assert res["photos"] == 6 and res["labelled_classes"] == 3 and res["quickdraw_classes_covered"] == 3
@@ -67,5 +67,5 @@ def test_measure_reports_hit_at_4_per_backend_as_json(tmp_path):
 
 
 def test_a_folder_without_metadata_is_a_message(tmp_path):
-    r = run("--index", "--gallery", str(tmp_path))
-    assert r.returncode != 0 and r.stderr.startswith("build_gallery: ") and "Traceback" not in r.stderr, r.stderr
+    r = run("galleries.build_bundled", "--index", "--gallery", str(tmp_path))
+    assert r.returncode != 0 and r.stderr.startswith("build_bundled: ") and "Traceback" not in r.stderr, r.stderr

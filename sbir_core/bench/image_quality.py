@@ -5,7 +5,7 @@ FID (Heusel et al., NeurIPS 2017) and KID (Bińkowski et al., ICLR 2018) are def
 pool features; no Inception weights are available offline here, so the features are the frozen
 ImageNet EfficientNet-Lite0's pooled 1280-d output (`models/backbone_lite0.onnx`, the `pretrained`
 backend's model). The figures are therefore comparable with each other, not with published FIDs.
-numpy only (no scipy, no torch), so serving-side code may call it.
+numpy only (no scipy, no torch).
 """
 from __future__ import annotations
 
@@ -82,16 +82,16 @@ class Lite0Features:
     backend's model and preprocessing), through ONNX Runtime."""
 
     def __init__(self, threads: int | None = None):
-        from .backends.onnx_model import OnnxModel, read_meta
-        from .config import MODELS_DIR
-        from .data.preprocess import Preprocess
+        from ..backends.onnx_model import OnnxModel, read_meta
+        from ..config import MODELS_DIR
+        from ..data.preprocess import Preprocess
         meta = read_meta("pretrained")
         self.preprocess = Preprocess.from_dict(meta["photo_preprocess"] if "photo_preprocess" in meta else meta["preprocess"])
         self.model = OnnxModel.load(MODELS_DIR / meta["photo_model"], threads)
 
     def __call__(self, images: Sequence[Any], batch: int = 32) -> np.ndarray:
         """Images (paths, PIL images, arrays) -> (N, 1280) float64."""
-        from .data.preprocess import photo_input
+        from ..data.preprocess import photo_input
         out = [self.model(np.stack([photo_input(im, self.preprocess) for im in images[i:i + batch]]))[0]
                for i in range(0, len(images), batch)]
         return np.concatenate(out).astype(np.float64)
@@ -102,9 +102,9 @@ class Lite0Features:
 # ---------------------------------------------------------------------------------------------
 def held_out_sketches(root: Any = None) -> tuple[list, dict[str, list]]:
     """Sketchy `test` sketches (the evaluation's queries) and {class: every Sketchy photo of it}."""
-    from .config import data_dir
-    from .data.readers import sketchy
-    from .evaluate import select_queries
+    from ..config import data_dir
+    from ..data.readers import sketchy
+    from ..evaluate import select_queries
     from pathlib import Path
     root = Path(root) if root else data_dir()
     photos, sketches = sketchy(root / "sketchy")
@@ -117,7 +117,7 @@ def held_out_sketches(root: Any = None) -> tuple[list, dict[str, list]]:
 
 def imaginary_photos(backend: Any, sketches: Sequence[Any], batch: int = 16) -> np.ndarray:
     """(N, 3, R, R) in [0, 1]: the imaginary photo the served model makes of each sketch."""
-    from .data.preprocess import sketch_input
+    from ..data.preprocess import sketch_input
     return np.concatenate([backend.imagine(np.stack([sketch_input(s, backend.preprocess)
                                                      for s in sketches[i:i + batch]]))[0]
                            for i in range(0, len(sketches), batch)])
@@ -125,14 +125,14 @@ def imaginary_photos(backend: Any, sketches: Sequence[Any], batch: int = 16) -> 
 
 def shown(a: np.ndarray) -> Any:
     """An imaginary photo (3, R, R) as the app shows it (imaginary_image at 256 px)."""
-    from .backends.cgan import imaginary_image
+    from ..backends.cgan import imaginary_image
     return imaginary_image(a)
 
 
 def at_resolution(path: Any, res: int) -> Any:
     """A real photo brought down to the generator's side and shown like an imaginary photo: the
     reference for what resolution alone costs."""
-    from .data.preprocess import prepare_photo
+    from ..data.preprocess import prepare_photo
     return shown(np.asarray(prepare_photo(path, res), np.float32).transpose(2, 0, 1) / 255.0)
 
 
@@ -145,8 +145,8 @@ def evaluate_models(models_dirs: Sequence[Any], out: Any, grid: Any = None, n_gr
     import time
     from pathlib import Path
 
-    from .backends.cgan import CGANBackend
-    from .data.preprocess import prepare_photo
+    from ..backends.cgan import CGANBackend
+    from ..data.preprocess import prepare_photo
     queries, by_class = held_out_sketches()
     classes = sorted({q.label for q in queries})
     real = [p.path for c in classes for p in by_class[c]]
@@ -178,8 +178,8 @@ def evaluate_models(models_dirs: Sequence[Any], out: Any, grid: Any = None, n_gr
             "KID_vs_real_at_res_sd": kid_low_sd,
             "FD_real_at_res_vs_real": frechet_distance(f_low, f_real)}
         if latency_queries:
-            from .bench.speed import canvas_images, query_latency
-            from .gallery import Gallery
+            from ..gallery import Gallery
+            from .speed import canvas_images, query_latency
             step = max(1, len(queries) // latency_queries)
             lat = query_latency(backend, Gallery.bundled(), canvas_images([q.path for q in queries[::step][:latency_queries]]))
             report["models"][str(d)]["latency_ms"] = {k: v for k, v in lat.items()}
@@ -196,7 +196,7 @@ def grid_sheet(queries: list, by_class: dict, imag_by_dir: dict, out: Any, n: in
     """Rows of held-out sketch | each model's imaginary photo (as the app shows it) | the real photo."""
     from PIL import Image
 
-    from .data.preprocess import prepare_photo, prepare_sketch
+    from ..data.preprocess import prepare_photo, prepare_sketch
     photo_of = {p.photo_id: p.path for ps in by_class.values() for p in ps}
     picks, seen = [], set()
     for i in range(0, len(queries), max(1, len(queries) // (3 * n))):
@@ -220,7 +220,7 @@ def grid_sheet(queries: list, by_class: dict, imag_by_dir: dict, out: Any, n: in
 
 def main(argv: Sequence[str] | None = None) -> int:
     import argparse
-    ap = argparse.ArgumentParser(prog="python -m sbir_core.image_quality",
+    ap = argparse.ArgumentParser(prog="python -m sbir_core.bench.image_quality",
                                  description="FD / KID of the cgan backend's imaginary photos (held-out Sketchy sketches)")
     ap.add_argument("--models-dir", action="append", required=True, help="a models folder with cgan.json (repeatable)")
     ap.add_argument("--out", required=True, help="JSON report")

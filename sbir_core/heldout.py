@@ -1,4 +1,7 @@
-"""The evaluation sets every backend is scored on, and the gallery the speed figures use.
+"""The held-out evaluation sets every backend is scored on, the gallery the speed figures use, and
+one backend's scores on one set (`score_set`). In the library, not the benchmark, because the
+trainers' and exporters' own checks (`sbir_core.train.score_instance`, `export/quantize.py`) score
+the same sets.
 
 Every set is real data from `../shared/data` that no backend trains on (see `held_out_notes`):
 - `sketchy`: sketches of the held-out Sketchy photos (split table `sbir_core/data/splits`) against
@@ -13,21 +16,26 @@ from __future__ import annotations
 
 import hashlib
 import io
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..config import REPO_ROOT, data_dir
-from ..data import readers
-from ..data.render import CANVAS_LINE_WIDTH, CANVAS_SIZE, render_canvas
-from ..data.splits import QUICKDRAW_EVAL_ROWS
-from ..evaluate import select_queries
-from ..gallery import BUNDLED_DIR, Gallery
+import numpy as np
+
+from .config import REPO_ROOT, data_dir
+from .data import readers
+from .data.render import CANVAS_LINE_WIDTH, CANVAS_SIZE, render_canvas
+from .data.splits import QUICKDRAW_EVAL_ROWS
+from .evaluate import classification_accuracy, metrics, select_queries
+from .gallery import BUNDLED_DIR, Gallery
 
 # Quick, Draw! simplified-stroke rows (per class file) the cross-dataset row uses: QUICKDRAW_EVAL_ROWS
 # (lines 0-9, see sbir_core.data.splits), disjoint from every row a trainer uses; the bench checks it.
 FALLBACK_GALLERY_NOTE = ("the bundled gallery (galleries/bundled) is missing, so a stand-in was used: "
                          "the held-out Sketchy test photos (up to 5 per class, {n} photos, labelled)")
+
+REPORTED = ("mAP@all", "P@20", "P@20_capped", "hit@4", "P@4", "relevant_per_query", "acc@1", "acc@10")
 
 
 @dataclass
@@ -96,6 +104,7 @@ def _cap(items: list, max_queries: int | None) -> list:
 
 
 def sketchy_heldout(max_classes: int | None = None, max_queries: int | None = None) -> EvalSet:
+    """Sketches of the held-out Sketchy `test` photos against every Sketchy photo."""
     photos, sketches = readers.sketchy(data_dir() / "sketchy")
     keep = _class_subset([p.label for p in photos], max_classes)
     photos = _first_classes(photos, keep)
@@ -107,6 +116,7 @@ def sketchy_heldout(max_classes: int | None = None, max_queries: int | None = No
 
 
 def sketchy_10class(max_classes: int | None = None, max_queries: int | None = None) -> EvalSet:
+    """Sketches of the 10-class set's `test` photos against all its photos."""
     root = data_dir() / "sketchy_10class"
     photos, sketches = readers.sketchy(root)
     split = readers.read_split(root / "split.tsv")
@@ -121,7 +131,7 @@ def sketchy_10class(max_classes: int | None = None, max_queries: int | None = No
 def tuberlin_heldout(max_classes: int | None = None, max_queries: int | None = None) -> EvalSet:
     """TU-Berlin `test` sketches (another drawing style, never trained on): those of Sketchy classes
     against all Sketchy photos; sketch top-1 over every held-out TU-Berlin sketch."""
-    from ..data.splits import tuberlin_splits
+    from .data.splits import tuberlin_splits
     items = readers.tuberlin(data_dir() / "tuberlin")
     test = [it for it, sp in zip(items, tuberlin_splits(items)) if sp == "test"]
     photos, _ = readers.sketchy(data_dir() / "sketchy")
@@ -141,7 +151,7 @@ def tuberlin_heldout(max_classes: int | None = None, max_queries: int | None = N
 def shoes(max_photos: int | None = None, max_queries: int | None = None) -> EvalSet:
     """The sketches of the held-out `test` shoes (`sbir_core.data.splits.shoe_splits`: the `instance`
     backend trains on the others) against all 304 shoe photos."""
-    from ..data.splits import shoe_splits
+    from .data.splits import shoe_splits
     photos, sketches = readers.shoes(data_dir() / "shoes")
     split = shoe_splits([p.photo_id for p in photos], {s.photo_id for s in sketches})
     sketches = [s for s in sketches if split.get(s.photo_id) == "test"]
@@ -181,7 +191,7 @@ def quickdraw_canvas(gallery: Gallery, per_class: int | None = None, max_classes
                 queries.append(buf.getvalue())
                 labels.append(c)
     notes = [f"Quick, Draw! simplified strokes, rows {rows[0]}-{rows[-1]} of each class file "
-             f"(QUICKDRAW_EVAL_ROWS in sbir_core/bench/data.py), rendered at {CANVAS_SIZE} px with a "
+             f"(QUICKDRAW_EVAL_ROWS in sbir_core/heldout.py), rendered at {CANVAS_SIZE} px with a "
              f"{CANVAS_LINE_WIDTH} px pen; {len(classes)} classes that the gallery has, of {len(files)} drawn here"]
     if not hide_labels:
         return EvalSet("quickdraw", "Quick, Draw! → demo gallery", gallery, queries, labels, None, notes,
@@ -193,12 +203,12 @@ def quickdraw_canvas(gallery: Gallery, per_class: int | None = None, max_classes
                    truth=list(gallery.labels), drawn_kinds=len(files))
 
 
-def bench_gallery() -> tuple[Gallery, str | None]:
+def demo_gallery() -> tuple[Gallery, str | None]:
     """The bundled demo gallery, or (until it exists) a stand-in folder gallery and a note saying so."""
     if (BUNDLED_DIR / "metadata.csv").is_file():
         return Gallery.bundled(), None
     photos, _ = readers.sketchy(data_dir() / "sketchy")
-    from ..data.splits import split_of
+    from .data.splits import split_of
     test = [p for p in photos if split_of(p.photo_id) == "test"]
     return _cached_gallery("fallback", test), FALLBACK_GALLERY_NOTE.format(n=len(test))
 
@@ -206,7 +216,7 @@ def bench_gallery() -> tuple[Gallery, str | None]:
 def quality_sets(max_classes: int | None = None, max_queries: int | None = None,
                  quickdraw_per_class: int | None = None) -> list[EvalSet]:
     """All six sets, built once so every backend sees exactly the same queries and galleries."""
-    gallery, note = bench_gallery()
+    gallery, note = demo_gallery()
     qd = quickdraw_canvas(gallery, quickdraw_per_class, max_classes)
     hidden = quickdraw_canvas(gallery, quickdraw_per_class, max_classes, hide_labels=True)
     if note:
@@ -218,7 +228,7 @@ def quality_sets(max_classes: int | None = None, max_queries: int | None = None,
 
 def quickdraw_rows_disjoint_from_training() -> bool:
     """Whether QUICKDRAW_EVAL_ROWS avoids every Quick, Draw! row a trainer reads (bitmaps and strokes)."""
-    from ..data.splits import (QUICKDRAW_BITMAP_TRAIN_ROWS, QUICKDRAW_BITMAP_VAL_ROWS,
+    from .data.splits import (QUICKDRAW_BITMAP_TRAIN_ROWS, QUICKDRAW_BITMAP_VAL_ROWS,
                                QUICKDRAW_STROKE_TRAIN_ROWS)
     used = set(QUICKDRAW_BITMAP_TRAIN_ROWS) | set(QUICKDRAW_BITMAP_VAL_ROWS) | set(QUICKDRAW_STROKE_TRAIN_ROWS)
     return not used & set(QUICKDRAW_EVAL_ROWS)
@@ -248,4 +258,36 @@ TRAINING_DATA = {
 
 def held_out_notes(names: Sequence[str]) -> dict[str, str]:
     """Per backend: what it was trained on (so a reader can see every set here is held out)."""
-    return {n: TRAINING_DATA.get(n, "not checked: add it to TRAINING_DATA in sbir_core/bench/data.py") for n in names}
+    return {n: TRAINING_DATA.get(n, "not checked: add it to TRAINING_DATA in sbir_core/heldout.py") for n in names}
+
+
+def effective_dimension(features: np.ndarray) -> float:
+    """Participation ratio (Σλ)²/Σλ² of the features' covariance spectrum: how many directions the
+    data really uses. Compared with the synthetic vectors of the scaling test."""
+    x = features.astype(np.float64) - features.mean(axis=0)
+    lam = np.linalg.svd(x, compute_uv=False) ** 2
+    return float(lam.sum() ** 2 / max((lam ** 2).sum(), 1e-30))
+
+
+def score_set(backend: Any, s: EvalSet) -> dict[str, Any]:
+    """One backend on one set: metrics from the full (queries × gallery) score matrix."""
+    t0 = time.perf_counter()
+    feats = s.gallery.features(backend)
+    t1 = time.perf_counter()
+    scores = backend.score_matrix(s.queries, s.gallery)                               # (Q, N)
+    t2 = time.perf_counter()
+    gl = s.gallery_truth
+    pid = s.gallery_photo_ids if s.query_photo_ids is not None else None
+    m = metrics(scores, s.query_labels, gl, s.query_photo_ids, pid)
+    out: dict[str, Any] = {k: m[k] for k in REPORTED if k in m}
+    out.update(queries=m["queries"], gallery=m["gallery"], index_seconds=round(t1 - t0, 2),
+               query_seconds=round(t2 - t1, 2))
+    if s.drawn_kinds and "hit@4" in m:          # every kind drawn here, one without photos counting as a miss
+        out["hit@4_all_kinds"] = m["hit@4"] * len(set(s.query_labels)) / s.drawn_kinds
+    if "classes" in getattr(backend, "meta", {}):                                    # backends that classify
+        cq, cl = s.classified
+        acc = classification_accuracy(backend, cq, cl)
+        out.update(sketch_top1=acc["top1"], sketch_top5=acc["top5"], classified_queries=len(cq))
+    if feats.ndim == 2 and feats.shape[1] > 1 and np.issubdtype(feats.dtype, np.floating) and len(feats) > 2:
+        out.update(feature_dim=int(feats.shape[1]), effective_dim=round(effective_dimension(feats), 1))
+    return out
