@@ -6,14 +6,15 @@ Two ONNX files:
   Exported in eval mode on purpose: dropout off, so one sketch always gives one imaginary photo and
   one ranking (pix2pix's test code keeps dropout on);
   G uses InstanceNorm and E1 ImageNet's frozen batch-norm statistics, so nothing else changes.
-- `cgan_photo.onnx`: the frozen ImageNet encoder E2, pooled features of 128 px photos.
+- the frozen ImageNet encoder E2 (pooled features of 128 px photos) is `backbone_lite0.onnx`, the
+  `pretrained` backend's file (any input size; written by `export.pretrained` when missing).
 
 Version 2 (`sbir_core.train.cgan_v2`; the checkpoint's config has `version: 2`) ships instead
 - `cgan_generator.onnx`: G alone, (sketch (B, 3, 192, 192) in [-1, 1], the sketch classifier's
   posterior `class_probs` (B, 365)) -> (imaginary photo in [0, 1] (B, 3, R, R), the same photo
   resized to E2's input in [-1, 1] `e2_input` (B, 3, F, F)); weights stored in fp16 (lossless:
   the shipped checkpoint is fp16), computed in fp32. Serving runs the classifier's ONNX chain for
-  the posterior and `cgan_photo.onnx` (unchanged, E1 = E2) on `e2_input` for the embedding.
+  the posterior and `backbone_lite0.onnx` (E1 = E2) on `e2_input` for the embedding.
 """
 from __future__ import annotations
 
@@ -30,9 +31,11 @@ from sbir_core.nets.perceptual import MidHighEncoder
 from sbir_core.nets.pix2pix import UNetGenerator
 from sbir_core.train.cgan import CGANConfig, build_nets, encode_imaginary
 
-from .common import CHECKPOINTS, export_onnx, ship_checkpoint, write_meta
+from .common import CHECKPOINTS, export_onnx, parity, ship_checkpoint, write_meta
+from .pretrained import FILE as BACKBONE_FILE
 
-SKETCH_FILE, PHOTO_FILE, GEN_FILE = "cgan_sketch.onnx", "cgan_photo.onnx", "cgan_generator.onnx"
+SKETCH_FILE, GEN_FILE = "cgan_sketch.onnx", "cgan_generator.onnx"
+PHOTO_FILE = BACKBONE_FILE            # E2: the pretrained backend's encoder, shared
 DEFAULT_CKPT = REPO_ROOT / "runs" / "cgan" / "ckpt.pt"     # the last step; best.pt = best val mAP
 
 
@@ -137,12 +140,10 @@ def export_generator(cfg, ck: dict | None, path: Path, atol: float = 1e-3) -> fl
 
 
 def export_v2(cfg, ck: dict | None, models_dir: Path, pretrained: bool = True, ckpt: Path | None = None) -> dict[str, float]:
-    """Version 2: cgan_generator.onnx, cgan_photo.onnx (E2, rewritten only when missing) and cgan.json."""
+    """Version 2: cgan_generator.onnx and cgan.json (E2 is the shared backbone file, see `photo_encoder`)."""
     from sbir_core.train.cgan_v2 import classifier_files
-    errs = {GEN_FILE: export_generator(cfg, ck, models_dir / GEN_FILE)}
-    if not (models_dir / PHOTO_FILE).is_file():
-        errs[PHOTO_FILE] = export_onnx(freeze(MidHighEncoder(lite0(pretrained=pretrained))), models_dir / PHOTO_FILE,
-                                       cfg.feat_res, output_names=("embedding",))
+    errs = {GEN_FILE: export_generator(cfg, ck, models_dir / GEN_FILE),
+            PHOTO_FILE: photo_encoder(freeze(MidHighEncoder(lite0(pretrained=pretrained))), models_dir, cfg.feat_res)}
     train_config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(cfg).items()}
     if ck and ck.get("curves"):   # the schedule's edge share is not a loss: docs/cgan.md gives it
         (models_dir / "cgan_curves.json").write_text(json.dumps(
@@ -167,6 +168,18 @@ def export_v2(cfg, ck: dict | None, models_dir: Path, pretrained: bool = True, c
         **({"checkpoint": ckpt.resolve().relative_to(REPO_ROOT).as_posix()} if ckpt else {}),
     }, models_dir)
     return errs
+
+
+def photo_encoder(e2: nn.Module, models_dir: Path, size: int) -> float:
+    """E2 is the frozen ImageNet encoder the `pretrained` backend ships (any input size): written when
+    missing, and checked against this E2 at the cGAN's size either way; returns the parity error."""
+    path = models_dir / PHOTO_FILE
+    if not path.is_file():
+        return export_onnx(e2, path, size, any_size=True)
+    err = parity(e2, path, torch.randn(3, 3, size, size))
+    if err > 1e-3:
+        raise RuntimeError(f"{path.name} is not the cGAN's E2 at {size} px (differs by {err:.2e})")
+    return err
 
 
 def modules_from(cfg: CGANConfig, ck: dict | None = None, pretrained: bool = True) -> dict[str, tuple[nn.Module, int]]:
@@ -205,7 +218,7 @@ def export(cfg: CGANConfig, ck: dict | None, models_dir: Path, pretrained: bool 
     (m, size), = [mods[SKETCH_FILE]]
     errs[SKETCH_FILE] = export_onnx(m, models_dir / SKETCH_FILE, size, output_names=("imaginary", "embedding"))
     (m, size), = [mods[PHOTO_FILE]]
-    errs[PHOTO_FILE] = export_onnx(m, models_dir / PHOTO_FILE, size, output_names=("embedding",))
+    errs[PHOTO_FILE] = photo_encoder(m, models_dir, size)
     train_config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(cfg).items()}
     write_meta("cgan", {
         "backend": "cgan", "title": "cGAN (imaginary photo)",

@@ -12,15 +12,17 @@ from sbir_core.config import MODELS_DIR
 
 
 def export_onnx(module: torch.nn.Module, path: Path, size: int | tuple[int, ...], atol: float = 1e-3,
-                output_names: tuple[str, ...] = ("output",)) -> float:
+                output_names: tuple[str, ...] = ("output",), any_size: bool = False) -> float:
     """Export in eval mode with a dynamic batch axis; return the max |ONNX - torch| on a random batch
-    (and raise if it exceeds `atol`). `size`: an image side (input (B, 3, size, size)) or an input shape."""
+    (and raise if it exceeds `atol`). `size`: an image side (input (B, 3, size, size)) or an input shape.
+    `any_size`: height and width dynamic too (a pooled encoder that backends use at different sizes)."""
     module = module.eval()
     path.parent.mkdir(parents=True, exist_ok=True)
     shape = (3, size, size) if isinstance(size, int) else tuple(size)
     x = torch.randn(2, *shape)
     torch.onnx.export(module, (x,), str(path), input_names=["input"], output_names=list(output_names),
-                      dynamic_axes={"input": {0: "batch"}, **{n: {0: "batch"} for n in output_names}},
+                      dynamic_axes={"input": {0: "batch", **({2: "height", 3: "width"} if any_size else {})},
+                                    **{n: {0: "batch"} for n in output_names}},
                       opset_version=17, dynamo=False)
     err = parity(module, path, torch.randn(3, *shape))
     if err > atol:

@@ -1,6 +1,11 @@
 """Export the `pretrained` baseline: the ImageNet EfficientNet-Lite0 backbone, pooled features,
-one ONNX file used for both sketches and photos. `python -m export.pretrained`"""
+one ONNX file used for both sketches and photos. `python -m export.pretrained`
+
+The file takes any input size: `cgan` embeds its gallery photos (and its imaginary photos) with the
+same frozen encoder at 128 px, so it ships no copy of its own."""
 from __future__ import annotations
+
+from pathlib import Path
 
 from sbir_core.config import MODELS_DIR
 from sbir_core.data.preprocess import Preprocess
@@ -19,10 +24,15 @@ def torch_modules() -> dict[str, tuple[PooledFeatures, int]]:
     return {FILE: (PooledFeatures().eval(), PREPROCESS.size)}
 
 
+def export_backbone(path: Path = MODELS_DIR / FILE) -> float:
+    """Write the backbone file; returns its parity error."""
+    (module, size), = torch_modules().values()
+    return export_onnx(module, path, size, any_size=True)
+
+
 def main() -> None:
     pp = PREPROCESS
-    (module, size), = torch_modules().values()
-    err = export_onnx(module, MODELS_DIR / FILE, size)
+    err = export_backbone()
     write_meta("pretrained", {
         "backend": "pretrained", "sketch_model": FILE, "photo_model": FILE, "embedding_dim": FEATURE_DIM,
         "preprocess": pp.to_dict(), "onnx_parity_max_abs": err, "title": "Pretrained (ImageNet, no sketch training)",

@@ -3,15 +3,20 @@
 The demo must search real photos on a fresh machine with no data download, and Sketchy's photos may
 not be committed. So the gallery is made only of photos whose licence lets us redistribute them:
 Debian packages (`tuxpaint-stamps-default`, `tuxpaint-data`, `gcompris-qt-data`, `scratch`, `jigzo-data`,
-`lomiri-wallpapers-16.04`, `plasma-workspace-wallpapers`), the CC0/public-domain
+`lomiri-wallpapers-16.04`, `plasma-workspace-wallpapers`, and a few photos from `scribus-template`,
+`kphotoalbum`, `gimp-help-en`, `forensics-samples-files`, `nip2`, `mate-backgrounds`, `imagemagick-6-doc`),
+the CC0/public-domain
 photos inside scikit-image, NASA's images of the Sun in sunpy's test data (read from its wheel), and
 `gallery_photos/` of the shared data (each photo with its own
 licence and author in its SOURCES.tsv). Which files go in, their labels and how each label was decided
 is the reviewed list `galleries/bundled_sources.tsv` (read by `galleries/sources.py`); nothing is
 chosen automatically. From the repository root:
 
-    apt-get install -y tuxpaint-stamps-default tuxpaint-data gcompris-qt-data scratch jigzo-data lomiri-wallpapers-16.04 \
-        plasma-workspace-wallpapers
+    apt-get download tuxpaint-stamps-default tuxpaint-data gcompris-qt-data scratch jigzo-data lomiri-wallpapers-16.04 \
+        plasma-workspace-wallpapers scribus-template kphotoalbum gimp-help-en forensics-samples-files nip2 \
+        mate-backgrounds imagemagick-6-doc
+    for d in *.deb; do dpkg -x $d pkgroot; done && export SBIR_PACKAGES_ROOT=$PWD/pkgroot   # (dpkg -x keeps
+                                                   # /usr/share/doc, which minimal installs drop)
     pip download sunpy==7.0.5 --no-deps -d wheels && export SBIR_WHEELS_DIR=$PWD/wheels
     python -m galleries.build_bundled              # images + metadata.csv + NOTICE, then --index
     python -m galleries.build_bundled --index      # only (re)compute embeddings for every backend
@@ -19,9 +24,9 @@ chosen automatically. From the repository root:
 Measuring it: `python -m sbir_core.bench.gallery`; any folder into a vector store:
 `python -m sbir_core.store.build FOLDER --store URI`.
 
-Without root, `apt-get download` the seven packages, `dpkg -x` each into one folder and point
-`SBIR_PACKAGES_ROOT` (or `--packages-root`) at it (its `wheels/` is where the sunpy wheel is looked
-for when SBIR_WHEELS_DIR is not set).
+`SBIR_PACKAGES_ROOT` (or `--packages-root`) may also be / after `apt-get install` of the same
+packages, where /usr/share/doc is kept; its `wheels/` is where the sunpy wheel is looked for when
+SBIR_WHEELS_DIR is not set.
 """
 from __future__ import annotations
 

@@ -17,6 +17,8 @@ LICENCE_URLS = {
     "GPL-2.0-or-later": "LICENSES/GPL-2", "GPL-2.0-only": "LICENSES/GPL-2", "GPL-3.0-only": "LICENSES/GPL-3",
     "CC0-1.0": "https://creativecommons.org/publicdomain/zero/1.0/",
     "CDLA-Permissive-1.0": "https://cdla.dev/permissive-1-0/",
+    "GFDL-1.2-or-later": "https://www.gnu.org/licenses/old-licenses/fdl-1.2.html",
+    "ImageMagick": "https://imagemagick.org/script/license.php",
 }
 
 
@@ -100,6 +102,13 @@ def notice_text(records: Sequence[dict[str, str]], versions: dict[str, str], ski
                   "   NASA material, not protected by copyright in the United States (public domain); courtesy of",
                   "   NASA/SDO and the AIA and HMI science teams:"]
         lines += [entry(r) for r in sp]
+    named = ("tuxpaint", "gcompris", "skimage", "shared", "scratch", "jigzo", "lomiri", "plasma", "sunpy")
+    other = [r for r in records if not r["id"].startswith(tuple(p + "-" for p in named))]
+    if other:
+        lines += ["",
+                  f"11. {len(other)} photos from other Debian packages' data and documentation; licence and author",
+                  "   as each package's debian/copyright states them (for the file or its folder where it names one):"]
+        lines += [f"   - {r['source']}\n     {r['licence']}; {r['author']}" for r in other]
     used = sorted({r["licence"] for r in records})
     lines += ["", "Licence texts and deeds:"]
     lines += [f"   - {lic}: {licence_url(lic)}" for lic in used if licence_url(lic)]

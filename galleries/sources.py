@@ -55,6 +55,21 @@ KINDS: dict[str, Kind] = {
     "plasma": Kind("plasma-workspace-wallpapers", "usr/share/wallpapers", "GPL-2.0-or-later", ""),
     # solar images in sunpy's test data, read from its wheel (no install: sunpy would pull in astropy)
     "sunpy": Kind("", "sunpy/data/test", "public domain (NASA)", "NASA/SDO and the AIA and HMI science teams"),
+    # Photos in other Debian packages' data and documentation (a 2026-12 search for kinds people draw
+    # that had no photo): licence and author from each package's debian/copyright, per row where it
+    # names the file or its folder. Paths under usr/share/doc need `dpkg -x` (or a full install).
+    "scribus": Kind("scribus-template", "usr/share/scribus/templates", "", ""),
+    "kphotoalbum": Kind("kphotoalbum", "usr/share/kphotoalbum/demo", "GPL-2.0-or-later",
+                        "Jesper K. Pedersen (KPhotoAlbum's demo album; debian/copyright)"),
+    "gimp-help": Kind("gimp-help-en", "usr/share/gimp/2.0/help/en/images", "GFDL-1.2-or-later",
+                      "The GIMP Documentation Team (gimp-help-common's debian/copyright)"),
+    "forensics": Kind("forensics-samples-files", "usr/share/forensics-samples/original-files", "CC-BY-SA-4.0",
+                      "Joao Eriberto Mota Filho (debian/copyright: original-files/*)"),
+    "nip2": Kind("nip2", "usr/share/doc/nip2/examples", "GPL-2.0-or-later",
+                 "Imperial College London and others (nip2's debian/copyright)"),
+    "mate": Kind("mate-backgrounds", "usr/share/backgrounds/mate", "GPL-2.0-or-later", ""),
+    "imagemagick": Kind("imagemagick-6-doc", "usr/share/doc/imagemagick-6-common/html/images", "ImageMagick",
+                        "ImageMagick Studio LLC (imagemagick-6-common's debian/copyright)"),
 }
 SUNPY = ("sunpy", "7.0.5")     # the wheel `pip download sunpy==7.0.5 --no-deps` fetches
 APT_PACKAGES = tuple(k.package for k in KINDS.values() if k.package)

@@ -4,7 +4,8 @@ encoder E1 embeds; gallery photos are embedded by the frozen ImageNet encoder E2
 Two model layouts, told apart by `models/cgan.json`:
 - version 1: `cgan_sketch.onnx` = G + a trained E1, sketch -> (imaginary photo, embedding);
 - version 2: `cgan_generator.onnx` = G alone, conditioned on the sketch classifier's posterior (its
-  ONNX chain, `class_model`, shared with the `classifier` backend); E1 = E2 (`cgan_photo.onnx`).
+  ONNX chain, `class_model`, shared with the `classifier` backend); E1 = E2 (`backbone_lite0.onnx`,
+  the `pretrained` backend's frozen encoder, at 128 px).
 With `class_model` and `class_mix` > 0 (either version) a photo's score adds `class_mix` x the
 sketch classifier's posterior of the photo's class (labelled photos only): retrieval by the
 imaginary photo's features and the sketch's class reading together. The sketch is then prepared at

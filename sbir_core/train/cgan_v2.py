@@ -16,7 +16,7 @@ What changed from `sbir_core.train.cgan` (version 1), each for a reason seen in 
   trained with the block-13 classifier, so a retrain reads the posterior of the one shipped now).
 - **E1 tied to E2**: the imaginary photo is embedded by the same frozen ImageNet EfficientNet-Lite0
   (E2) as the gallery photos; the feature loss (mid + high, as in version 1) trains G alone. This
-  keeps the new model files small (the sketch side ships G only and reuses `cgan_photo.onnx`) and a
+  keeps the new model files small (the sketch side ships G only and reuses `backbone_lite0.onnx`) and a
   CPU step cheap.
 
 G sees the sketch as the classifier does (192 px, `sketch_input`) and average-pools it to `res`
