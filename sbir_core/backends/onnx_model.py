@@ -55,11 +55,6 @@ class OnnxModel:
     def __call__(self, x: np.ndarray) -> list[np.ndarray]:
         return self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})
 
-    def batched(self, x: np.ndarray, batch: int = 32) -> list[np.ndarray]:
-        """Run in chunks; outputs concatenated along the batch axis."""
-        parts = [self(x[i:i + batch]) for i in range(0, len(x), batch)]
-        return [np.concatenate([p[j] for p in parts]) for j in range(len(parts[0]))]
-
 
 def read_meta(name: str, models_dir: Path | None = None) -> dict[str, Any]:
     """`models/<name>.json`: input size, normalisation, classes, file names, metrics; checked

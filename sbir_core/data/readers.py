@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -90,15 +89,6 @@ def shoes(root: str | Path) -> tuple[list[Item], list[Item]]:
     return photos, sketches
 
 
-def shoe_attributes(root: str | Path) -> dict[str, np.ndarray]:
-    """The 13 binary attributes per shoe photo, from `annotations/13_A_image_label.mat`."""
-    from scipy.io import loadmat
-    mat = loadmat(str(Path(root) / "annotations" / "13_A_image_label.mat"))
-    arr = next(v for k, v in mat.items() if not k.startswith("__"))
-    ids = [p.stem for p in _images(Path(root) / "photo")]
-    return {i: np.asarray(arr[n]).ravel() for n, i in enumerate(ids) if n < len(arr)}
-
-
 def quickdraw_bitmaps(path: str | Path, limit: int | None = None) -> np.ndarray:
     """Quick, Draw! bitmaps -> uint8 (N, 28, 28), white ink on black; accepts (N, 784) and (N, 28, 28)."""
     a = np.load(path, mmap_mode="r")
@@ -133,82 +123,6 @@ def quickdraw_strokes(path: str | Path, limit: int | None = None) -> Iterator[di
             d = json.loads(line)
             d["strokes"] = [(np.asarray(s[0], float), np.asarray(s[1], float)) for s in d["drawing"]]
             yield d
-
-
-_NUM = re.compile(r"[-+]?(?:\d*\.\d+|\d+\.?)(?:[eE][-+]?\d+)?")
-
-
-def svg_strokes(path: str | Path, samples_per_curve: int = 8) -> tuple[Strokes, tuple[float, float]]:
-    """TU-Berlin SVG -> strokes and the drawing's (width, height). Handles M/L/C/Q paths (abs and rel)."""
-    root = ET.parse(path).getroot()
-    vb = root.get("viewBox")
-    size = tuple(float(v) for v in vb.split()[2:]) if vb else (float(root.get("width", 800)), float(root.get("height", 800)))
-    strokes: Strokes = []
-    for el in root.iter():
-        if el.tag.rsplit("}", 1)[-1] != "path" or not el.get("d"):
-            continue
-        strokes.extend(_path_strokes(el.get("d"), samples_per_curve))
-    return strokes, size  # type: ignore[return-value]
-
-
-def _path_strokes(d: str, n: int) -> Strokes:
-    tokens = re.findall(r"[MmLlCcQqHhVvZz]|" + _NUM.pattern, d)
-    out: Strokes = []
-    pts: list[tuple[float, float]] = []
-    cur = np.zeros(2)
-    start = np.zeros(2)
-    cmd = "M"
-    i = 0
-
-    def take(k: int) -> np.ndarray:
-        nonlocal i
-        vals = np.asarray([float(t) for t in tokens[i:i + k]])
-        i += k
-        return vals
-
-    while i < len(tokens):
-        if tokens[i].isalpha():
-            cmd = tokens[i]
-            i += 1
-            if cmd in "Zz":
-                pts.append(tuple(start))
-                cur = start.copy()
-                continue
-        rel = cmd.islower()
-        base = cur if rel else np.zeros(2)
-        c = cmd.upper()
-        if c == "M":
-            if len(pts) > 1:
-                out.append(pts)
-            cur = base + take(2)
-            start = cur.copy()
-            pts = [tuple(cur)]
-            cmd = "l" if rel else "L"
-        elif c == "L":
-            cur = base + take(2)
-            pts.append(tuple(cur))
-        elif c in "HV":
-            v = take(1)[0]
-            cur = cur.copy()
-            k = 0 if c == "H" else 1
-            cur[k] = (cur[k] if rel else 0) + v
-            pts.append(tuple(cur))
-        elif c in "CQ":
-            k = 3 if c == "C" else 2
-            ctrl = [base + take(2) for _ in range(k)]
-            p = [cur] + ctrl
-            for t in np.linspace(0, 1, n + 1)[1:]:
-                if c == "C":
-                    q = (1 - t) ** 3 * p[0] + 3 * (1 - t) ** 2 * t * p[1] + 3 * (1 - t) * t ** 2 * p[2] + t ** 3 * p[3]
-                else:
-                    q = (1 - t) ** 2 * p[0] + 2 * (1 - t) * t * p[1] + t ** 2 * p[2]
-                pts.append(tuple(q))
-            cur = ctrl[-1]
-        else:  # unknown command: skip its number
-            i += 1
-    if len(pts) > 1:
-        out.append(pts)
-    return [(np.asarray([p[0] for p in s]), np.asarray([p[1] for p in s])) for s in out]
 
 
 def tuberlin(root: str | Path) -> list[Item]:
