@@ -8,7 +8,6 @@ from sbir_core.data.classes import display
 from sbir_core.tsne_map import EmbeddingMap, map_path, sketch_vector
 from ui import canvas, map_view, session, shell
 from ui.catalogue import backend_infos
-from ui.map_view import map_classes_to_colour, map_label_placement
 from ui.reports import load_report
 
 shell.inside_app()
@@ -72,8 +71,8 @@ if sketch is not None:
             note = ("info", f"Your sketch is not on the map: {e}")
 
 # colour only the classes near the sketch (or the 10 biggest), with a legend; every other class grey
-coloured = map_classes_to_colour(df["x"], df["y"], list(df["class"]), place, n=10,
-                                 first=list(df["class"].iloc[nn]) if nn is not None else ())
+coloured = map_view.map_classes_to_colour(df["x"], df["y"], list(df["class"]), place, n=10,
+                                          first=list(df["class"].iloc[nn]) if nn is not None else ())
 df = df.assign(shown=[c if c in coloured else "other classes" for c in df["class"]])
 xs = list(df["x"]) + ([place[0]] if place is not None else [])
 ys = list(df["y"]) + ([place[1]] if place is not None else [])
@@ -99,7 +98,7 @@ if place is not None:
     near = df.iloc[nn]
     here = pd.DataFrame({"x": [px], "y": [py], "label": ["your sketch"], "near": [
         ", ".join(sorted({c for c in near["class"] if c}))]})
-    spot = map_label_placement(px, py, xr, yr)
+    spot = map_view.map_label_placement(px, py, xr, yr)
     xy = dict(x=alt.X("x:Q", scale=x_scale), y=alt.Y("y:Q", scale=y_scale))
     layers.append(alt.Chart(near).mark_point(size=260, color="black", strokeWidth=1.5).encode(**xy))
     layers.append(alt.Chart(here).mark_point(shape="diamond", size=700, filled=True, color="black",

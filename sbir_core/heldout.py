@@ -191,7 +191,7 @@ def quickdraw_canvas(gallery: Gallery, per_class: int | None = None, max_classes
                 queries.append(buf.getvalue())
                 labels.append(c)
     notes = [f"Quick, Draw! simplified strokes, rows {rows[0]}-{rows[-1]} of each class file "
-             f"(QUICKDRAW_EVAL_ROWS in sbir_core/heldout.py), rendered at {CANVAS_SIZE} px with a "
+             f"(QUICKDRAW_EVAL_ROWS in sbir_core/data/splits.py), rendered at {CANVAS_SIZE} px with a "
              f"{CANVAS_LINE_WIDTH} px pen; {len(classes)} classes that the gallery has, of {len(files)} drawn here"]
     if not hide_labels:
         return EvalSet("quickdraw", "Quick, Draw! → demo gallery", gallery, queries, labels, None, notes,
