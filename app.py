@@ -34,7 +34,7 @@ def default_backend(names: list[str]) -> str:
     return next((n for n in dict.fromkeys(order) if session.backend_or_message(n)[0] is not None), names[0])
 
 
-PREFERRED = ("triplet", "classifier", "triplet_noedge", "cgan", "classifier_small", "pretrained", "random")
+PREFERRED = ("triplet", "classifier", "cgan", "classifier_small", "pretrained", "random")
 
 
 def publish(names: list[str], options: list[str]) -> None:

@@ -78,7 +78,7 @@ def test_compare_marks_correct_results():
     assert any("✅" in m.value or "❌" in m.value for m in at.markdown if "card-name compact" in m.value)
 
 
-SHIPPED = ["classifier", "classifier_small", "instance", "triplet", "triplet_noedge", "cgan", "context",
+SHIPPED = ["classifier", "classifier_small", "instance", "triplet", "cgan", "context",
            "pretrained", "random"]
 
 
@@ -176,7 +176,7 @@ def test_evaluation_page_reads_a_report(tmp_path, monkeypatch):
     at.switch_page("pages/evaluation.py").run()
     assert not at.exception, at.exception
     assert len(at.dataframe) >= 2
-    assert sum("slider starts at 0.40" in m.value for m in at.markdown) == 2    # triplet, triplet_noedge: their PR curves
+    assert sum("slider starts at 0.40" in m.value for m in at.markdown) == 1    # triplet: its PR curve
 
 
 def test_curve_series_splits_losses_from_quality_for_every_trainer():
@@ -338,7 +338,7 @@ def test_embedding_map_opens_on_the_backend_in_use_else_the_best_measured():
     at.switch_page("pages/embedding_map.py").run()
     assert not at.exception
     pick = next(s for s in at.selectbox if s.label == "Map of")
-    assert pick.value == "classifier" and len(pick.options) >= 8, pick.options     # the options show titles
+    assert pick.value == "classifier" and len(pick.options) == len(SHIPPED) - 1, pick.options   # all but random
     assert not at.error and not at.warning, [m.value for m in list(at.error) + list(at.warning)]
     assert any(m.value.startswith("Nearest on the map: ") for m in at.success)      # the drawing is placed on it
     assert not any("python -m" in c.value for c in list(at.caption) + list(at.info))

@@ -64,7 +64,7 @@ def test_classifier_labels_unlabelled_photos(small_photo_dir):
     assert (predicted == np.asarray(truth)).mean() >= 0.7
 
 
-@pytest.mark.parametrize("name", ["triplet", "triplet_noedge"])
+@pytest.mark.parametrize("name", ["triplet"])
 def test_triplet_ranks_the_right_class_first(name, held_out, small_photo_dir):
     need_model(name)
     backend = load_backend(name)
