@@ -308,7 +308,10 @@ class Gallery:
         computed. On disk the rows follow the photos as listed, NaN for the unreadable ones."""
         fp = self.fingerprint                         # of the photos as listed (before any skip)
         key = backend.feature_key
-        full = self._read_cache(key, fp) if self.cache_dir is not None else None
+        full = None
+        if self.cache_dir is not None:
+            full, skipped = read_cached(self.cache_dir, key, fp, self._n_listed, self.saved)
+            self.skipped += [m for m in skipped if m not in self.skipped]
         if full is None:
             problems: list[tuple[int, str]] = []
             feats = backend.index_photos(self.sources, progress, problems)
@@ -318,7 +321,7 @@ class Gallery:
             full = np.full((self._n_listed,) + feats.shape[1:], np.nan, dtype=feats.dtype)
             full[self._listed()] = feats
             if self.cache_dir is not None:
-                self._write_cache(key, fp, full)
+                write_cached(self.cache_dir, key, fp, full, self.skipped)
         unreadable = np.isnan(full.reshape(len(full), -1)).all(axis=1)             # (listed,)
         self._drop_unreadable(unreadable)
         if len(self) == 0:
@@ -353,15 +356,6 @@ class Gallery:
         self.captions, self.info = pick(self.captions), pick(self.info)
         self._kept = [listed[i] for i in keep]
         self._features = {k: v[keep] for k, v in self._features.items()}
-
-    # -- the cache on disk (sbir_core.feature_cache) ---------------------------------------------
-    def _read_cache(self, key: str, fp: str) -> np.ndarray | None:
-        feats, skipped = read_cached(self.cache_dir, key, fp, self._n_listed, self.saved)
-        self.skipped += [m for m in skipped if m not in self.skipped]
-        return feats
-
-    def _write_cache(self, key: str, fp: str, feats: np.ndarray) -> None:
-        write_cached(self.cache_dir, key, fp, feats, self.skipped)
 
     def save(self, folder: str | Path) -> None:
         """Write metadata.csv next to images already in `folder` (sources must be paths inside it)."""

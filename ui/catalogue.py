@@ -18,7 +18,10 @@ from sbir_core.backends import BASELINES, ModelFileError, available_backends
 from sbir_core.backends.onnx_model import REBUILD_HINT, read_meta
 from sbir_core.config import MODELS_DIR, REPO_ROOT, data_dir
 from sbir_core.data.preprocess import ImageInputError, load_image
+from sbir_core.data.readers import sketch_photo_id
+from sbir_core.data.splits import split_of
 from sbir_core.gallery import BUNDLED_DIR, Gallery
+from sbir_core.store import is_memory, store_uri
 
 from .drawing import png_bytes
 
@@ -101,7 +104,6 @@ def gallery_sources() -> list[GallerySource]:
     if extra and Path(extra).is_dir():
         out.append(GallerySource("folder", f"Folder {Path(extra).name}", f"Photos from {extra}",
                                  lambda: Gallery.from_folder(extra)))
-    from sbir_core.store import is_memory, store_uri
     if not is_memory():          # SBIR_STORE names a Milvus store: its photos, searched there
         uri = store_uri()
         out.append(GallerySource("store", f"Store {uri.split('?', 1)[0]}", f"Photos indexed in the vector store {uri} "
@@ -188,8 +190,6 @@ class Example:
 def example_sketches(classes: Sequence[str] = EXAMPLE_CLASSES) -> list[Example]:
     """Real held-out Sketchy sketches when ../shared/data is present (one test-split sketch per
     class), else the OpenMoji outlines that ship in assets/examples (CC BY-SA 4.0)."""
-    from sbir_core.data.readers import sketch_photo_id
-    from sbir_core.data.splits import split_of
     out: list[Example] = []
     root = data_dir() / "sketchy" / "sketch"
     if root.is_dir():

@@ -1,6 +1,8 @@
 """The embedding map's colours, label placement and hover thumbnails. No Streamlit."""
 from __future__ import annotations
 
+import base64
+import io
 from typing import Any, Sequence
 
 import numpy as np
@@ -40,8 +42,6 @@ def map_label_placement(x: float, y: float, x_range: tuple[float, float], y_rang
 
 def map_thumbnail_url(emb: Any, i: int, size: int = 72) -> str:
     """A small data-URL preview of map point i for the hover tooltip ('' when its file is not here)."""
-    import base64
-    import io
     source = emb.image(i)
     if source is None:
         return ""

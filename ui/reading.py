@@ -12,7 +12,7 @@ import numpy as np
 from sbir_core.backends import ModelFileError
 from sbir_core.backends.base import Backend, SearchResult
 from sbir_core.data.classes import display
-from sbir_core.data.preprocess import ImageInputError
+from sbir_core.data.preprocess import BlankSketchError, ImageInputError
 from sbir_core.gallery import Gallery
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,6 @@ def safe_search(backend: Backend, sketch: Any, gallery: Gallery, k: int = 20,
                 threshold: float | None = None) -> SearchOutcome:
     """`backend.search` (top k), or with a threshold `search_within` (every photo at least that
     similar, at most k shown), with every failure turned into a message for the user."""
-    from sbir_core.data.preprocess import BlankSketchError
     try:
         if threshold is not None and supports_threshold(backend):
             r = backend.search_within(sketch, gallery, threshold)

@@ -12,6 +12,7 @@ from ..index import l2_normalise
 from .base import Backend, register_backend
 from .onnx_model import REBUILD_HINT, REQUIRED_BY_BACKEND, ModelFileError, OnnxChain, read_meta
 
+
 class OnnxBackend(Backend):
     """A backend whose sketch and photo encoders are ONNX files (or chains of files) named in
     `models/<name>.json`, with the preprocessing they were trained with."""
